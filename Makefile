@@ -1,0 +1,35 @@
+# Two commands do all the set-up: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
+
+.PHONY: demo test test-slow bench clean data
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(DEV_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@ $(STAMP)
+
+test: $(DEV_STAMP)
+	$(PY) -m pytest -q
+
+test-slow: $(DEV_STAMP)
+	$(PY) -m pytest -q -m slow
+
+data:
+	@bash scripts/get_data.sh
+
+demo: $(STAMP) data
+	@bash scripts/demo.sh
+
+clean:
+	rm -rf $(VENV) demo_out
