@@ -12,6 +12,8 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# tf-agents (the PPO controller) needs legacy Keras as tf.keras; this must precede any TF import.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 from absl import app, flags, logging  # noqa: E402
 

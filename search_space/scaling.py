@@ -86,7 +86,8 @@ def paper_family(baseline: Architecture) -> list[Architecture]:
 
 def round_resolution(resolution: float, multiple: int = 8) -> int:
   """Rounds a resolution to the nearest multiple of `multiple` (at least one multiple)."""
-  return max(multiple, int(round(resolution / multiple)) * multiple)
+  # Half-up, not Python's banker's rounding: 260 -> 264, as a person would round.
+  return max(multiple, int(math.floor(resolution / multiple + 0.5)) * multiple)
 
 
 def check_coefficients(alpha: float, beta: float, gamma: float) -> None:
@@ -106,7 +107,7 @@ def compound_member(phi: float, alpha: float = PAPER_ALPHA, beta: float = PAPER_
   check_coefficients(alpha, beta, gamma)
   return FamilyMember(name=f"phi{phi:g}", width=round(beta ** phi, 6), depth=round(alpha ** phi, 6),
                       resolution=round_resolution(base_resolution * gamma ** phi),
-                      dropout=min(0.5, 0.2 + 0.1 * math.floor(phi / 2)))
+                      dropout=round(min(0.5, 0.2 + 0.1 * math.floor(phi / 2)), 6))
 
 
 def compound_family(baseline: Architecture, phis=(1, 2, 3, 4, 5, 6, 7),
