@@ -1,0 +1,92 @@
+"""Controllers: they propose index vectors over decisions and learn from rewards.
+
+`make(name, arities, seed=0, **hparams)` builds one of `NAMES`:
+
+- `ppo` (the default): an LSTM policy trained with PPO on tf-agents.
+- `reinforce`: independent logits per decision and a moving-average baseline (TuNAS).
+- `evolution`: regularized (aging) evolution.
+- `random`: uniform random search.
+
+Only `ppo` imports TensorFlow, and only when it is built, so the others stay light.
+"""
+
+import os
+
+# tf-agents runs on legacy (tf_keras) Keras; this must be set before TF is imported.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import contextlib  # noqa: E402
+import importlib  # noqa: E402
+import io  # noqa: E402
+import sys  # noqa: E402
+import warnings  # noqa: E402
+from typing import Iterator, Sequence  # noqa: E402
+
+from controller.base import Controller, Sample  # noqa: E402
+
+DEFAULT = "ppo"
+_CLASSES = {
+    "ppo": ("controller.ppo", "PPOController"),
+    "reinforce": ("controller.reinforce", "ReinforceController"),
+    "evolution": ("controller.evolution", "EvolutionController"),
+    "random": ("controller.random_controller", "RandomController"),
+}
+NAMES = tuple(_CLASSES)
+
+# gym (imported by tf-agents) warns at run time about numpy 2; it is not used here.
+warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"gym(\.|$)")
+
+
+@contextlib.contextmanager
+def quiet_tf_agents_import() -> Iterator[None]:
+  """Hides the gym banner and the distutils deprecation warnings of importing tf-agents.
+
+  gym prints its "unmaintained" banner straight to sys.stderr on import. Other
+  stderr output of the import is passed through.
+  """
+  captured = io.StringIO()
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore", DeprecationWarning)
+      with contextlib.redirect_stderr(captured):
+        yield
+  finally:
+    text = captured.getvalue()
+    banner = _gym_banner()
+    if banner:
+      text = text.replace(banner + "\n", "")
+    if text:
+      sys.stderr.write(text)
+
+
+def _gym_banner() -> str:
+  gym = sys.modules.get("gym")  # never import it here: that would print the banner
+  if gym is None:
+    return ""
+  try:
+    from gym_notices import notices
+    return notices.notices.get(gym.__version__, "")
+  except Exception:  # noqa: BLE001  (no gym: nothing to hide)
+    return ""
+
+
+def controller_class(name: str) -> type:
+  """The class of the controller called `name` (importing its module on demand)."""
+  if name not in _CLASSES:
+    raise ValueError(f"controller name={name!r} is unknown; allowed: {list(NAMES)}")
+  module, cls = _CLASSES[name]
+  return getattr(importlib.import_module(module), cls)
+
+
+def make(name: str, arities: Sequence[int], seed: int = 0, **hparams) -> Controller:
+  """A new controller of kind `name` over decisions of the given arities.
+
+  Raises:
+    ValueError: for an unknown name (listing `NAMES`), an unknown hparam
+      (naming it) or a bad value.
+  """
+  return controller_class(name)(arities, seed=seed, **hparams)
+
+
+__all__ = ["Controller", "Sample", "NAMES", "DEFAULT", "make", "controller_class",
+           "quiet_tf_agents_import"]
