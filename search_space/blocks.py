@@ -266,6 +266,16 @@ class Architecture:
                           drop_rate=self.drop_connect_rate * i / total)
             for i, (stage, b, cin, cout, stride) in enumerate(scaled)]
 
+  def identity(self) -> str:
+    """What makes two networks the same: the JSON form without the name.
+
+    A renamed repeat of a network is the same network (a cached trial, a
+    duplicate in an export).
+    """
+    d = self.to_dict()
+    del d["name"]
+    return json.dumps(d, sort_keys=True)
+
   def replace(self, **changes: Any) -> "Architecture":
     return dataclasses.replace(self, **changes)
 

@@ -17,9 +17,17 @@ from search_space.blocks import Architecture, ConcreteBlock
 
 BN_MOMENTUM = 0.99
 BN_EPSILON = 1e-3
-# Same initializers as the TF reference and keras.applications.
-CONV_INIT = keras.initializers.VarianceScaling(scale=2.0, mode="fan_out", distribution="truncated_normal")
-DENSE_INIT = keras.initializers.VarianceScaling(scale=1.0 / 3.0, mode="fan_out", distribution="uniform")
+
+# Same initializers as the TF reference and keras.applications. A fresh instance per layer: a
+# shared Keras 3 initializer repeats the same values for every layer of the same shape, and its
+# seed would be fixed at import time instead of by keras.utils.set_random_seed.
+def _conv_init():
+  return keras.initializers.VarianceScaling(scale=2.0, mode="fan_out", distribution="truncated_normal")
+
+
+def _dense_init():
+  return keras.initializers.VarianceScaling(scale=1.0 / 3.0, mode="fan_out", distribution="uniform")
+
 _KERAS_ACTIVATIONS = {"swish": "silu", "relu": "relu", "relu6": "relu6", "hard_swish": "hard_silu"}
 
 
@@ -33,23 +41,23 @@ def mbconv(x, block: ConcreteBlock, activation: str, prefix: str):
   inputs = x
   cexp = block.expanded_filters
   if block.expand_ratio != 1:
-    x = layers.Conv2D(cexp, 1, padding="same", use_bias=False, kernel_initializer=CONV_INIT,
+    x = layers.Conv2D(cexp, 1, padding="same", use_bias=False, kernel_initializer=_conv_init(),
                       name=prefix + "expand_conv")(x)
     x = _bn(prefix + "expand_bn")(x)
     x = layers.Activation(act, name=prefix + "expand_activation")(x)
   x = layers.DepthwiseConv2D(block.kernel_size, strides=block.stride, padding="same", use_bias=False,
-                             depthwise_initializer=CONV_INIT, name=prefix + "dwconv")(x)
+                             depthwise_initializer=_conv_init(), name=prefix + "dwconv")(x)
   x = _bn(prefix + "bn")(x)
   x = layers.Activation(act, name=prefix + "activation")(x)
   if block.se_ratio > 0:
     se = layers.GlobalAveragePooling2D(keepdims=True, name=prefix + "se_squeeze")(x)
     se = layers.Conv2D(block.se_filters, 1, padding="same", activation=act,
-                       kernel_initializer=CONV_INIT, name=prefix + "se_reduce")(se)
+                       kernel_initializer=_conv_init(), name=prefix + "se_reduce")(se)
     se = layers.Conv2D(cexp, 1, padding="same", activation="sigmoid",
-                       kernel_initializer=CONV_INIT, name=prefix + "se_expand")(se)
+                       kernel_initializer=_conv_init(), name=prefix + "se_expand")(se)
     x = layers.Multiply(name=prefix + "se_excite")([x, se])
   x = layers.Conv2D(block.output_filters, 1, padding="same", use_bias=False,
-                    kernel_initializer=CONV_INIT, name=prefix + "project_conv")(x)
+                    kernel_initializer=_conv_init(), name=prefix + "project_conv")(x)
   x = _bn(prefix + "project_bn")(x)
   if block.has_skip:
     if block.drop_rate > 0:
@@ -85,7 +93,7 @@ def build_model(arch: Architecture, input_shape: Sequence[int] | None = None, nu
   act = _KERAS_ACTIVATIONS[arch.activation]
   inputs = keras.Input(shape=input_shape, name="image")
   x = layers.Conv2D(arch.stem_channels, 3, strides=2, padding="same", use_bias=False,
-                    kernel_initializer=CONV_INIT, name="stem_conv")(inputs)
+                    kernel_initializer=_conv_init(), name="stem_conv")(inputs)
   x = _bn("stem_bn")(x)
   x = layers.Activation(act, name="stem_activation")(x)
   blocks = arch.expand_blocks()
@@ -95,13 +103,13 @@ def build_model(arch: Architecture, input_shape: Sequence[int] | None = None, nu
     stage_seen[b.stage] = j + 1
     x = mbconv(x, b, arch.activation, prefix=f"block{b.stage + 1}{_letter(j)}_")
   x = layers.Conv2D(arch.head_channels, 1, padding="same", use_bias=False,
-                    kernel_initializer=CONV_INIT, name="top_conv")(x)
+                    kernel_initializer=_conv_init(), name="top_conv")(x)
   x = _bn("top_bn")(x)
   x = layers.Activation(act, name="top_activation")(x)
   x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
   if arch.dropout_rate > 0:
     x = layers.Dropout(arch.dropout_rate, name="top_dropout")(x)
-  outputs = layers.Dense(num_classes, activation=classifier_activation, kernel_initializer=DENSE_INIT,
+  outputs = layers.Dense(num_classes, activation=classifier_activation, kernel_initializer=_dense_init(),
                          name="predictions")(x)
   return keras.Model(inputs, outputs, name=_model_name(name or arch.name))
 

@@ -192,7 +192,20 @@ def default_space(activation: str = "swish") -> SearchSpace:
   return SearchSpace(stages=stages, activation=activation)
 
 
-SPACES = {"default": default_space}
+def micro_space(activation: str = "swish") -> SearchSpace:
+  """A 3-stage space of the same decisions, for smoke tests and quick trials of the tooling.
+
+  Children build and trace in about a second on a CPU, so a whole search with
+  resume can run inside a unit test. It is not meant to find good networks.
+  """
+  stages = tuple(StageSpace(stride=s, kernel=(3, 5), expansion=(1, 3, 6), se_ratio=(0.0, 0.25),
+                            skip=SKIP_OPTIONS, repeats=(1, 2), filters=f)
+                 for s, f in zip((1, 2, 2), ((8,), (8, 16), (16, 24))))
+  return SearchSpace(stages=stages, stem_filters=8, head_filters=64, activation=activation,
+                     resolution=32, name="micro")
+
+
+SPACES = {"default": default_space, "micro": micro_space}
 
 
 def get_space(name: str) -> SearchSpace:

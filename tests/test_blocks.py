@@ -122,3 +122,10 @@ def test_expand_blocks_b0():
   assert [b.has_skip for b in blocks].count(True) == 9
   assert blocks[0].drop_rate == 0.0 and blocks[-1].drop_rate == pytest.approx(0.2 * 15 / 16)
   assert blocks[1].se_filters == 4 and blocks[1].expanded_filters == 96
+
+
+def test_identity_ignores_only_the_name():
+  b0 = named("efficientnet-b0")
+  assert b0.replace(name="other").identity() == b0.identity()
+  assert b0.replace(resolution=240).identity() != b0.identity()
+  assert json.loads(b0.identity())["blocks"] == list(b0.block_strings)

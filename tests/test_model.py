@@ -58,3 +58,20 @@ def test_bad_input_shape_and_classes():
     build_model(arch, (32, 32), 10)
   with pytest.raises(ValueError, match="num_classes=0 is invalid"):
     build_model(arch, (32, 32, 3), 0)
+
+
+def test_layers_of_the_same_shape_get_different_initial_weights():
+  model = build_model(named("efficientnet-b0").replace(width_coefficient=0.25), (32, 32, 3), 10)
+  a = model.get_layer("block4b_project_conv").get_weights()[0]
+  b = model.get_layer("block4c_project_conv").get_weights()[0]
+  assert a.shape == b.shape and not np.allclose(a, b)
+
+
+def test_build_is_reproducible_under_set_random_seed():
+  arch = named("mobilenet-v2").replace(width_coefficient=0.25)
+  keras.utils.set_random_seed(11)
+  w1 = build_model(arch, (32, 32, 3), 10).get_weights()
+  build_model(named("mnasnet-a1"), (32, 32, 3), 10)  # history must not matter
+  keras.utils.set_random_seed(11)
+  w2 = build_model(arch, (32, 32, 3), 10).get_weights()
+  assert all(np.array_equal(x, y) for x, y in zip(w1, w2))

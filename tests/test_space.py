@@ -63,5 +63,14 @@ def test_encode_refuses_points_outside():
 
 
 def test_get_space_unknown():
-  with pytest.raises(ValueError, match="unknown search space 'tiny'; allowed: \\['default'\\]"):
+  with pytest.raises(ValueError, match="unknown search space 'tiny'; allowed: \\['default', 'micro'\\]"):
     get_space("tiny")
+
+
+def test_micro_space():
+  space = get_space("micro")
+  assert space.arities == (2, 3, 2, 2, 2, 1) + (2, 3, 2, 2, 2, 2) * 2
+  assert space.size == 48 * 96 * 96
+  arch = space.decode([0] * 18)
+  assert arch.block_strings == ["r1_k3_s11_e1_i8_o8", "r1_k3_s22_e1_i8_o8", "r1_k3_s22_e1_i8_o16"]
+  assert (arch.stem_filters, arch.head_filters, arch.resolution) == (8, 64, 32)
