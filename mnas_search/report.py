@@ -13,6 +13,7 @@ import math
 import os
 from typing import Any, Sequence
 
+import rewards
 from mnas_search import fileio, pareto
 from mnas_search.store import TRIAL_STATUSES
 # Fixed figure geometry, so that every PNG has a known pixel size (width, height) = inches · DPI.
@@ -20,9 +21,7 @@ DPI = 100
 FIGSIZE = (9.0, 5.5)
 FAMILY_FIGSIZE = (12.0, 5.0)
 REFERENCE_NAMES = ("efficientnet-b0", "mnasnet-a1")
-# The cost a search's reward uses (params.json "cost"), the params.json key of its target T, and units.
-COST_TARGETS = {"flops": ("target_flops", "FLOPs (multiply-adds)"),
-                "params": ("target_params", "parameters"), "latency": ("target_latency_ms", "ms")}
+COST_TARGETS = rewards.COST_TARGETS
 
 
 # ----------------------------------------------------------------------------- readers

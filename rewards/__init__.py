@@ -26,6 +26,10 @@ MNAS_HARD_BETA = -1.0
 ABS_BETA = -0.10
 
 COST_KINDS = ("flops", "params", "latency")
+# Per cost kind: the setting that holds its target T (a search flag and params.json key), and units.
+COST_TARGETS = types.MappingProxyType({"flops": ("target_flops", "FLOPs (multiply-adds)"),
+                                       "params": ("target_params", "parameters"),
+                                       "latency": ("target_latency_ms", "ms")})
 
 
 def _check_number(name: str, value, allowed: str) -> float:

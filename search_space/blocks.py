@@ -219,6 +219,15 @@ class Architecture:
     for b in blocks:
       if not isinstance(b, BlockArgs):
         raise ValueError(f"blocks must be block strings or BlockArgs, got {b!r}")
+    # Each stage must take what the one before it gives (the stem for the first); otherwise the
+    # builder would silently use other channels than the counters assume.
+    expected = self.stem_filters if isinstance(self.stem_filters, int) else None
+    for i, b in enumerate(blocks):
+      if expected is not None and b.input_filters != expected:
+        source = "the stem's stem_filters" if i == 0 else f"block {i}'s output (o{expected})"
+        raise ValueError(f"block {i + 1} {b.to_string()!r}: input filters i{b.input_filters} do not "
+                         f"match {source} = {expected}; allowed: i{expected}")
+      expected = b.output_filters
     for field in ("width_coefficient", "depth_coefficient"):
       v = getattr(self, field)
       if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 or math.isinf(v):

@@ -129,3 +129,12 @@ def test_identity_ignores_only_the_name():
   assert b0.replace(name="other").identity() == b0.identity()
   assert b0.replace(resolution=240).identity() != b0.identity()
   assert json.loads(b0.identity())["blocks"] == list(b0.block_strings)
+
+
+def test_stage_filters_must_chain():
+  with pytest.raises(ValueError, match=r"block 1 'r1_k3_s11_e1_i8_o8': input filters i8 do not match "
+                                       r"the stem's stem_filters = 32; allowed: i32"):
+    Architecture(blocks=("r1_k3_s11_e1_i8_o8",))
+  with pytest.raises(ValueError, match=r"block 2 'r1_k3_s22_e6_i24_o40': input filters i24 do not match "
+                                       r"block 1's output \(o16\) = 16"):
+    Architecture(blocks=("r1_k3_s11_e1_i32_o16", "r1_k3_s22_e6_i24_o40"))
