@@ -1,0 +1,233 @@
+"""Tests for mnas_search.trainer (and the `launch.py evaluate` command in front of it).
+
+Children are tiny (two blocks at width 0.25, 16x16, synthetic data): each trains in about a second
+plus graph tracing.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import search_space
+from mnas_search import trainer
+from mnas_search.proxy import ProxyTask
+from mnas_search.trainer import TrialResult, evaluate
+from search_space import Architecture
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_BLOCKS = ("r1_k3_s11_e1_i32_o16_se0.25", "r1_k3_s22_e3_i16_o24")
+ARCH = Architecture(blocks=TINY_BLOCKS, name="tiny", head_filters=256, dropout_rate=0.0,
+                    drop_connect_rate=0.0)
+DATASET = "synthetic:size=16,channels=1,classes=4,train=800,test=50"
+TASK = ProxyTask(dataset=DATASET, resolution=16, train_images=512, val_images=256, epochs=2,
+                 batch_size=64, proxy_width=0.25)
+
+
+@pytest.fixture
+def restore_determinism():
+  """Op determinism is process-wide: switch it back off after the test if it was off."""
+  from tensorflow.python.framework import config  # pylint: disable=g-direct-tensorflow-import
+  was = config.is_op_determinism_enabled()
+  yield
+  if not was:
+    config.disable_op_determinism()
+
+
+def test_tiny_child_learns_synthetic_well_above_chance():
+  r = evaluate(ARCH, TASK.replace(epochs=4))
+  assert r.status == "ok" and r.error is None
+  assert r.accuracy > 0.5  # 4 classes: chance is 0.25 (6 seeds gave 0.63 to 0.94)
+  assert (r.steps, r.epochs_completed, r.seed) == (4 * (512 // 64), 4, 0)
+  child = search_space.scale(ARCH, width=0.25, resolution=16)
+  assert r.proxy_flops == search_space.count_flops(child, 16, num_classes=4, input_channels=1)
+  assert r.proxy_params == search_space.count_params(child, num_classes=4, input_channels=1)
+  assert 0 < r.train_seconds < 60 and r.images_per_sec > 0 and math.isfinite(r.loss)
+
+
+def test_same_seed_is_bit_identical_with_determinism(restore_determinism):
+  a = evaluate(ARCH, TASK, seed=5, deterministic=True)
+  b = evaluate(ARCH, TASK, seed=5, deterministic=True)
+  c = evaluate(ARCH, TASK, seed=6, deterministic=True)
+  assert (a.accuracy, a.loss, a.seed) == (b.accuracy, b.loss, 5)
+  assert c.loss != a.loss and c.seed == 6
+
+
+def test_nan_loss_fails_at_once():
+  task = TASK.replace(learning_rate=1e30, epochs=20)
+  started = time.monotonic()
+  r = evaluate(ARCH, task)
+  assert r.status == "failed" and r.accuracy == 0.0
+  assert r.error.startswith("training loss became nan at step ") and "training stopped" in r.error
+  assert r.steps < 10  # of 160: it stopped at the first non-finite loss
+  assert time.monotonic() - started < 30
+
+
+def test_timeout_stops_training_and_still_scores():
+  # A constant rate without warmup, so that the few steps before the limit still learn.
+  task = TASK.replace(epochs=100000, timeout_s=3.0, lr_schedule="constant", warmup_fraction=0.0)
+  started = time.monotonic()
+  r = evaluate(ARCH, task, strategy="cpu")
+  elapsed = time.monotonic() - started
+  assert r.status == "timeout" and elapsed < 3.0 + 5.0
+  assert r.error.startswith(f"timeout_s=3.0 reached after {r.steps} of 800000 steps")
+  assert 0 < r.steps < 800000 and r.accuracy > 0.4  # measured on validation anyway
+
+
+def test_steps_instead_of_epochs():
+  r = evaluate(ARCH, TASK.replace(steps=11))
+  assert r.status == "ok" and (r.steps, r.epochs_completed) == (11, 1)
+
+
+def test_exceptions_and_oom_become_failed(monkeypatch):
+  def boom(*args, **kwargs):
+    raise RuntimeError("boom")
+  monkeypatch.setattr(trainer.search_space, "build_model", boom)
+  r = evaluate(ARCH, TASK)
+  assert (r.status, r.accuracy, r.error, r.steps) == ("failed", 0.0, "RuntimeError: boom", 0)
+
+  def oom(*args, **kwargs):
+    raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
+  monkeypatch.setattr(trainer.search_space, "build_model", oom)
+  r = evaluate(ARCH, TASK)
+  assert (r.status, r.error) == ("failed", "out of memory: OOM when allocating tensor")
+
+
+def test_bad_input_raises_instead_of_failing_the_child(tmp_path):
+  with pytest.raises(ValueError, match="arch='tiny' is invalid; allowed: a search_space.Architecture"):
+    evaluate("tiny", TASK)
+  with pytest.raises(ValueError, match="task=3 is invalid; allowed: a ProxyTask"):
+    evaluate(ARCH, 3)
+  with pytest.raises(ValueError, match="seed=-1 is invalid; allowed: None or an integer >= 0"):
+    evaluate(ARCH, TASK, seed=-1)
+  with pytest.raises(FileNotFoundError, match="does not exist"):
+    evaluate(ARCH, TASK.replace(dataset=f"dir:{tmp_path / 'missing'}"))
+  with pytest.raises(ValueError, match=r"val_images=900 is invalid for dataset 'synthetic:size=16.*"
+                                       r"with 800 training images"):
+    evaluate(ARCH, TASK.replace(val_images=900))
+  with pytest.raises(ValueError, match=r"batch_size=600 is invalid for 544 training images; allowed: "
+                                       r"an integer in \[1, 544\]"):
+    evaluate(ARCH, TASK.replace(train_images=None, batch_size=600))
+
+
+def test_lr_schedule_warmup_then_cosine_or_constant():
+  sched = trainer.make_lr_schedule(ProxyTask(learning_rate=0.4, warmup_fraction=0.1), 100)
+  values = [float(sched(s)) for s in (0, 5, 10, 55, 100, 150)]
+  np.testing.assert_allclose(values, [0.0, 0.2, 0.4, 0.2, 0.0, 0.0], atol=1e-6)
+  const = trainer.make_lr_schedule(ProxyTask(learning_rate=0.4, lr_schedule="constant"), 100)
+  np.testing.assert_allclose([float(const(s)) for s in (0, 5, 10, 99)], [0.0, 0.2, 0.4, 0.4], atol=1e-6)
+  plain = trainer.make_lr_schedule(ProxyTask(learning_rate=0.4, warmup_fraction=0.0), 100)
+  np.testing.assert_allclose([float(plain(s)) for s in (0, 50)], [0.4, 0.2], atol=1e-6)
+
+
+def test_optimizers():
+  sgd = trainer.make_optimizer(ProxyTask(momentum=0.8), 10)
+  assert type(sgd).__name__ == "SGD" and sgd.momentum == 0.8 and sgd.weight_decay is None
+  rms = trainer.make_optimizer(ProxyTask(optimizer="rmsprop", weight_decay=1e-5), 10)
+  assert type(rms).__name__ == "RMSprop" and (rms.rho, rms.epsilon, rms.weight_decay) == (0.9, 1e-3, 1e-5)
+
+
+def test_label_smoothing_loss():
+  logits = np.array([[2.0, 0.0, -1.0]], np.float32)
+  log_p = logits[0] - np.log(np.exp(logits[0]).sum())
+  plain = trainer.make_loss(ProxyTask(), 3)
+  np.testing.assert_allclose(float(plain(np.array([0]), logits)), -log_p[0], rtol=1e-6)
+  smooth = trainer.make_loss(ProxyTask(label_smoothing=0.3), 3)
+  target = np.array([0.8, 0.1, 0.1])  # (1 - 0.3) one-hot + 0.3 / 3
+  np.testing.assert_allclose(float(smooth(np.array([0]), logits)), -(target * log_p).sum(), rtol=1e-6)
+
+
+def test_bn_momentum_is_set_for_the_proxy():
+  import keras
+  splits = trainer.load_proxy_splits(TASK)
+  model = trainer.build_child(trainer.proxy_child(ARCH, TASK), TASK, splits, 10)
+  bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+  assert len(bns) == 7 and {l.momentum for l in bns} == {0.9}
+  trainer.set_bn_momentum(model, None)
+  assert {l.momentum for l in bns} == {0.9}
+  keras.backend.clear_session()
+
+
+def test_trial_result_dict():
+  r = TrialResult(status="timeout", accuracy=0.5, train_seconds=1.0, images_per_sec=10.0,
+                  proxy_flops=3, proxy_params=4, error="x", epochs_completed=1, steps=2, loss=0.1, seed=7)
+  assert TrialResult.from_dict(json.loads(json.dumps(r.to_dict()))) == r
+  with pytest.raises(ValueError, match="status='done' is invalid; allowed: ok, failed, timeout"):
+    TrialResult(status="done", accuracy=0.0, train_seconds=0.0, images_per_sec=0.0, proxy_flops=0,
+                proxy_params=0)
+  with pytest.raises(ValueError, match=r"unknown key\(s\) \['acc'\]"):
+    TrialResult.from_dict({**r.to_dict(), "acc": 1})
+
+
+def test_children_leave_no_graph_behind():
+  # Swish (tf.nn.silu) registers a global custom gradient per traced call, which pins the graph.
+  before = trainer.registered_gradients()
+  r = evaluate(ARCH, TASK.replace(epochs=1))
+  assert r.status == "ok" and ARCH.activation == "swish"
+  assert trainer.registered_gradients() == before
+
+
+def _rss_mb():
+  with open("/proc/self/statm") as f:
+    return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux /proc")
+def test_memory_stays_flat_over_many_children():
+  task = TASK.replace(epochs=1, train_images=256)
+  for i in range(30):
+    r = evaluate(ARCH, task, seed=i)
+    assert r.status == "ok"
+    if i == 4:
+      after_five = _rss_mb()
+  assert _rss_mb() - after_five < 200
+
+
+# ----------------------------------------------------------------------------- launch.py evaluate
+def run_cli(*args):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+  return subprocess.run([sys.executable, os.path.join(ROOT, "launch.py"), "evaluate", *args],
+                        capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+
+
+def test_cli_evaluate_json():
+  p = run_cli("--blocks=" + ",".join(TINY_BLOCKS), "--width_coefficient=0.5", f"--dataset={DATASET}",
+              "--proxy_resolution=16", "--proxy_train_images=512", "--proxy_val_images=256",
+              "--proxy_epochs=2", "--proxy_batch_size=64", "--proxy_width=0.5", "--cost_resolution=96",
+              "--cost_num_classes=10", "--json")
+  assert p.returncode == 0, p.stderr
+  d = json.loads(p.stdout.strip().splitlines()[-1])
+  arch = Architecture(blocks=TINY_BLOCKS, name="custom", width_coefficient=0.5)
+  assert d["status"] == "ok" and d["accuracy"] > 0.4 and d["steps"] == 16
+  assert d["flops"] == search_space.count_flops(arch, 96, 10)
+  assert d["params"] == search_space.count_params(arch, 10)
+  assert d["proxy_flops"] == search_space.count_flops(search_space.scale(arch, 0.5), 16, 4, 1)
+  assert d["train_seconds"] > 0 and d["images_per_sec"] > 0
+
+
+@pytest.mark.parametrize("args, line", [
+    (["--arch=efficientnet-b0", "--proxy_resolution=0"],
+     "error: --proxy_resolution=0 is invalid; allowed: an integer >= 1"),
+    (["--arch=efficientnet-b0", "--proxy_epochs=-1"],
+     "error: --proxy_epochs=-1 is invalid; allowed: an integer >= 1"),
+    (["--arch=efficientnet-b0", "--dataset=imagenet"],
+     "error: --dataset='imagenet' is unknown; allowed: fashion_mnist, cifar10, synthetic, tfds:NAME, "
+     "dir:PATH"),
+    (["--arch=efficientnet-b0", "--proxy_optimizer=adam"],
+     "error: --proxy_optimizer='adam' is invalid; allowed: sgd or rmsprop"),
+    (["--arch=efficientnet-b0", "--cost_resolution=0"],
+     "error: --cost_resolution=0 is invalid; allowed: a number > 0"),
+    (["--arch=efficientnet-b0", "--dataset=dir:/no/such/folder"],
+     "error: dataset='dir:/no/such/folder': folder '/no/such/folder' does not exist"),
+])
+def test_cli_evaluate_errors_are_one_line(args, line):
+  p = run_cli(*args)
+  assert p.returncode == 2 and p.stdout == ""
+  assert p.stderr.strip().splitlines()[-1] == line
