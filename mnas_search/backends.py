@@ -1,0 +1,265 @@
+"""Where children are trained: in this process, in worker processes, or as Ray tasks.
+
+Every backend takes a list of `Job`s and yields `(job, TrialResult)` pairs as
+children finish. A worker that dies (crash, OOM kill) never loses a trial: its
+job is retried, and after `max_retries` it is reported as `failed` with the
+reason, so the search always gets one result per job.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import multiprocessing
+import os
+import time
+import traceback
+from typing import Iterator, Sequence
+
+from absl import logging
+
+from search_space import Architecture
+from mnas_search.proxy import ProxyTask
+
+BACKENDS = ("inline", "process", "ray")
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+  """One child to train: the trial number, what to train, how, and with which seed."""
+
+  trial: int
+  arch: Architecture
+  task: ProxyTask
+  seed: int
+  deterministic: bool = False
+  strategy: str = "auto"
+  tpu: str | None = None
+
+
+def failed_result(error: str, status: str = "failed"):
+  """A TrialResult for a child that produced no score."""
+  from mnas_search.trainer import TrialResult
+  return TrialResult(status=status, accuracy=0.0, train_seconds=0.0, images_per_sec=0.0,
+                     proxy_flops=0, proxy_params=0, error=error)
+
+
+def run_job(job: Job):
+  """Trains one child; any exception becomes a `failed` result, never an escape."""
+  from mnas_search import strategy as strategy_lib
+  from mnas_search import trainer
+  try:
+    strat = strategy_lib.make_strategy(job.strategy, job.tpu)
+    return trainer.evaluate(job.arch, job.task, strategy=strat, seed=job.seed,
+                            deterministic=job.deterministic)
+  except Exception as e:  # pylint: disable=broad-except
+    logging.warning("trial %d raised %s", job.trial, e)
+    return failed_result(f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}")
+
+
+class Backend:
+  """Runs jobs; subclasses decide where."""
+
+  name = "base"
+
+  def run(self, jobs: Sequence[Job]) -> Iterator[tuple[Job, object]]:
+    raise NotImplementedError
+
+  def close(self) -> None:
+    pass
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
+
+
+class InlineBackend(Backend):
+  """Trains children one after the other in this process (tests, the demo, debugging)."""
+
+  name = "inline"
+
+  def run(self, jobs):
+    for job in jobs:
+      yield job, run_job(job)
+
+
+def _init_worker(threads: int) -> None:
+  """Pins a worker's TF thread pools so that N workers share the cores without oversubscription."""
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  import tensorflow as tf
+  tf.config.threading.set_intra_op_parallelism_threads(threads)
+  tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def default_threads_per_worker(workers: int) -> int:
+  return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+class ProcessBackend(Backend):
+  """Trains children in `workers` spawned processes, each pinned to cores/workers threads.
+
+  A child's crash, OOM kill or memory growth stays in its worker. A dead worker
+  breaks the pool: the pool is rebuilt and every unfinished job is resubmitted
+  (at most `max_retries` times each).
+  """
+
+  name = "process"
+
+  def __init__(self, workers: int = 2, threads_per_worker: int | None = None, max_retries: int = 2,
+               hard_timeout_s: float | None = None):
+    if workers < 1:
+      raise ValueError(f"--workers={workers} is invalid; allowed: an integer >= 1")
+    self.workers = workers
+    self.threads = threads_per_worker or default_threads_per_worker(workers)
+    self.max_retries = max_retries
+    self.hard_timeout_s = hard_timeout_s
+    self._pool: cf.ProcessPoolExecutor | None = None
+
+  def _new_pool(self) -> cf.ProcessPoolExecutor:
+    # spawn, not fork: TF is not fork-safe once initialized in the parent.
+    return cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                  initializer=_init_worker, initargs=(self.threads,))
+
+  def _kill_pool(self) -> None:
+    if self._pool is None:
+      return
+    for p in list(getattr(self._pool, "_processes", {}).values()):
+      if p.is_alive():
+        p.kill()
+    self._pool.shutdown(wait=False, cancel_futures=True)
+    self._pool = None
+
+  def run(self, jobs):
+    pending = list(jobs)
+    tries = {job.trial: 0 for job in pending}
+    while pending:
+      if self._pool is None:
+        self._pool = self._new_pool()
+      futures = {self._pool.submit(run_job, job): job for job in pending}
+      started = time.monotonic()
+      pending = []
+      not_done = set(futures)
+      broken = False
+      while not_done:
+        timeout = None
+        if self.hard_timeout_s is not None:
+          waves = -(-len(futures) // self.workers)  # jobs queue behind busy workers
+          timeout = max(0.0, started + self.hard_timeout_s * waves - time.monotonic())
+        done, not_done = cf.wait(not_done, timeout=timeout, return_when=cf.FIRST_COMPLETED)
+        if not done:
+          # A child hung past the hard limit (the trainer's own timeout did not stop it): kill the
+          # workers and retry what was unfinished; a job that keeps hanging ends as `timeout`.
+          logging.warning("process backend: children overran the hard time limit; restarting workers")
+          for f in not_done:
+            job = futures[f]
+            tries[job.trial] += 1
+            if tries[job.trial] > self.max_retries:
+              yield job, failed_result("killed: over the hard wall-clock limit", status="timeout")
+            else:
+              pending.append(job)
+          self._kill_pool()
+          not_done = set()
+          break
+        for f in done:
+          job = futures[f]
+          try:
+            yield job, f.result()
+          except cf.process.BrokenProcessPool as e:
+            broken = True
+            tries[job.trial] += 1
+            if tries[job.trial] > self.max_retries:
+              yield job, failed_result(f"worker lost {tries[job.trial]} times: {e}")
+            else:
+              logging.warning("process backend: worker lost during trial %d; retrying", job.trial)
+              pending.append(job)
+      if broken:
+        self._kill_pool()
+
+  def close(self):
+    if self._pool is not None:
+      self._pool.shutdown(wait=True, cancel_futures=True)
+      self._pool = None
+
+
+def _ray_run_job(job: Job, threads: int):
+  """Body of the Ray task: pin threads (first use of TF in this worker), then train."""
+  try:
+    _init_worker(threads)
+  except RuntimeError:
+    pass  # TF already initialized in this reused worker; its pools are already set
+  return run_job(job)
+
+
+class RayBackend(Backend):
+  """Runs each trial as a Ray task.
+
+  Without `address` a local Ray starts with the dashboard off, bound to
+  127.0.0.1. With it, the backend joins that cluster. At most `workers` trials
+  run at once; each asks for `cpus_per_trial` CPUs and `gpus_per_trial` GPUs.
+  Ray retries a task whose worker died; after that the trial is `failed`.
+  """
+
+  name = "ray"
+
+  def __init__(self, workers: int = 2, address: str | None = None, cpus_per_trial: float = 1,
+               gpus_per_trial: float = 0, max_retries: int = 2):
+    try:
+      import ray
+    except ImportError:
+      raise ValueError("--backend=ray needs Ray: pip install '.[ray]'") from None
+    if workers < 1:
+      raise ValueError(f"--workers={workers} is invalid; allowed: an integer >= 1")
+    if cpus_per_trial <= 0 or gpus_per_trial < 0:
+      raise ValueError(f"--cpus_per_trial={cpus_per_trial} / --gpus_per_trial={gpus_per_trial} are "
+                       "invalid; allowed: cpus > 0, gpus >= 0")
+    self._ray = ray
+    self.workers = workers
+    self._owns_ray = False
+    if not ray.is_initialized():
+      env = {"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}}
+      if address:
+        ray.init(address=address, runtime_env=env, log_to_driver=False)
+      else:
+        ray.init(num_cpus=max(os.cpu_count() or 1, int(workers * cpus_per_trial)),
+                 include_dashboard=False, dashboard_host="127.0.0.1", runtime_env=env,
+                 log_to_driver=False, _node_ip_address="127.0.0.1")
+      self._owns_ray = True
+    self._task = ray.remote(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial,
+                            max_retries=max_retries)(_ray_run_job)
+    self._threads = max(1, int(cpus_per_trial))
+
+  def run(self, jobs):
+    ray = self._ray
+    queue = list(jobs)
+    running = {}
+    while queue or running:
+      while queue and len(running) < self.workers:
+        job = queue.pop(0)
+        running[self._task.remote(job, self._threads)] = job
+      done, _ = ray.wait(list(running), num_returns=1)
+      for ref in done:
+        job = running.pop(ref)
+        try:
+          yield job, ray.get(ref)
+        except ray.exceptions.RayError as e:
+          yield job, failed_result(f"ray task lost after retries: {type(e).__name__}: {e}")
+
+  def close(self):
+    if self._owns_ray and self._ray.is_initialized():
+      self._ray.shutdown()
+
+
+def make_backend(name: str, workers: int = 1, ray_address: str | None = None,
+                 cpus_per_trial: float = 1, gpus_per_trial: float = 0,
+                 hard_timeout_s: float | None = None) -> Backend:
+  """The backend called `name` (inline, process or ray)."""
+  if name == "inline":
+    return InlineBackend()
+  if name == "process":
+    return ProcessBackend(workers=workers, hard_timeout_s=hard_timeout_s)
+  if name == "ray":
+    return RayBackend(workers=workers, address=ray_address, cpus_per_trial=cpus_per_trial,
+                      gpus_per_trial=gpus_per_trial)
+  raise ValueError(f"--backend={name!r} is invalid; allowed: {', '.join(BACKENDS)}")

@@ -1,0 +1,86 @@
+"""Tests for mnas_search.backends: inline, process and Ray runs, and failures that lose nothing."""
+
+import os
+
+import pytest
+
+from mnas_search import backends, fileio
+from mnas_search.proxy import ProxyTask
+from mnas_search.search import SearchConfig, run_search
+from search_space import get_space
+
+TASK = ProxyTask(dataset="synthetic", resolution=16, train_images=128, val_images=64, epochs=1,
+                 batch_size=64)
+
+
+def _jobs(n):
+  space = get_space("micro")
+  return [backends.Job(trial=i, arch=space.decode([0] * space.num_decisions), task=TASK, seed=i)
+          for i in range(n)]
+
+
+def test_inline_runs_jobs_in_order():
+  results = list(backends.InlineBackend().run(_jobs(2)))
+  assert [j.trial for j, _ in results] == [0, 1]
+  assert all(r.status == "ok" for _, r in results)
+
+
+def test_run_job_turns_exceptions_into_failed_results():
+  job = _jobs(1)[0]
+  bad = backends.Job(trial=0, arch=job.arch, task=TASK, seed=0, strategy="mirrored")  # no GPU here
+  result = backends.run_job(bad)
+  assert result.status == "failed" and "mirrored" in result.error
+
+
+def test_make_backend_errors():
+  with pytest.raises(ValueError, match="--backend='gpu' is invalid; allowed: inline, process, ray"):
+    backends.make_backend("gpu")
+  with pytest.raises(ValueError, match="--workers=0 is invalid"):
+    backends.make_backend("process", workers=0)
+
+
+
+
+def test_process_backend_retries_a_lost_worker(tmp_path, monkeypatch):
+  # A worker that dies mid-trial breaks the pool; the job must be retried, not dropped.
+  marker = str(tmp_path / "crashed")
+  backend = backends.ProcessBackend(workers=2, threads_per_worker=1)
+  monkeypatch.setattr(backends, "run_job", _module_level_crasher)
+  monkeypatch.setenv("MNAS_TEST_CRASH_MARKER", marker)
+  try:
+    results = list(backend.run(_jobs(3)))
+  finally:
+    backend.close()
+  assert sorted(j.trial for j, _ in results) == [0, 1, 2]
+  assert os.path.exists(marker)
+
+
+def _module_level_crasher(job):
+  marker = os.environ["MNAS_TEST_CRASH_MARKER"]
+  if job.trial == 1 and not os.path.exists(marker):
+    open(marker, "w").close()
+    os._exit(9)
+  return backends.failed_result(f"ran {job.trial}", status="failed")
+
+
+def _search(tmp_path, backend):
+  cfg = SearchConfig(space="micro", controller="random", trials=4, trials_per_update=4, task=TASK,
+                     references=(), target_flops=30e6, backend=backend, workers=2, seed=1)
+  d = str(tmp_path / backend)
+  summary = run_search(d, cfg, show_progress=False)
+  return summary, fileio.read_jsonl(os.path.join(d, "trials.jsonl"))
+
+
+def test_process_backend_completes_a_search_with_two_workers(tmp_path):
+  summary, trials = _search(tmp_path, "process")
+  assert summary.trials == 4
+  assert sorted(r["trial"] for r in trials) == [0, 1, 2, 3]
+  assert all(r["status"] in ("ok", "cached") for r in trials)
+
+
+def test_ray_backend_completes_a_search_with_two_workers(tmp_path):
+  pytest.importorskip("ray")
+  summary, trials = _search(tmp_path, "ray")
+  assert summary.trials == 4
+  assert sorted(r["trial"] for r in trials) == [0, 1, 2, 3]
+  assert all(r["status"] in ("ok", "cached") for r in trials)

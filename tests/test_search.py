@@ -1,0 +1,211 @@
+"""Tests for mnas_search.search: the loop, the directory it writes, exact resume after SIGKILL."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from mnas_search import fileio
+from mnas_search.proxy import ProxyTask
+from mnas_search.search import KILL_ENV, SearchConfig, run_search, trial_seed
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_TASK = ProxyTask(dataset="synthetic", resolution=16, train_images=128, val_images=64, epochs=1,
+                      batch_size=64, proxy_width=0.25)
+TINY_FLAGS = ["--search_space=micro", "--dataset=synthetic", "--proxy_resolution=16",
+              "--proxy_train_images=128", "--proxy_val_images=64", "--proxy_epochs=1",
+              "--proxy_batch_size=64", "--proxy_width=0.25", "--references=", "--target_flops=30e6", "--noprogress"]
+
+
+def tiny_config(**kw):
+  base = dict(space="micro", controller="evolution", controller_hparams=(("population_size", 4),
+              ("tournament_size", 2)), trials=6, trials_per_update=3, task=TINY_TASK, references=(),
+              target_flops=30e6, deterministic=True, seed=3)
+  base.update(kw)
+  return SearchConfig(**base)
+
+
+def run_cli(*args, env=None, timeout=600):
+  e = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+  e.pop(KILL_ENV, None)
+  e.update(env or {})
+  return subprocess.run([sys.executable, os.path.join(ROOT, "launch.py"), *args], capture_output=True,
+                        text=True, timeout=timeout, env=e, cwd=ROOT)
+
+
+def trial_essence(path):
+  """What must be identical between an interrupted and an uninterrupted search."""
+  return [(r["trial"], r["indices"], r["status"], r["accuracy"], r["reward"], r["seed"], r["update"])
+          for r in sorted(fileio.read_jsonl(path), key=lambda r: r["trial"])]
+
+
+def test_search_writes_a_consistent_directory(tmp_path):
+  d = str(tmp_path / "s")
+  seen_lines = []
+  summary = run_search(d, tiny_config(references=("mnasnet-a1",)), show_progress=False,
+                       on_trial=lambda rec: seen_lines.append(len(fileio.read_jsonl(d + "/trials.jsonl"))))
+  # trials.jsonl is valid and complete after every trial.
+  assert seen_lines == [1, 2, 3, 4, 5, 6]
+  trials = fileio.read_jsonl(os.path.join(d, "trials.jsonl"))
+  assert [r["trial"] for r in trials] == list(range(6))
+  assert summary.trials == 6 and summary.updates == 2
+  for r in trials:
+    assert set(r) >= {"trial", "arch", "blocks", "flops", "params", "accuracy", "reward", "status",
+                      "error", "train_seconds", "update", "seed"}
+    assert r["status"] in ("ok", "cached") and 0.0 <= r["accuracy"] <= 1.0
+    assert r["seed"] == trial_seed(3, r["trial"])
+    assert r["update"] == r["trial"] // 3
+    import rewards
+    import search_space
+    arch = search_space.Architecture.from_dict(r["arch"])
+    assert r["flops"] == search_space.count_flops(arch, 224, 1000)
+    assert r["reward"] == pytest.approx(rewards.mnas(r["accuracy"], r["flops"], 30e6))
+  params = fileio.read_json(os.path.join(d, "params.json"))
+  assert params["controller"] == "evolution" and params["task"]["dataset"] == "synthetic"
+  assert params["target_flops"] == 30e6
+  best = fileio.read_json(os.path.join(d, "best.json"))
+  assert best["reward"] == max(r["reward"] for r in trials)
+  updates = fileio.read_jsonl(os.path.join(d, "updates.jsonl"))
+  assert [u["update"] for u in updates] == [0, 1] and [u["trials"] for u in updates] == [3, 6]
+  refs = fileio.read_json(os.path.join(d, "references.json"))
+  assert list(refs) == ["mnasnet-a1"] and refs["mnasnet-a1"]["flops"] == 311579072
+  pareto = fileio.read_json(os.path.join(d, "pareto.json"))
+  assert pareto["front"] and all(p["status"] == "ok" for p in pareto["front"])
+  assert os.listdir(os.path.join(d, "tb"))
+  assert os.listdir(os.path.join(d, "controller"))
+
+
+def test_resume_extends_and_refuses_conflicts(tmp_path):
+  d = str(tmp_path / "s")
+  run_search(d, tiny_config(trials=3), show_progress=False)
+  with pytest.raises(ValueError, match=r"--target_flops: stored 30000000.0, given 50000000.0"):
+    run_search(d, tiny_config(trials=3, target_flops=50e6), show_progress=False)
+  with pytest.raises(ValueError, match=r"--controller: stored 'evolution', given 'random'"):
+    run_search(d, tiny_config(trials=3, controller="random", controller_hparams=()), show_progress=False)
+  summary = run_search(d, tiny_config(trials=6), show_progress=False)  # --trials may be raised
+  assert summary.trials == 6
+  assert [r["trial"] for r in fileio.read_jsonl(os.path.join(d, "trials.jsonl"))] == list(range(6))
+
+
+def test_failed_children_are_recorded_and_the_search_goes_on(tmp_path):
+  # A learning rate this large makes every child's loss overflow to NaN/Inf.
+  task = TINY_TASK.replace(learning_rate=1e30, lr_schedule="constant", warmup_fraction=0.0)
+  d = str(tmp_path / "s")
+  summary = run_search(d, tiny_config(task=task, trials=3, controller="random", controller_hparams=()),
+                       show_progress=False)
+  trials = fileio.read_jsonl(os.path.join(d, "trials.jsonl"))
+  assert summary.trials == 3 and len(trials) == 3
+  assert {r["status"] for r in trials} <= {"failed", "cached"}
+  assert all(r["reward"] == 0.0 for r in trials)
+  assert any(r["error"] for r in trials)
+
+
+def test_duplicate_architectures_are_cached_not_retrained(tmp_path):
+  # A space with one point: every trial after the first is the same architecture.
+  d = str(tmp_path / "s")
+  import search_space
+  from search_space import space as space_lib
+  one = space_lib.SearchSpace(stages=tuple(
+      space_lib.StageSpace(stride=s, kernel=(3,), expansion=(1,), se_ratio=(0.0,), skip=("identity",),
+                           repeats=(1,), filters=(8,)) for s in (1, 2)), stem_filters=8, head_filters=16,
+      resolution=32, name="one")
+  search_space.SPACES["one"] = lambda: one
+  try:
+    run_search(d, tiny_config(space="one", controller="random", controller_hparams=(), trials=5),
+               show_progress=False)
+  finally:
+    del search_space.SPACES["one"]
+  trials = fileio.read_jsonl(os.path.join(d, "trials.jsonl"))
+  assert [r["status"] for r in trials] == ["ok", "cached", "cached", "cached", "cached"]
+  assert [r["cached_from"] for r in trials] == [None, 0, 0, 0, 0]
+  assert len({r["reward"] for r in trials}) == 1
+  assert all(r["train_seconds"] == 0.0 for r in trials[1:])
+
+
+def _kill_and_resume(tmp_path, controller_flags, kill_points):
+  """Runs the CLI search uninterrupted, and again killed at each point then resumed."""
+  ref = str(tmp_path / "ref")
+  p = run_cli("search", f"--search_dir={ref}", *TINY_FLAGS, *controller_flags)
+  assert p.returncode == 0, p.stderr[-3000:]
+  crashed = str(tmp_path / "crashed")
+  for point in kill_points:
+    p = run_cli("search", f"--search_dir={crashed}", *TINY_FLAGS, *controller_flags,
+                env={KILL_ENV: point})
+    assert p.returncode == -signal.SIGKILL, (point, p.returncode, p.stderr[-3000:])
+  p = run_cli("search", f"--search_dir={crashed}", *TINY_FLAGS, *controller_flags)
+  assert p.returncode == 0, p.stderr[-3000:]
+  got = trial_essence(os.path.join(crashed, "trials.jsonl"))
+  want = trial_essence(os.path.join(ref, "trials.jsonl"))
+  # No lost or duplicated trial, and the same architectures and rewards as the uninterrupted run.
+  assert [t[0] for t in got] == list(range(len(want)))
+  assert got == want
+  updates = fileio.read_jsonl(os.path.join(crashed, "updates.jsonl"))
+  assert [u["update"] for u in updates] == sorted({t[6] for t in want})
+
+
+COMMON = ["--trials=6", "--trials_per_update=3", "--seed=5", "--deterministic"]
+
+
+def test_sigkill_at_three_points_then_resume_equals_uninterrupted_run(tmp_path):
+  flags = COMMON + ["--controller=evolution", "--controller_hparams=population_size=4,tournament_size=2"]
+  # During training (a child trained but not stored), during the controller update (updated in
+  # memory, not checkpointed), and right after a checkpoint.
+  _kill_and_resume(tmp_path, flags, ["child_trained:2", "controller_updated:1", "checkpoint_saved:1"])
+
+
+@pytest.mark.slow
+def test_sigkill_resume_with_ppo_equals_uninterrupted_run(tmp_path):
+  _kill_and_resume(tmp_path, COMMON + ["--controller=ppo"],
+                   ["child_trained:2", "controller_updated:1", "checkpoint_saved:1"])
+
+
+@pytest.mark.parametrize("flag, fragment", [
+    ("--controller=bogus", "--controller='bogus' is invalid; allowed: ppo"),
+    ("--reward=bogus", "--reward='bogus' is invalid; allowed: mnas"),
+    ("--backend=bogus", "--backend='bogus' is invalid; allowed: inline, process, ray"),
+    ("--dataset=bogus", "bogus"),
+    ("--target_flops=-5", "--target_flops=-5.0 is invalid"),
+    ("--trials=0", "--trials=0 is invalid; allowed: an integer >= 1"),
+    ("--search_space=huge", "unknown search space 'huge'"),
+])
+def test_bad_search_flags_give_clear_errors(tmp_path, flag, fragment):
+  p = run_cli("search", f"--search_dir={tmp_path / 's'}", *TINY_FLAGS, flag)
+  assert p.returncode == 2, p.stderr[-2000:]
+  assert fragment in p.stderr and "Traceback" not in p.stderr
+  assert not os.path.exists(tmp_path / "s" / "trials.jsonl")
+
+
+def test_bad_controller_hparam_writes_nothing(tmp_path):
+  d = tmp_path / "s"
+  with pytest.raises(ValueError, match="unknown hparam 'bogus' for controller 'evolution'"):
+    run_search(str(d), tiny_config(controller_hparams=(("bogus", 1),)), show_progress=False)
+  assert not (d / "params.json").exists()
+
+
+def test_trial_seeds_are_distinct_and_cover_references():
+  seeds = [trial_seed(0, t) for t in range(-3, 100)]
+  assert len(set(seeds)) == len(seeds)
+  assert all(0 <= s < 2 ** 31 - 1 for s in seeds)
+  assert trial_seed(0, 5) != trial_seed(1, 5) and trial_seed(0, 5) == trial_seed(0, 5)
+
+
+def test_latency_cost_search_records_measured_latency(tmp_path):
+  import rewards
+  cfg = tiny_config(trials=2, trials_per_update=2, cost="latency", target_latency_ms=0.5,
+                    target_flops=None, cost_resolution=32, latency_cache_dir=str(tmp_path / "lut"),
+                    controller="random", controller_hparams=())
+  run_search(str(tmp_path / "s"), cfg, show_progress=False)
+  trials = fileio.read_jsonl(str(tmp_path / "s" / "trials.jsonl"))
+  assert len(trials) == 2
+  for r in trials:
+    assert r["latency_ms"] > 0
+    assert r["reward"] == pytest.approx(rewards.mnas(r["accuracy"], r["latency_ms"], 0.5))
+  assert os.listdir(tmp_path / "lut")  # the lookup table was cached on disk
+
+
+def test_latency_cost_needs_its_target():
+  with pytest.raises(ValueError, match="--target_latency_ms=None is invalid for --cost=latency"):
+    tiny_config(cost="latency")
