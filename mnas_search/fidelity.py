@@ -1,0 +1,263 @@
+"""Proxy fidelity: does the proxy task rank architectures as longer training does?
+
+K distinct architectures of a finished search are retrained with a longer schedule: the top,
+the middle and the bottom of the search's successful trials by proxy reward. Kendall's τ and
+Spearman's ρ between their proxy accuracy and their longer-training accuracy say how much the
+search's ranking can be trusted.
+
+The longer schedule is the search's own ProxyTask (params.json "task") with more epochs (and
+images, or any other field, as the caller overrides). Its timeout is dropped unless set again:
+the proxy's per-child limit would cut the longer runs short. Each trial retrains with its own seed
+from the search, so the schedule is the only difference; both accuracies are measured on the
+same validation split (carved from the training set; the test split stays unseen).
+
+The output directory (search_dir/fidelity by default):
+  params.json      the search, the longer task and K; a resume with other settings is refused
+  fidelity.jsonl   one JSON object per retrained trial, appended and flushed (resume skips them)
+  fidelity.json    the selection, both accuracies and the correlations (written atomically)
+  fidelity.png     proxy accuracy vs longer-training accuracy
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from typing import Any, Callable, Sequence
+
+from absl import logging
+
+from mnas_search import backends as backends_lib
+from mnas_search import fileio, grid, report, stats
+from mnas_search.progress import Progress
+from mnas_search.proxy import ProxyTask
+from mnas_search.store import SearchStore
+from search_space import Architecture
+
+GROUPS = ("top", "middle", "bottom")
+EPOCHS_FACTOR = 4  # the default longer schedule: this many times the search's epochs (or steps)
+
+
+# ----------------------------------------------------------------------------- selection (pure)
+def distinct_ok_trials(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+  """Trials with status ok, one per architecture (its best reward), best reward first.
+
+  Ties in reward go to the lower trial number. Cached repeats are left out: they are the same
+  architecture as a trained trial.
+  """
+  best: dict[str, dict[str, Any]] = {}
+  for r in records:
+    if r.get("status") != "ok":
+      continue
+    key = Architecture.from_dict(r["arch"]).identity()
+    if key not in best or (-r["reward"], r["trial"]) < (-best[key]["reward"], best[key]["trial"]):
+      best[key] = r
+  return sorted(best.values(), key=lambda r: (-r["reward"], r["trial"]))
+
+
+def group_sizes(k: int) -> tuple[int, int, int]:
+  """(top, middle, bottom) counts of a sample of k: as even as can be, extras to top then middle."""
+  return (k + 2) // 3, (k + 1) // 3, k // 3
+
+
+def select_trials(records: Sequence[dict[str, Any]], k: int) -> list[tuple[str, dict[str, Any]]]:
+  """The top, middle and bottom of the distinct successful trials by proxy reward.
+
+  With n distinct trials ranked best first and k split as `group_sizes(k)`: the top group is ranks
+  [0, t), the bottom group the last b ranks, and the middle group m consecutive ranks centred on
+  the middle of the ranking (shifted, where needed, so that it overlaps neither). When k >= n,
+  every trial is selected.
+
+  Args:
+    records: trials.jsonl records.
+    k: how many to select (>= 2).
+
+  Returns:
+    (group, record) pairs, best reward first.
+
+  Raises:
+    ValueError: k < 2, or fewer than 2 distinct successful trials.
+  """
+  if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+    raise ValueError(f"--sample={k!r} is invalid; allowed: an integer >= 2 (a rank correlation "
+                     "needs at least 2 architectures)")
+  ranked = distinct_ok_trials(records)
+  n = len(ranked)
+  if n < 2:
+    raise ValueError(f"the search has {n} distinct trial(s) with status ok; allowed: at least 2 "
+                     "to compare rankings")
+  if k >= n:
+    t, m, b = group_sizes(n)
+  else:
+    t, m, b = group_sizes(k)
+  middle_start = max(t, min((n - m) // 2, n - b - m))
+  groups = ["top"] * t + ["middle"] * m + ["bottom"] * b
+  indices = list(range(t)) + list(range(middle_start, middle_start + m)) + list(range(n - b, n))
+  return [(g, ranked[i]) for g, i in zip(groups, indices)]
+
+
+def longer_task(task: ProxyTask, epochs: int | None = None, train_images: int | None = None,
+                **overrides: Any) -> ProxyTask:
+  """The search's task with a longer schedule.
+
+  Args:
+    task: the search's proxy task.
+    epochs: epochs of the longer schedule; None: EPOCHS_FACTOR times the search's (its steps
+      times EPOCHS_FACTOR when the search counted steps).
+    train_images: training images; None keeps the search's.
+    **overrides: any other ProxyTask field. timeout_s is None unless given here.
+
+  Returns:
+    The longer task.
+  """
+  changes: dict[str, Any] = {"timeout_s": None}
+  if epochs is not None:
+    changes.update(epochs=epochs, steps=None)
+  elif task.steps is not None:
+    changes["steps"] = task.steps * EPOCHS_FACTOR
+  else:
+    changes["epochs"] = task.epochs * EPOCHS_FACTOR
+  if train_images is not None:
+    changes["train_images"] = train_images
+  changes.update(overrides)
+  return task.replace(**changes)
+
+
+def correlations(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+  """Kendall's τ-b and Spearman's ρ between proxy and longer accuracy of the ok records."""
+  ok = [r for r in records if r["status"] == "ok"]
+  out: dict[str, Any] = {"n": len(ok), "kendall_tau": None, "spearman_rho": None}
+  if len(ok) >= 2:
+    x, y = [r["proxy_accuracy"] for r in ok], [r["accuracy"] for r in ok]
+    for key, fn in (("kendall_tau", stats.kendall_tau), ("spearman_rho", stats.spearman)):
+      v = fn(x, y)
+      out[key] = None if math.isnan(v) else round(v, 6)  # NaN (a constant side) is not JSON
+  return out
+
+
+# ----------------------------------------------------------------------------- the run
+@dataclasses.dataclass(frozen=True)
+class FidelityConfig:
+  """What a fidelity check retrains; written to params.json.
+
+  Attributes:
+    sample: K, how many distinct architectures.
+    task: the longer schedule (see `longer_task`).
+    deterministic: TF op determinism for each child.
+  """
+
+  sample: int
+  task: ProxyTask
+  deterministic: bool = False
+
+  def to_params(self, search_dir: str) -> dict[str, Any]:
+    return {"search_dir": os.path.abspath(search_dir), "sample": self.sample,
+            "task": self.task.to_dict(), "deterministic": self.deterministic}
+
+
+def read_search(search_dir: str) -> tuple[list[dict[str, Any]], ProxyTask]:
+  """The search's trials and its proxy task (params.json "task")."""
+  records = report.read_trials(search_dir)
+  params = report.read_params(search_dir)
+  if not isinstance(params.get("task"), dict):
+    raise ValueError(f"{os.path.join(search_dir, 'params.json')!r} has no 'task' object; allowed: "
+                     "a search directory written by `launch.py search`")
+  return records, ProxyTask.from_dict(params["task"])
+
+
+def run_fidelity(search_dir: str, config: FidelityConfig, out_dir: str | None = None,
+                 backend: backends_lib.Backend | None = None, strategy: str = "auto",
+                 tpu: str | None = None, show_progress: bool = False,
+                 on_result: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+  """Retrains the selected trials with the longer task (or resumes) and writes the results.
+
+  Args:
+    search_dir: a search directory (trials.jsonl, params.json).
+    config: K and the longer task.
+    out_dir: where to write; search_dir/fidelity when None.
+    backend: where children train (`backends.make_backend`); inline when None.
+    strategy, tpu: the tf.distribute strategy of each child.
+    show_progress: draw a progress bar on stderr.
+    on_result: called with each record as it is stored.
+
+  Returns:
+    The content of fidelity.json, plus "files" (what was written) and "trained" (this run).
+  """
+  started = time.perf_counter()
+  records, search_task = read_search(search_dir)
+  selected = select_trials(records, config.sample)
+  out_dir = out_dir or os.path.join(search_dir, "fidelity")
+  store = SearchStore(out_dir)
+  store.write_or_check_params(config.to_params(search_dir), grid.MAY_CHANGE_ON_RESUME)
+  path = store.path("fidelity.jsonl")
+  if fileio.repair_jsonl(path):
+    logging.warning("%s: dropped a torn last line left by a crash", path)
+  done = {r["trial"]: r for r in fileio.read_jsonl(path)}
+  chosen = {r["trial"]: (g, r) for g, r in selected}
+  jobs = [backends_lib.Job(trial=r["trial"], arch=Architecture.from_dict(r["arch"]),
+                           task=config.task, seed=int(r["seed"]),
+                           deterministic=config.deterministic, strategy=strategy, tpu=tpu)
+          for _, r in selected if r["trial"] not in done]
+  logging.info("fidelity: %d trials selected, %d already retrained, %d to train", len(selected),
+               len(selected) - len(jobs), len(jobs))
+  progress = Progress(total=len(selected), done=len(selected) - len(jobs), enabled=show_progress,
+                      label="retrained trials", every=1)
+
+  def to_record(job, result):
+    group, r = chosen[job.trial]
+    return {"trial": job.trial, "group": group, "proxy_reward": r["reward"],
+            "proxy_accuracy": r["accuracy"],
+            "accuracy": float(result.accuracy) if math.isfinite(result.accuracy) else 0.0,
+            "status": result.status, "error": result.error,
+            "train_seconds": float(result.train_seconds), "seed": job.seed,
+            "flops": r.get("flops"), "params": r.get("params"), "blocks": r.get("blocks")}
+
+  def stored(rec):
+    done[rec["trial"]] = rec
+    if on_result:
+      on_result(rec)
+
+  grid.run_logged(jobs, backend, path, to_record, progress, stored)
+  # The group of the current selection (a search extended since may have moved a trial).
+  rows = [dict(done[r["trial"]], group=g) for g, r in selected]
+  summary = {"search_dir": os.path.abspath(search_dir), "sample": config.sample,
+             "selected": len(rows), "distinct_ok_trials": len(distinct_ok_trials(records)),
+             "proxy_task": search_task.to_dict(),
+             "long_task": config.task.to_dict(), **correlations(rows),
+             "accuracy": "validation accuracy on the split carved from the training set",
+             "trials": rows}
+  files = {"params": store.path("params.json"), "records": path,
+           "summary": store.path("fidelity.json"),
+           "plot": plot_fidelity(rows, summary, store.path("fidelity.png"))}
+  fileio.atomic_write_json(files["summary"], summary)
+  summary.update(files=files, trained=len(jobs), wall_seconds=time.perf_counter() - started)
+  return summary
+
+
+def plot_fidelity(rows: Sequence[dict[str, Any]], summary: dict[str, Any], path: str) -> str:
+  """Scatter of proxy accuracy (x) against longer-training accuracy (y), one colour per group."""
+  plt, fig, ax = report._figure()  # pylint: disable=protected-access
+  colors = {"top": "tab:green", "middle": "tab:blue", "bottom": "tab:red"}
+  for group in GROUPS:
+    rs = [r for r in rows if r["group"] == group and r["status"] == "ok"]
+    if rs:
+      ax.scatter([100 * r["proxy_accuracy"] for r in rs], [100 * r["accuracy"] for r in rs], s=40,
+                 color=colors[group], label=f"{group} by proxy reward ({len(rs)})")
+  for r in rows:
+    if r["status"] == "ok":
+      ax.annotate(str(r["trial"]), (100 * r["proxy_accuracy"], 100 * r["accuracy"]),
+                  textcoords="offset points", xytext=(4, 4), fontsize=8)
+  failed = sum(r["status"] != "ok" for r in rows)
+  fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+  long_task = summary["long_task"]
+  schedule = (f"{long_task['steps']} steps" if long_task.get("steps")
+              else f"{long_task['epochs']} epochs")
+  ax.set_xlabel("Proxy validation accuracy (%), from the search")
+  ax.set_ylabel(f"Validation accuracy after longer training (%), {schedule}")
+  ax.set_title(f"Proxy fidelity: Kendall τ = {fmt(summary['kendall_tau'])}, Spearman ρ = "
+               f"{fmt(summary['spearman_rho'])} (n = {summary['n']}"
+               f"{f', {failed} failed' if failed else ''})")
+  ax.grid(alpha=0.3)
+  ax.legend(loc="lower right")
+  return report._save(plt, fig, path)  # pylint: disable=protected-access

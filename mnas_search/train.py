@@ -1,0 +1,332 @@
+"""Full training of one architecture, scored on the TEST split; resumable after a crash.
+
+Data. The model trains on every training image except the validation split carved from the
+training set (`datasets.load_splits` with the recipe's seed and val_images: with the defaults, the
+same split the search scored children on). That validation split is only monitored, once per
+epoch; the test split, which the search never sees, gives the reported accuracy.
+
+Recipe (a `ProxyTask` describes it, so that the trainer's builder, optimizer, schedule and loss
+are reused): SGD with momentum (or RMSProp) on a linear warmup then cosine decay to 0, label
+smoothing, optional decoupled weight decay, random crop (reflect-pad by resolution/8, crop back)
+and horizontal flip where it fits the data, and an exponential moving average (EMA) of the
+weights, which is what gets evaluated and saved.
+
+The output directory:
+  params.json              the architecture and recipe; a resume with other settings is refused
+  checkpoint/              after each epoch: epoch-NNNN.weights.h5 (weights and optimizer state,
+                           EMA and step counter included; written to a temp name, then renamed),
+                           then checkpoint.json (the epoch, the file, the history) written atomically
+  tb/                      TensorBoard logs (per-epoch loss, accuracy, validation)
+  model.keras              the trained model (EMA weights), written at the end
+  metrics.json             test_accuracy, val_accuracy, epochs, train_seconds, params, flops, ...
+
+Re-running on the same directory continues after the last finished epoch, with the optimizer's
+state and step counter (so the learning rate) where they were. A finished directory is not
+retrained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import time
+from typing import Any, Sequence
+
+from absl import logging
+
+import search_space
+from mnas_search import datasets, fileio, trainer
+from mnas_search.proxy import ProxyTask
+from mnas_search.store import SearchStore
+from mnas_search.strategy import resolve_strategy
+from search_space import Architecture
+
+AUGMENTATIONS = ("crop", "flip")
+# Datasets whose classes survive a horizontal mirror; synthetic templates do not.
+FLIP_DATASET_PREFIXES = ("fashion_mnist", "cifar10", "tfds:", "dir:")
+EMA_MAX_DECAY = 0.9999
+CHECKPOINT_DIR = "checkpoint"
+KILL_ENV = "MNAS_TRAIN_KILL_AFTER_EPOCH"  # fault injection for the crash test: SIGKILL after epoch N
+
+
+def default_augment(dataset: str) -> tuple[str, ...]:
+  """crop, plus flip where a mirrored image keeps its class."""
+  flip = dataset.startswith(FLIP_DATASET_PREFIXES)
+  return ("crop", "flip") if flip else ("crop",)
+
+
+def auto_ema_decay(total_steps: int) -> float:
+  """1 − 10/total_steps, within [0, 0.9999]: the average spans about the last 10% of the steps."""
+  return round(min(EMA_MAX_DECAY, max(0.0, 1.0 - 10.0 / max(1, total_steps))), 6)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """How to train: the recipe as a ProxyTask, plus EMA and augmentation.
+
+  Attributes:
+    task: dataset, resolution, width multiplier (`proxy_width`), epochs, batch size, optimizer,
+      learning rate, warmup, weight decay, label smoothing, BN momentum, validation split and
+      seed. `train_images=None` trains on every training image but the validation split;
+      `timeout_s` must be None.
+    ema_decay: decay of the EMA of the weights; 0 disables it; None picks
+      `auto_ema_decay(total_steps)`.
+    augment: any of "crop" and "flip"; None picks `default_augment(task.dataset)`.
+  """
+
+  task: ProxyTask
+  ema_decay: float | None = None
+  augment: tuple[str, ...] | None = None
+
+  def __post_init__(self):
+    if not isinstance(self.task, ProxyTask):
+      raise ValueError(f"task={self.task!r} is invalid; allowed: a ProxyTask")
+    if self.task.timeout_s is not None or self.task.steps is not None:
+      raise ValueError("full training runs whole epochs; allowed: task.timeout_s=None and "
+                       "task.steps=None")
+    d = self.ema_decay
+    if d is not None and (isinstance(d, bool) or not isinstance(d, (int, float)) or
+                          not 0 <= d < 1):
+      raise ValueError(f"ema_decay={d!r} is invalid; allowed: a number in [0, 1) (0 disables "
+                       "the EMA) or None (auto)")
+    if self.augment is not None:
+      bad = [a for a in self.augment if a not in AUGMENTATIONS]
+      if isinstance(self.augment, str) or bad:
+        shown = self.augment if isinstance(self.augment, str) else ",".join(map(str, self.augment))
+        raise ValueError(f"augment={shown} is invalid; allowed: any of {', '.join(AUGMENTATIONS)} "
+                         "(or none)")
+
+  def resolved_augment(self) -> tuple[str, ...]:
+    return default_augment(self.task.dataset) if self.augment is None else tuple(self.augment)
+
+  def resolved_ema_decay(self, total_steps: int) -> float:
+    return auto_ema_decay(total_steps) if self.ema_decay is None else float(self.ema_decay)
+
+  def to_params(self, arch: Architecture) -> dict[str, Any]:
+    return {"arch": arch.to_dict(), "task": self.task.to_dict(), "ema_decay": self.ema_decay,
+            "augment": None if self.augment is None else list(self.augment)}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+  """What `train` reports.
+
+  Attributes:
+    finished: all epochs ran and metrics.json was written (False when training was stopped early;
+      a re-run continues it).
+    epochs_done: epochs finished so far.
+    metrics: the content of metrics.json, or None when not finished.
+    out_dir: the output directory.
+    resumed_from: the epoch this run started after (0 for a fresh start).
+  """
+
+  finished: bool
+  epochs_done: int
+  metrics: dict[str, Any] | None
+  out_dir: str
+  resumed_from: int
+
+
+# ----------------------------------------------------------------------------- augmentation
+def augment_batch(images: Any, kinds: Sequence[str], resolution: int) -> Any:
+  """Random crop (reflect-pad by resolution//8 on each side, crop back) and horizontal flip.
+
+  Works on a whole batch at once (NHWC float), each image with its own offset and flip.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  x = images
+  n = tf.shape(x)[0]
+  pad = resolution // 8
+  if "crop" in kinds and pad > 0:
+    x = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
+    size = float(resolution + 2 * pad - 1)
+    offsets = tf.cast(tf.random.uniform((n, 2), 0, 2 * pad + 1, dtype=tf.int32), tf.float32)
+    # Boxes on whole pixels: nearest sampling copies the pixels exactly.
+    boxes = tf.concat([offsets / size, (offsets + resolution - 1) / size], axis=1)
+    x = tf.image.crop_and_resize(x, boxes, tf.range(n), (resolution, resolution),
+                                 method="nearest")
+  if "flip" in kinds:
+    flip = tf.random.uniform((n, 1, 1, 1)) < 0.5
+    x = tf.where(flip, tf.reverse(x, axis=[2]), x)
+  return x
+
+
+def training_dataset(task: ProxyTask, splits: datasets.Splits, augment: Sequence[str],
+                     seed: int) -> Any:
+  """The trainer's training pipeline with the augmentation applied to each batch."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  train, _ = trainer.proxy_datasets(task, splits, seed)
+  if not augment:
+    return train
+  return train.map(lambda x, y: (augment_batch(x, augment, task.resolution), y),
+                   num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def read_checkpoint(out_dir: str) -> dict[str, Any] | None:
+  """checkpoint/checkpoint.json, or None before the first epoch finished."""
+  path = os.path.join(out_dir, CHECKPOINT_DIR, "checkpoint.json")
+  return fileio.read_json(path) if os.path.isfile(path) else None
+
+
+def _epoch_checkpoint(out_dir: str, state: dict[str, Any], session: int) -> Any:
+  """A Keras callback that checkpoints after every epoch (see the module docstring)."""
+  import keras  # pylint: disable=g-import-not-at-top
+  folder = os.path.join(out_dir, CHECKPOINT_DIR)
+
+  class _Checkpoint(keras.callbacks.Callback):
+    """See `_epoch_checkpoint`."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+      self._t0 = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+      seconds = time.monotonic() - self._t0
+      name = f"epoch-{epoch + 1:04d}.weights.h5"
+      tmp = os.path.join(folder, f".tmp-{name}")
+      os.makedirs(folder, exist_ok=True)
+      self.model.save_weights(tmp)
+      os.replace(tmp, os.path.join(folder, name))  # a crash leaves the old epoch's file whole
+      entry = {"epoch": epoch + 1, "session": session, "seconds": round(seconds, 3),
+               "learning_rate": float(self.model.optimizer.learning_rate)}
+      entry.update({k: float(v) for k, v in (logs or {}).items()
+                    if isinstance(v, (int, float)) or hasattr(v, "__float__")})
+      state["history"].append(entry)
+      state.update(epoch=epoch + 1, weights=name, steps=int(self.model.optimizer.iterations),
+                   train_seconds=round(state["train_seconds"] + seconds, 3))
+      fileio.atomic_write_json(os.path.join(folder, "checkpoint.json"), state)
+      for old in os.listdir(folder):  # only after checkpoint.json points at the new file
+        if old.startswith("epoch-") and old != name:
+          os.remove(os.path.join(folder, old))
+      if os.environ.get(KILL_ENV) == str(epoch + 1):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+  return _Checkpoint()
+
+
+# ----------------------------------------------------------------------------- training
+def _compile(model: Any, task: ProxyTask, num_classes: int, total_steps: int,
+             ema_decay: float) -> None:
+  """Recompiles the trainer's child with an EMA of the weights in its optimizer."""
+  import keras  # pylint: disable=g-import-not-at-top
+  optimizer = trainer.make_optimizer(task, total_steps)
+  optimizer = type(optimizer).from_config(dict(optimizer.get_config(), use_ema=True,
+                                               ema_momentum=ema_decay))
+  model.compile(optimizer=optimizer, loss=trainer.make_loss(task, num_classes),
+                metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                jit_compile=False)
+
+
+def train(arch: Architecture, out_dir: str, config: TrainConfig, strategy: Any = None,
+          verbose: int = 2, callbacks: Sequence[Any] = ()) -> TrainResult:
+  """Trains `arch` fully (or continues an interrupted run) and scores it on the test split.
+
+  Args:
+    arch: the architecture (the task's width multiplier and resolution are applied to it).
+    out_dir: the output directory (created if missing; an unfinished run there is continued).
+    config: the recipe.
+    strategy: None, a strategy name (see `strategy.make_strategy`) or a tf.distribute.Strategy.
+    verbose: Keras's progress output: 0 silent, 1 a progress bar, 2 one line per epoch.
+    callbacks: extra Keras callbacks (after the checkpoint one).
+
+  Returns:
+    The TrainResult.
+
+  Raises:
+    ValueError, FileNotFoundError: bad arguments, a dataset without a test split, or out_dir
+      holding a run with other settings.
+  """
+  if not isinstance(arch, Architecture):
+    raise ValueError(f"arch={arch!r} is invalid; allowed: a search_space.Architecture")
+  if not out_dir:
+    raise ValueError("--out is required; allowed: a folder (created if missing; an unfinished "
+                     "training there is continued)")
+  task = config.task
+  # The data first: a dataset without a test split leaves no half-made directory behind.
+  splits = trainer.load_proxy_splits(task)
+  if not len(splits.test[1]):
+    raise ValueError(f"dataset={task.dataset!r} has no test split; allowed: a dataset with one "
+                     "(dir:PATH needs PATH/test)")
+  store = SearchStore(out_dir)
+  store.write_or_check_params(config.to_params(arch), may_change=())
+  metrics_path = store.path("metrics.json")
+  state = read_checkpoint(out_dir)
+  if state and state["epoch"] >= task.epochs and os.path.isfile(metrics_path):
+    logging.info("%s: already trained for %d epochs", out_dir, task.epochs)
+    return TrainResult(True, state["epoch"], fileio.read_json(metrics_path), out_dir, state["epoch"])
+  start_epoch = state["epoch"] if state else 0
+  sessions = 1 + max((h["session"] for h in state["history"]), default=-1) if state else 0
+  state = state or {"epoch": 0, "weights": None, "steps": 0, "train_seconds": 0.0, "history": []}
+
+  channels = trainer.proxy_channels(task, splits)
+  child = trainer.proxy_child(arch, task)
+  steps_per_epoch = len(splits.train[1]) // task.batch_size
+  total_steps = task.epochs * steps_per_epoch
+  ema_decay = config.resolved_ema_decay(total_steps)
+  augment = config.resolved_augment()
+
+  import keras  # pylint: disable=g-import-not-at-top
+  strategy = resolve_strategy(strategy)
+  # A new seed per session: a resumed run does not replay the first epochs' shuffles.
+  keras.utils.set_random_seed(task.seed + start_epoch)
+  with strategy.scope():
+    model = trainer.build_child(child, task, splits, total_steps)
+    if ema_decay > 0:
+      _compile(model, task, splits.num_classes, total_steps, ema_decay)
+    if start_epoch:
+      model.optimizer.build(model.trainable_variables)  # so that its state can be loaded
+      model.load_weights(os.path.join(out_dir, CHECKPOINT_DIR, state["weights"]))
+      if int(model.optimizer.iterations) != state["steps"]:
+        raise ValueError(f"{out_dir}/{CHECKPOINT_DIR}: {state['weights']} holds step "
+                         f"{int(model.optimizer.iterations)}, checkpoint.json says {state['steps']}")
+      logging.info("%s: continuing after epoch %d of %d (step %d)", out_dir, start_epoch,
+                   task.epochs, state["steps"])
+  train_ds = training_dataset(task, splits, augment, task.seed + start_epoch)
+  val_ds = datasets.make_dataset(*splits.val, resolution=task.resolution,
+                                 batch_size=task.batch_size, channels=channels)
+  checkpoint = _epoch_checkpoint(out_dir, state, sessions)
+  cbs = [checkpoint, keras.callbacks.TensorBoard(store.path("tb"), write_graph=False)]
+  if ema_decay > 0:
+    cbs.insert(0, keras.callbacks.SwapEMAWeights())  # validate the averaged weights
+  if start_epoch < task.epochs:
+    model.fit(train_ds, epochs=task.epochs, initial_epoch=start_epoch, validation_data=val_ds,
+              callbacks=cbs + list(callbacks), verbose=verbose, shuffle=False)
+  else:  # killed between the last checkpoint and metrics.json: only the evaluation is left
+    model.optimizer.finalize_variable_values(model.trainable_variables)
+  if state["epoch"] < task.epochs:
+    logging.info("%s: stopped after epoch %d of %d; run again to continue", out_dir,
+                 state["epoch"], task.epochs)
+    return TrainResult(False, state["epoch"], None, out_dir, start_epoch)
+
+  # fit() has put the EMA weights into the model: evaluate and save those.
+  test_ds = datasets.make_dataset(*splits.test, resolution=task.resolution,
+                                  batch_size=task.batch_size, channels=channels)
+  val = model.evaluate(val_ds, verbose=0, return_dict=True)
+  test = model.evaluate(test_ds, verbose=0, return_dict=True)
+  tmp = store.path(".tmp-model.keras")
+  model.save(tmp)
+  os.replace(tmp, store.path("model.keras"))
+  metrics = {
+      "name": arch.name, "dataset": task.dataset,
+      "test_accuracy": float(test["accuracy"]), "test_loss": float(test["loss"]),
+      "val_accuracy": float(val["accuracy"]), "val_loss": float(val["loss"]),
+      "epochs": task.epochs, "steps": state["steps"], "train_seconds": state["train_seconds"],
+      "resolution": task.resolution, "width": task.proxy_width,
+      "params": search_space.count_params(child, splits.num_classes, channels),
+      "flops": search_space.count_flops(child, task.resolution, splits.num_classes, channels),
+      "num_classes": splits.num_classes, "channels": channels,
+      "train_images": len(splits.train[1]), "val_images": len(splits.val[1]),
+      "test_images": len(splits.test[1]),
+      "val_split": (f"{len(splits.val[1])} images held out from the training set (seed "
+                    f"{task.seed}), monitored each epoch and never trained on"),
+      "augment": list(augment), "label_smoothing": task.label_smoothing,
+      "ema_decay": ema_decay, "optimizer": task.optimizer, "learning_rate": task.learning_rate,
+      "batch_size": task.batch_size, "sessions": 1 + max(h["session"] for h in state["history"]),
+      "history": state["history"], "arch": arch.to_dict(), "trained_arch": child.to_dict(),
+      "flops_note": "multiply-adds per image of the trained model at its resolution, channels "
+                    "and classes"}
+  fileio.atomic_write_json(metrics_path, metrics)
+  logging.info("%s: test accuracy %.4f after %d epochs", out_dir, metrics["test_accuracy"],
+               task.epochs)
+  return TrainResult(True, state["epoch"], metrics, out_dir, start_epoch)

@@ -1,0 +1,80 @@
+"""Tests of mnas_search.stats: Spearman's ρ and Kendall's τ-b on cases worked out by hand."""
+
+import math
+
+import numpy as np
+import pytest
+
+from mnas_search import stats
+
+
+def test_rankdata_averages_ties():
+  assert stats.rankdata([10, 20, 20, 5]).tolist() == [2.0, 3.5, 3.5, 1.0]
+  assert stats.rankdata([3, 3, 3]).tolist() == [2.0, 2.0, 2.0]
+  assert stats.rankdata([0.5, -1.0, 7.0, 0.5, 0.5]).tolist() == [3.0, 1.0, 5.0, 3.0, 3.0]
+
+
+def test_perfect_and_reversed_rankings():
+  x = [0.1, 0.4, 0.35, 0.9, 0.2]
+  y = [1.0, 4.0, 3.0, 10.0, 2.0]  # the same order, other values: only ranks count
+  assert stats.spearman(x, y) == 1.0 and stats.kendall_tau(x, y) == 1.0
+  assert stats.spearman(x, [-v for v in y]) == -1.0
+  assert stats.kendall_tau(x, [-v for v in y]) == -1.0
+
+
+def test_hand_computed_example_without_ties():
+  # d = rank differences (-1, 1, -1, 1, 0): rho = 1 - 6*4/(5*24) = 0.8.
+  # Pairs (1,2) and (3,4) of the 10 are discordant: tau = (8 - 2)/10 = 0.6.
+  x, y = [1, 2, 3, 4, 5], [2, 1, 4, 3, 5]
+  assert stats.spearman(x, y) == pytest.approx(0.8, abs=1e-12)
+  assert stats.kendall_tau(x, y) == pytest.approx(0.6, abs=1e-12)
+
+
+def test_ties_in_one_variable():
+  # x ranks (1, 2.5, 2.5, 4), centred (-1.5, 0, 0, 1.5); y centred (-1.5, .5, -.5, 1.5):
+  # rho = 4.5 / sqrt(4.5 * 5) = 3/sqrt(10). Kendall: 5 concordant, 0 discordant, 1 pair tied
+  # in x: tau_b = 5 / sqrt((6 - 1) * 6) = 5/sqrt(30).
+  x, y = [1, 2, 2, 3], [1, 3, 2, 4]
+  assert stats.spearman(x, y) == pytest.approx(3 / math.sqrt(10), abs=1e-12)
+  assert stats.kendall_tau(x, y) == pytest.approx(5 / math.sqrt(30), abs=1e-12)
+
+
+def test_ties_in_both_variables():
+  # One pair tied in both: it counts nowhere; the two others are concordant: 2/sqrt(2*2) = 1.
+  assert stats.kendall_tau([1, 1, 2], [5, 5, 9]) == 1.0
+  # x tied on (0,1), y tied on (1,2): of 3 pairs, (0,2) is discordant: -1/sqrt(2*2) = -0.5.
+  assert stats.kendall_tau([1, 1, 2], [2, 1, 1]) == pytest.approx(-0.5, abs=1e-12)
+
+
+def test_constant_side_is_nan():
+  assert math.isnan(stats.spearman([1, 1, 1], [1, 2, 3]))
+  assert math.isnan(stats.kendall_tau([1, 2, 3], [4, 4, 4]))
+
+
+def test_matches_the_definitions_on_random_data():
+  rng = np.random.default_rng(0)
+  x = rng.integers(0, 5, 40).astype(float)  # many ties
+  y = x + rng.normal(0, 2, 40)
+  rx, ry = stats.rankdata(x), stats.rankdata(y)
+  assert stats.spearman(x, y) == pytest.approx(np.corrcoef(rx, ry)[0, 1], abs=1e-12)
+  c = d = tx = ty = 0
+  for i in range(40):
+    for j in range(i + 1, 40):
+      s = np.sign(x[i] - x[j]) * np.sign(y[i] - y[j])
+      c, d = c + (s > 0), d + (s < 0)
+      tx, ty = tx + (x[i] == x[j]), ty + (y[i] == y[j])
+  n0 = 40 * 39 // 2
+  assert stats.kendall_tau(x, y) == pytest.approx((c - d) / math.sqrt((n0 - tx) * (n0 - ty)),
+                                                  abs=1e-12)
+
+
+@pytest.mark.parametrize("x, y, message", [
+    ([1, 2], [1, 2, 3], "same length, got 2 and 3"),
+    ([1], [1], "hold 1 value(s); allowed: at least 2 pairs"),
+    ([1, float("nan")], [1, 2], "finite"),
+    ([[1, 2]], [[1, 2]], "1-D"),
+])
+def test_bad_input(x, y, message):
+  for fn in (stats.spearman, stats.kendall_tau):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+      fn(x, y)
