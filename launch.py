@@ -45,11 +45,16 @@ def arch_from_flags() -> Architecture:
   if not FLAGS.arch:
     raise ValueError("--arch (a name or a JSON path) or --blocks is required; names: "
                          + ", ".join(sorted(search_space.NAMED)))
+  return arch_flag("arch")
+
+
+def arch_flag(flag: str) -> Architecture:
+  """Resolves --arch or --baseline: a name, an architecture JSON, or a search directory (its best)."""
   from mnas_search.store import resolve_arch
   try:
-    return resolve_arch(FLAGS.arch)
+    return resolve_arch(FLAGS[flag].value)
   except (ValueError, FileNotFoundError) as e:
-    raise ValueError(f"--arch={FLAGS.arch}: {e}") from None
+    raise ValueError(f"--{flag}={FLAGS[flag].value}: {e}") from None
 
 
 def check_positive(flag: str, value, allow_none: bool = True) -> None:
@@ -252,15 +257,12 @@ def cmd_scale(argv) -> None:
   del argv
   from mnas_search import family
   if not FLAGS.baseline:
-    raise ValueError("--baseline=NAME|PATH.json is required; names: "
+    raise ValueError("--baseline=NAME|PATH.json|SEARCH_DIR is required; names: "
                      + ", ".join(sorted(search_space.NAMED)))
   if not FLAGS.out:
     raise ValueError("--out=DIR is required: where the member JSONs and family.json go")
   check_positive("num_classes", FLAGS.num_classes, allow_none=False)
-  try:
-    baseline = search_space.resolve_arch(FLAGS.baseline)
-  except (ValueError, FileNotFoundError) as e:
-    raise ValueError(f"--baseline={FLAGS.baseline}: {e}") from None
+  baseline = arch_flag("baseline")
   explicit = [f"--{f}" for f in ("alpha", "beta", "gamma") if FLAGS[f].present]
   if FLAGS.family == "paper" and (explicit or FLAGS.coefficients or FLAGS.phi):
     given = explicit + ["--coefficients"] * bool(FLAGS.coefficients) + ["--phi"] * bool(FLAGS.phi)
@@ -323,6 +325,11 @@ flags.DEFINE_list("references", ["efficientnet-b0", "mnasnet-a1"],
 flags.DEFINE_bool("progress", True, "search: draw a progress bar on stderr.")
 
 
+def workers_from_flags() -> int:
+  from mnas_search import backends
+  return FLAGS.workers if FLAGS.workers is not None else backends.default_workers(FLAGS.backend)
+
+
 def parse_hparams(pairs) -> tuple:
   """`name=value` strings to (name, value) pairs; values are JSON when they parse, else strings."""
   out = []
@@ -340,9 +347,6 @@ def parse_hparams(pairs) -> tuple:
 
 def search_config_from_flags():
   from mnas_search.search import SearchConfig
-  workers = FLAGS.workers
-  if workers is None:
-    workers = {"process": os.cpu_count() or 1, "ray": 2}.get(FLAGS.backend, 1)
   return SearchConfig(
       space=FLAGS.search_space, controller=FLAGS.controller,
       controller_hparams=parse_hparams(FLAGS.controller_hparams), reward=FLAGS.reward, w=FLAGS.w,
@@ -351,7 +355,7 @@ def search_config_from_flags():
       latency_cache_dir=FLAGS.latency_cache_dir,
       trials=FLAGS.trials, trials_per_update=FLAGS.trials_per_update,
       cost_resolution=FLAGS.cost_resolution, cost_num_classes=FLAGS.cost_num_classes,
-      task=proxy_task_from_flags(), backend=FLAGS.backend, workers=workers,
+      task=proxy_task_from_flags(), backend=FLAGS.backend, workers=workers_from_flags(),
       ray_address=FLAGS.ray_address, cpus_per_trial=FLAGS.cpus_per_trial,
       gpus_per_trial=FLAGS.gpus_per_trial, strategy=FLAGS.strategy, tpu=FLAGS.tpu, seed=FLAGS.seed,
       deterministic=FLAGS.deterministic, references=tuple(FLAGS.references or ()))
@@ -488,21 +492,16 @@ def parse_range(flag: str) -> tuple[float, float]:
 def backend_from_flags(task):
   """The backend that --backend, --workers, --ray_address and --*_per_trial describe."""
   from mnas_search import backends
-  workers = FLAGS.workers
-  if workers is None:
-    workers = {"process": os.cpu_count() or 1, "ray": 2}.get(FLAGS.backend, 1)
-  # A child the trainer's own timeout cannot stop is killed after twice its limit, as in search.
-  hard = None if task.timeout_s is None else 2 * task.timeout_s + 120
-  return backends.make_backend(FLAGS.backend, workers=workers, ray_address=FLAGS.ray_address,
-                               cpus_per_trial=FLAGS.cpus_per_trial,
-                               gpus_per_trial=FLAGS.gpus_per_trial, hard_timeout_s=hard)
+  return backends.make_backend(FLAGS.backend, workers=workers_from_flags(),
+                               ray_address=FLAGS.ray_address, cpus_per_trial=FLAGS.cpus_per_trial,
+                               gpus_per_trial=FLAGS.gpus_per_trial,
+                               hard_timeout_s=backends.hard_timeout_for(task.timeout_s))
 
 
 def cmd_grid(argv) -> None:
   """Scores the α, β, γ grid at φ=1 on the proxy (resumable); prints the table and the best."""
   del argv
   from mnas_search import grid
-  from mnas_search.store import resolve_arch
   if not FLAGS.baseline:
     raise ValueError("--baseline=NAME|PATH.json|SEARCH_DIR is required; names: "
                      + ", ".join(sorted(search_space.NAMED)))
@@ -510,10 +509,7 @@ def cmd_grid(argv) -> None:
     raise ValueError("--out=DIR is required: where grid.jsonl, the table and coefficients.json go "
                      "(an existing grid there is resumed)")
   check_positive("cost_num_classes", FLAGS.cost_num_classes, allow_none=False)
-  try:
-    baseline = resolve_arch(FLAGS.baseline)
-  except (ValueError, FileNotFoundError) as e:
-    raise ValueError(f"--baseline={FLAGS.baseline}: {e}") from None
+  baseline = arch_flag("baseline")
   try:
     config = grid.GridConfig(
         baseline=baseline, task=proxy_task_from_flags(), step=FLAGS.grid_step,

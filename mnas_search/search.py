@@ -225,7 +225,9 @@ class Search:
     self.space = search_space.get_space(config.space)
     self.on_trial = on_trial
     self.show_progress = show_progress
-    self.timings = {"controller": 0.0, "cost": 0.0, "store": 0.0, "children": 0.0}
+    # controller_startup: this process's first sample + update, where TF traces the policy's graphs.
+    self.timings = {"controller": 0.0, "controller_startup": 0.0, "cost": 0.0, "store": 0.0,
+                    "children": 0.0}
     self._latency = None
     if config.cost == "latency":
       from mnas_search.latency import LatencyModel
@@ -269,10 +271,9 @@ class Search:
 
   def _backend(self):
     c = self.config
-    hard = None if c.task.timeout_s is None else 2 * c.task.timeout_s + 120
     return backends_lib.make_backend(c.backend, workers=c.workers, ray_address=c.ray_address,
                                      cpus_per_trial=c.cpus_per_trial, gpus_per_trial=c.gpus_per_trial,
-                                     hard_timeout_s=hard)
+                                     hard_timeout_s=backends_lib.hard_timeout_for(c.task.timeout_s))
 
   # --------------------------------------------------------------------------- references
   def _score_references(self, backend) -> dict[str, Any]:
@@ -332,13 +333,15 @@ class Search:
     progress = Progress(total=c.trials, done=min(len(records), c.trials), enabled=self.show_progress)
     if best:
       progress.best = best["reward"]
+    first_update_done = False
     with self._backend() as backend:
       refs = self._score_references(backend)
       while trial < c.trials:
         k = min(c.trials_per_update, c.trials - trial)
+        ctrl_key = "controller" if first_update_done else "controller_startup"
         t0 = time.perf_counter()
         samples = ctrl.sample(k)
-        self.timings["controller"] += time.perf_counter() - t0
+        self.timings[ctrl_key] += time.perf_counter() - t0
         t0 = time.perf_counter()
         batch: dict[int, dict[str, Any]] = {}
         jobs, extras, deferred = [], {}, []
@@ -383,7 +386,8 @@ class Search:
         rewards = [batch[trial + j]["reward"] for j in range(k)]
         t0 = time.perf_counter()
         metrics = ctrl.update(samples, rewards)
-        self.timings["controller"] += time.perf_counter() - t0
+        self.timings[ctrl_key] += time.perf_counter() - t0
+        first_update_done = True
         _kill_point("controller_updated")  # updated in memory, not yet checkpointed
         t0 = time.perf_counter()
         metrics = {k_: float(v) for k_, v in metrics.items()}

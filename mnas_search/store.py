@@ -80,8 +80,8 @@ class SearchStore:
                  if k not in may_change and old.get(k) != params.get(k)]
     if conflicts:
       raise ValueError(
-          f"search_dir {self.directory!r} holds a search with other settings; a resume must use the "
-          "same ones (or start a new --search_dir). Conflicts: " + "; ".join(conflicts))
+          f"{self.directory!r} holds a run with other settings; a resume must use the same ones "
+          "(or write to a new folder). Conflicts: " + "; ".join(conflicts))
     if any(old.get(k) != params.get(k) for k in may_change):
       fileio.atomic_write_json(self.path("params.json"), params)
     return True

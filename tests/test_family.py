@@ -155,7 +155,7 @@ def test_cli_compound_with_coefficients_file(tmp_path):
      "error: --family='fancy' is invalid; allowed: ['paper', 'compound']"),
     (["--baseline=efficientnet-b0", "--gamma=1.2"], "error: only --family=compound takes --gamma"),
     (["--baseline=efficientnet-b9"], "error: --baseline=efficientnet-b9: unknown architecture"),
-    (["--family=paper"], "error: --baseline=NAME|PATH.json is required"),
+    (["--family=paper"], "error: --baseline=NAME|PATH.json|SEARCH_DIR is required"),
 ])
 def test_cli_bad_input(tmp_path, args, message):
   res = _scale(*args, f"--out={tmp_path / 'x'}")
