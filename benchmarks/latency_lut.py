@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from mnas_search import latency  # noqa: E402
+from mnas_search import latency, stats  # noqa: E402
 from search_space import count_flops, default_space  # noqa: E402
 
 MIN_SPEARMAN = 0.9
@@ -63,13 +63,13 @@ def main() -> None:
     print(f"{arch.name:<9} {flops[-1] / 1e6:>8.1f} {model.measured - before:>7} "
           f"{predicted[-1]:>8.3f}ms {measured[-1]:>8.3f}ms {err:>+7.1f}%", flush=True)
   load_after = os.getloadavg()
-  rho = latency.spearman(predicted, measured)
-  mae = latency.mean_abs_pct_error(predicted, measured)
+  rho = stats.spearman(predicted, measured)
+  mae = stats.mean_abs_pct_error(predicted, measured)
   print(f"load average after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}; "
         f"{time.perf_counter() - t0:.0f}s, {model.measured} table entries measured")
   print(f"mean signed error         {np.mean((np.array(predicted) - measured) / measured) * 100:+.1f}%")
   print(f"mean absolute error       {mae:.1f}%")
-  print(f"Spearman(FLOPs, measured) {latency.spearman(flops, measured):.3f}")
+  print(f"Spearman(FLOPs, measured) {stats.spearman(flops, measured):.3f}")
   print(f"Spearman(table, measured) {rho:.3f}")
   verdict = "PASS" if rho >= MIN_SPEARMAN else "FAIL"
   print(f"{verdict}: Spearman {rho:.3f} (at least {MIN_SPEARMAN}), mean absolute error {mae:.1f}%")

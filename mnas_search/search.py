@@ -20,7 +20,7 @@ import math
 import os
 import signal
 import time
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 import numpy as np
 from absl import logging

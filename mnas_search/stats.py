@@ -88,3 +88,14 @@ def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
   if denom == 0.0:
     return math.nan
   return float(np.clip(numerator / denom, -1.0, 1.0))
+
+
+def mean_abs_pct_error(predicted: Sequence[float], actual: Sequence[float]) -> float:
+  """Mean of |predicted − actual| / actual, in percent."""
+  p, a = np.asarray(predicted, dtype=np.float64), np.asarray(actual, dtype=np.float64)
+  if p.shape != a.shape or p.size == 0:
+    raise ValueError(f"mean_abs_pct_error needs two non-empty sequences of equal length; got "
+                     f"{p.size} and {a.size}")
+  if np.any(a <= 0):
+    raise ValueError("mean_abs_pct_error needs actual values > 0")
+  return float(np.mean(np.abs(p - a) / a) * 100)

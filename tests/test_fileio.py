@@ -1,6 +1,5 @@
 """Tests for mnas_search.fileio: atomic writes and crash-tolerant JSON lines."""
 
-import json
 import os
 
 import pytest

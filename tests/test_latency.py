@@ -1,7 +1,6 @@
 """Tests for mnas_search.latency: keys, the cached table, prediction, measuring and Spearman."""
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -222,37 +221,6 @@ def test_build_table_measures_only_what_is_missing(tmp_path):
   table = latency.load_table(done.path, latency.device_name(), latency.tf_version(), 1)
   assert set(table) == {TINY_STEM, TINY_A, HeadKey(8, 8, 16, 10, "relu")}
   assert latency.build_table(one, 16, 10, cache_dir=str(tmp_path)).measured == 0
-
-
-# ----------------------------------------------------------------------------- agreement
-def test_rank_averages_ties():
-  assert latency.rank([10, 20, 20, 5]).tolist() == [2.0, 3.5, 3.5, 1.0]
-
-
-def test_spearman_known_cases():
-  x = [1.0, 2.0, 3.0, 4.0, 5.0]
-  assert latency.spearman(x, [2.0, 4.0, 8.0, 16.0, 32.0]) == pytest.approx(1.0, abs=1e-15)
-  assert latency.spearman(x, [5.0, 4.0, 3.0, 2.0, 1.0]) == pytest.approx(-1.0, abs=1e-15)
-  # Ranks (1, 2.5, 2.5, 4) against (1, 2, 3, 4): 4.5 / sqrt(4.5 * 5) = sqrt(0.9).
-  assert latency.spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(math.sqrt(0.9), abs=1e-15)
-  # One swapped pair out of 4: 1 - 6 * 2 / (4 * 15) = 0.8.
-  assert latency.spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8, abs=1e-15)
-
-
-@pytest.mark.parametrize("x, y, fragment", [
-    ([1, 2], [1, 2, 3], "equal length; got 2 and 3"),
-    ([1], [1], "at least 2 values; got 1"),
-    ([1, 1, 1], [1, 2, 3], "undefined when all values of a sequence are equal"),
-])
-def test_spearman_bad_input(x, y, fragment):
-  with pytest.raises(ValueError, match=fragment):
-    latency.spearman(x, y)
-
-
-def test_mean_abs_pct_error():
-  assert latency.mean_abs_pct_error([11.0, 9.0, 20.0], [10.0, 10.0, 20.0]) == pytest.approx(20 / 3)
-  with pytest.raises(ValueError, match="actual values > 0"):
-    latency.mean_abs_pct_error([1.0], [0.0])
 
 
 # ----------------------------------------------------------------------------- the CLI

@@ -1,6 +1,5 @@
 """Tests for mnas_search.search: the loop, the directory it writes, exact resume after SIGKILL."""
 
-import json
 import os
 import signal
 import subprocess

@@ -78,3 +78,9 @@ def test_bad_input(x, y, message):
   for fn in (stats.spearman, stats.kendall_tau):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
       fn(x, y)
+
+
+def test_mean_abs_pct_error():
+  assert stats.mean_abs_pct_error([11.0, 9.0, 20.0], [10.0, 10.0, 20.0]) == pytest.approx(20 / 3)
+  with pytest.raises(ValueError, match="actual values > 0"):
+    stats.mean_abs_pct_error([1.0], [0.0])
