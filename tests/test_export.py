@@ -2,14 +2,13 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 import search_space
 from mnas_search import export
+from launch_cli import run_launch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = search_space.named("efficientnet-b0").replace(width_coefficient=0.1, depth_coefficient=0.1,
@@ -50,8 +49,7 @@ def _search_dir(tmp_path, trials=TRIALS, params=None, name="search"):
 
 
 def _run(*args):
-  return subprocess.run([sys.executable, "launch.py", "export", *args], cwd=ROOT,
-                        capture_output=True, text=True)
+  return run_launch("export", *args)
 
 
 def test_top_k_picks_distinct_architectures_by_reward():

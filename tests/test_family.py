@@ -2,20 +2,18 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 import search_space
 from mnas_search import family
+from launch_cli import run_launch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _scale(*args):
-  return subprocess.run([sys.executable, "launch.py", "scale", *args], cwd=ROOT,
-                        capture_output=True, text=True)
+  return run_launch("scale", *args)
 
 
 def test_paper_family_is_the_named_b0_to_b7():

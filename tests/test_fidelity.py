@@ -2,14 +2,13 @@
 
 import math
 import os
-import subprocess
-import sys
 
 import pytest
 
 import search_space
 from mnas_search import fidelity, fileio, stats
 from mnas_search.proxy import ProxyTask
+from launch_cli import run_launch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPACE = search_space.get_space("micro")
@@ -134,9 +133,7 @@ def test_read_search_needs_a_task(tmp_path):
 
 
 def _launch(*args):
-  return subprocess.run([sys.executable, os.path.join(ROOT, "launch.py"), "fidelity", *args],
-                        capture_output=True, text=True, cwd=ROOT, timeout=600,
-                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+  return run_launch("fidelity", *args)
 
 
 def test_cli_bad_input(tmp_path):

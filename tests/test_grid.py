@@ -1,8 +1,6 @@
 """Tests of mnas_search.grid and `launch.py grid`: the α, β, γ grid at φ=1 under α·β²·γ² ≈ 2."""
 
 import os
-import subprocess
-import sys
 from decimal import Decimal
 
 import pytest
@@ -10,6 +8,7 @@ import pytest
 import search_space
 from mnas_search import family, fileio, grid
 from mnas_search.proxy import ProxyTask
+from launch_cli import run_launch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _MICRO = search_space.get_space("micro")
@@ -155,9 +154,7 @@ def test_format_table_marks_the_paper_triple():
 
 
 def _launch(*args):
-  return subprocess.run([sys.executable, os.path.join(ROOT, "launch.py"), "grid", *args],
-                        capture_output=True, text=True, cwd=ROOT, timeout=600,
-                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+  return run_launch("grid", *args)
 
 
 @pytest.mark.parametrize("args, message", [

@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,6 +10,7 @@ from mnas_search import latency
 from mnas_search.latency import BlockKey, HeadKey, StemKey
 from search_space import Architecture, get_space
 from search_space.space import SearchSpace, StageSpace
+from launch_cli import run_launch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -225,9 +224,7 @@ def test_build_table_measures_only_what_is_missing(tmp_path):
 
 # ----------------------------------------------------------------------------- the CLI
 def run_cli(*args, timeout=120):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-  return subprocess.run([sys.executable, os.path.join(ROOT, "launch.py"), "latency", *args],
-                        capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+  return run_launch("latency", *args, timeout=timeout)
 
 
 @pytest.mark.parametrize("args, fragment", [

@@ -2,20 +2,17 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 import search_space
+from launch_cli import run_launch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_cli(*args, timeout=120):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-  return subprocess.run([sys.executable, os.path.join(ROOT, "launch.py"), *args], capture_output=True,
-                        text=True, timeout=timeout, env=env, cwd=ROOT)
+  return run_launch(*args, timeout=timeout)
 
 
 def test_describe_json_b0():

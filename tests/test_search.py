@@ -2,14 +2,13 @@
 
 import os
 import signal
-import subprocess
-import sys
 
 import pytest
 
 from mnas_search import fileio
 from mnas_search.proxy import ProxyTask
 from mnas_search.search import KILL_ENV, SearchConfig, run_search, trial_seed
+from launch_cli import run_launch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_TASK = ProxyTask(dataset="synthetic", resolution=16, train_images=128, val_images=64, epochs=1,
@@ -28,11 +27,7 @@ def tiny_config(**kw):
 
 
 def run_cli(*args, env=None, timeout=600):
-  e = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-  e.pop(KILL_ENV, None)
-  e.update(env or {})
-  return subprocess.run([sys.executable, os.path.join(ROOT, "launch.py"), *args], capture_output=True,
-                        text=True, timeout=timeout, env=e, cwd=ROOT)
+  return run_launch(*args, env=env, timeout=timeout)
 
 
 def trial_essence(path):

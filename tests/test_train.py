@@ -2,8 +2,6 @@
 
 import os
 import signal
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -13,6 +11,7 @@ import tensorflow as tf
 import search_space
 from mnas_search import fileio, train, trainer
 from mnas_search.proxy import ProxyTask
+from launch_cli import run_launch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _MICRO = search_space.get_space("micro")
@@ -120,9 +119,7 @@ def test_dataset_without_test_split_is_refused_before_writing(tmp_path):
 
 
 def _launch(*args, env=None):
-  return subprocess.run([sys.executable, os.path.join(ROOT, "launch.py"), "train", *args],
-                        capture_output=True, text=True, cwd=ROOT, timeout=600,
-                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(env or {})))
+  return run_launch("train", *args, env=env)
 
 
 @pytest.mark.parametrize("args, message", [

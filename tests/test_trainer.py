@@ -7,8 +7,6 @@ plus graph tracing.
 import json
 import math
 import os
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -20,6 +18,7 @@ from mnas_search import trainer
 from mnas_search.proxy import ProxyTask
 from mnas_search.trainer import TrialResult, evaluate
 from search_space import Architecture
+from launch_cli import run_launch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_BLOCKS = ("r1_k3_s11_e1_i32_o16_se0.25", "r1_k3_s22_e3_i16_o24")
@@ -192,9 +191,7 @@ def test_memory_stays_flat_over_many_children():
 
 # ----------------------------------------------------------------------------- launch.py evaluate
 def run_cli(*args):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-  return subprocess.run([sys.executable, os.path.join(ROOT, "launch.py"), "evaluate", *args],
-                        capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+  return run_launch("evaluate", *args, timeout=300)
 
 
 def test_cli_evaluate_json():
