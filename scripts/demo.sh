@@ -8,9 +8,9 @@ TRIALS=${DEMO_TRIALS:-12}
 mkdir -p "$OUT"
 echo "== search: $TRIALS trials on Fashion-MNIST, PPO controller, target 400M FLOPs (results in $OUT/search)"
 # A tiny proxy so that the demo takes a few minutes on 2 cores: children at 1/4 width, 32x32,
-# 2,048 training images, 2 epochs. Real searches use a bigger proxy (see README).
+# 4,096 training images, 2 epochs. Real searches use a bigger proxy (see README).
 $PY launch.py search --search_dir="$OUT/search" --trials="$TRIALS" --trials_per_update=4 \
-  --dataset=fashion_mnist --proxy_width=0.25 --proxy_resolution=32 --proxy_train_images=2048 \
+  --dataset=fashion_mnist --proxy_width=0.25 --proxy_resolution=32 --proxy_train_images=4096 \
   --proxy_val_images=512 --proxy_epochs=2 --references=efficientnet-b0 --seed=0
 echo
 echo "== export: the best architecture as JSON, .keras, SavedModel and TFLite ($OUT/export)"
