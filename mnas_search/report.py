@@ -213,7 +213,8 @@ def plot_accuracy_flops(records: Sequence[dict[str, Any]], front: Sequence[dict[
   ax.set_ylabel("Validation accuracy (%)")
   ax.set_title("Validation accuracy vs. deploy FLOPs")
   ax.grid(alpha=0.3)
-  ax.legend(loc="lower right")
+  # Outside the axes: trials fill the whole plane, and the references must never be hidden.
+  ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=8)
   return _save(plt, fig, path)
 
 
