@@ -51,6 +51,9 @@ def arch_from_flags() -> Architecture:
 def arch_flag(flag: str) -> Architecture:
   """Resolves --arch or --baseline: a name, an architecture JSON, or a search directory (its best)."""
   from mnas_search.store import resolve_arch
+  if not FLAGS[flag].value:
+    raise ValueError(f"--{flag}=NAME|PATH.json|SEARCH_DIR is required; names: "
+                     + ", ".join(sorted(search_space.NAMED)))
   try:
     return resolve_arch(FLAGS[flag].value)
   except (ValueError, FileNotFoundError) as e:
@@ -256,13 +259,10 @@ def cmd_scale(argv) -> None:
   """Writes a scaled family of a baseline (arch JSON per member, family.json) and prints it."""
   del argv
   from mnas_search import family
-  if not FLAGS.baseline:
-    raise ValueError("--baseline=NAME|PATH.json|SEARCH_DIR is required; names: "
-                     + ", ".join(sorted(search_space.NAMED)))
+  baseline = arch_flag("baseline")
   if not FLAGS.out:
     raise ValueError("--out=DIR is required: where the member JSONs and family.json go")
   check_positive("num_classes", FLAGS.num_classes, allow_none=False)
-  baseline = arch_flag("baseline")
   explicit = [f"--{f}" for f in ("alpha", "beta", "gamma") if FLAGS[f].present]
   if FLAGS.family == "paper" and (explicit or FLAGS.coefficients or FLAGS.phi):
     given = explicit + ["--coefficients"] * bool(FLAGS.coefficients) + ["--phi"] * bool(FLAGS.phi)
@@ -502,14 +502,11 @@ def cmd_grid(argv) -> None:
   """Scores the α, β, γ grid at φ=1 on the proxy (resumable); prints the table and the best."""
   del argv
   from mnas_search import grid
-  if not FLAGS.baseline:
-    raise ValueError("--baseline=NAME|PATH.json|SEARCH_DIR is required; names: "
-                     + ", ".join(sorted(search_space.NAMED)))
+  baseline = arch_flag("baseline")
   if not FLAGS.out:
     raise ValueError("--out=DIR is required: where grid.jsonl, the table and coefficients.json go "
                      "(an existing grid there is resumed)")
   check_positive("cost_num_classes", FLAGS.cost_num_classes, allow_none=False)
-  baseline = arch_flag("baseline")
   try:
     config = grid.GridConfig(
         baseline=baseline, task=proxy_task_from_flags(), step=FLAGS.grid_step,
