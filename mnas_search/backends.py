@@ -14,11 +14,13 @@ import multiprocessing
 import os
 import time
 import traceback
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from absl import logging
 
 from search_space import Architecture
+from mnas_search import fileio
+from mnas_search.progress import Progress
 from mnas_search.proxy import ProxyTask
 
 BACKENDS = ("inline", "process", "ray")
@@ -277,3 +279,36 @@ def make_backend(name: str, workers: int = 1, ray_address: str | None = None,
     return RayBackend(workers=workers, address=ray_address, cpus_per_trial=cpus_per_trial,
                       gpus_per_trial=gpus_per_trial)
   raise ValueError(f"--backend={name!r} is invalid; allowed: {', '.join(BACKENDS)}")
+
+
+def run_logged(jobs: Sequence[Job], backend: Backend | None,
+               log_path: str, to_record: Callable[[Job, Any], dict[str, Any]],
+               progress: Progress,
+               on_record: Callable[[dict[str, Any]], None] | None = None) -> None:
+  """Trains `jobs` on `backend` (inline when None), appending each record to a JSON-lines log.
+
+  Each record is appended and flushed the moment its child finishes, so that a run killed at any
+  instant can resume by skipping what the log holds (grid and fidelity share this loop).
+
+  Args:
+    jobs: the children to train.
+    backend: where; a backend made here (inline) is closed here.
+    log_path: the .jsonl log.
+    to_record: (job, TrialResult) -> the JSON-able record.
+    progress: advanced once per record (after `on_record`), and closed at the end.
+    on_record: called with each record once it is stored.
+  """
+  if jobs:
+    owned = backend is None
+    backend = backend or make_backend("inline")
+    try:
+      for job, result in backend.run(jobs):
+        rec = to_record(job, result)
+        fileio.append_jsonl(log_path, rec)
+        if on_record:
+          on_record(rec)
+        progress.advance()
+    finally:
+      if owned:
+        backend.close()
+  progress.close()

@@ -218,7 +218,7 @@ def run_fidelity(search_dir: str, config: FidelityConfig, out_dir: str | None = 
     if on_result:
       on_result(rec)
 
-  grid.run_logged(jobs, backend, path, to_record, progress, stored)
+  backends_lib.run_logged(jobs, backend, path, to_record, progress, stored)
   # The group of the current selection (a search extended since may have moved a trial).
   rows = [dict(done[r["trial"]], group=g) for g, r in selected]
   summary = {"search_dir": os.path.abspath(search_dir), "sample": config.sample,

@@ -295,39 +295,6 @@ def read_records(path: str, candidates: Sequence[Triple]) -> dict[int, dict[str,
   return out
 
 
-def run_logged(jobs: Sequence[backends_lib.Job], backend: backends_lib.Backend | None,
-               log_path: str, to_record: Callable[[backends_lib.Job, Any], dict[str, Any]],
-               progress: Progress,
-               on_record: Callable[[dict[str, Any]], None] | None = None) -> None:
-  """Trains `jobs` on `backend` (inline when None), appending each record to a JSON-lines log.
-
-  Each record is appended and flushed the moment its child finishes, so that a run killed at any
-  instant can resume by skipping what the log holds (grid and fidelity share this loop).
-
-  Args:
-    jobs: the children to train.
-    backend: where; a backend made here (inline) is closed here.
-    log_path: the .jsonl log.
-    to_record: (job, TrialResult) -> the JSON-able record.
-    progress: advanced once per record (after `on_record`), and closed at the end.
-    on_record: called with each record once it is stored.
-  """
-  if jobs:
-    owned = backend is None
-    backend = backend or backends_lib.make_backend("inline")
-    try:
-      for job, result in backend.run(jobs):
-        rec = to_record(job, result)
-        fileio.append_jsonl(log_path, rec)
-        if on_record:
-          on_record(rec)
-        progress.advance()
-    finally:
-      if owned:
-        backend.close()
-  progress.close()
-
-
 def run_grid(out_dir: str, config: GridConfig, backend: backends_lib.Backend | None = None,
              strategy: str = "auto", tpu: str | None = None, show_progress: bool = False,
              on_candidate: Callable[[dict[str, Any]], None] | None = None) -> GridSummary:
@@ -389,7 +356,7 @@ def run_grid(out_dir: str, config: GridConfig, backend: backends_lib.Backend | N
     if on_candidate:
       on_candidate(rec)
 
-  run_logged(jobs, backend, path, to_record, progress, stored)
+  backends_lib.run_logged(jobs, backend, path, to_record, progress, stored)
   summary = write_results(out_dir, list(done.values()), config.baseline.name)
   summary.trained = len(jobs)
   summary.wall_seconds = time.perf_counter() - started
