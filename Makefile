@@ -20,6 +20,7 @@ $(DEV_STAMP): pyproject.toml | $(VENV)/bin/python
 	touch $@ $(STAMP)
 
 test: $(DEV_STAMP)
+	$(VENV)/bin/ruff check
 	$(PY) -m pytest -q
 
 test-slow: $(DEV_STAMP)

@@ -36,6 +36,7 @@ import numpy as np
 from absl import logging
 
 from mnas_search import fileio
+from nas_common import check_int
 from search_space.blocks import ACTIVATIONS, Architecture, ConcreteBlock, round_filters
 from search_space.costs import block_costs, conv_output_size
 from search_space.space import SearchSpace
@@ -47,9 +48,7 @@ TABLE_FORMAT = 1
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-    raise ValueError(f"{name}={value!r} is invalid; allowed: an integer >= {minimum}")
-  return int(value)
+  return check_int(name, value, minimum)
 
 
 def _check_key(key: Any, int_fields: Sequence[str]) -> None:
@@ -345,6 +344,7 @@ def _key_model(key: LatencyKey):
       raise ValueError(f"{key.kind} {name}={value} is invalid; allowed: a channel count the builder "
                        f"makes (round_filters: a multiple of 8, e.g. {round_filters(value, 1.0)})")
   import keras
+
   from search_space.model import build_model, mbconv
   if isinstance(key, BlockKey):
     shape = (1, key.input_size, key.input_size, key.input_filters)

@@ -134,7 +134,7 @@ def augment_batch(images: Any, kinds: Sequence[str], resolution: int) -> Any:
 
   Works on a whole batch at once (NHWC float), each image with its own offset and flip.
   """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   x = images
   n = tf.shape(x)[0]
   pad = resolution // 8
@@ -155,7 +155,7 @@ def augment_batch(images: Any, kinds: Sequence[str], resolution: int) -> Any:
 def training_dataset(task: ProxyTask, splits: datasets.Splits, augment: Sequence[str],
                      seed: int) -> Any:
   """The trainer's training pipeline with the augmentation applied to each batch."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   train, _ = trainer.proxy_datasets(task, splits, seed)
   if not augment:
     return train
@@ -172,7 +172,7 @@ def read_checkpoint(out_dir: str) -> dict[str, Any] | None:
 
 def _epoch_checkpoint(out_dir: str, state: dict[str, Any], session: int) -> Any:
   """A Keras callback that checkpoints after every epoch (see the module docstring)."""
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
   folder = os.path.join(out_dir, CHECKPOINT_DIR)
 
   class _Checkpoint(keras.callbacks.Callback):
@@ -209,7 +209,7 @@ def _epoch_checkpoint(out_dir: str, state: dict[str, Any], session: int) -> Any:
 def _compile(model: Any, task: ProxyTask, num_classes: int, total_steps: int,
              ema_decay: float) -> None:
   """Recompiles the trainer's child with an EMA of the weights in its optimizer."""
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
   optimizer = trainer.make_optimizer(task, total_steps)
   optimizer = type(optimizer).from_config(dict(optimizer.get_config(), use_ema=True,
                                                ema_momentum=ema_decay))
@@ -266,7 +266,7 @@ def train(arch: Architecture, out_dir: str, config: TrainConfig, strategy: Any =
   ema_decay = config.resolved_ema_decay(total_steps)
   augment = config.resolved_augment()
 
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
   strategy = resolve_strategy(strategy)
   # A new seed per session: a resumed run does not replay the first epochs' shuffles.
   keras.utils.set_random_seed(task.seed + start_epoch)

@@ -117,7 +117,7 @@ def proxy_datasets(task: ProxyTask, splits: datasets.Splits, seed: int) -> tuple
 def build_child(child: Architecture, task: ProxyTask, splits: datasets.Splits,
                 total_steps: int) -> Any:
   """The compiled Keras model of a proxy child (call it under the strategy's scope)."""
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
   model = search_space.build_model(
       child, (task.resolution, task.resolution, proxy_channels(task, splits)), splits.num_classes)
   set_bn_momentum(model, task.bn_momentum)
@@ -165,8 +165,8 @@ def evaluate(arch: Architecture, task: ProxyTask | None = None, strategy: Any = 
   steps_per_epoch = len(splits.train[1]) // task.batch_size
   total_steps = task.steps or task.epochs * steps_per_epoch
 
-  import keras  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import keras
+  import tensorflow as tf
   strategy = resolve_strategy(strategy)
   seed_child(run_seed)
   if deterministic:
@@ -220,7 +220,7 @@ def set_bn_momentum(model: Any, momentum: float | None) -> None:
   """Sets the moving-average momentum of every BatchNormalization layer (None keeps it)."""
   if momentum is None:
     return
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
   for layer in model.layers:  # a functional model: every layer is at the top level
     if isinstance(layer, keras.layers.BatchNormalization):
       layer.momentum = momentum
@@ -228,8 +228,8 @@ def set_bn_momentum(model: Any, momentum: float | None) -> None:
 
 def _gradient_registry() -> dict | None:
   try:
-    from tensorflow.python.framework import ops  # pylint: disable=g-direct-tensorflow-import
-    return ops._gradient_registry._registry  # pylint: disable=protected-access
+    from tensorflow.python.framework import ops
+    return ops._gradient_registry._registry
   except (ImportError, AttributeError):  # another TF layout: nothing to clean
     return None
 
@@ -248,11 +248,11 @@ def seed_child(seed: int) -> None:
   seed. Changing that seed makes every tf.function in the process retrace on its next call: the
   PPO controller's update, which shares the process with inline children, went from 0.16 s to 6 s.
   """
-  import random  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from keras.src.backend.common import global_state  # pylint: disable=g-import-not-at-top
-  from keras.src.random import seed_generator  # pylint: disable=g-import-not-at-top
-  from keras.src.utils import rng_utils  # pylint: disable=g-import-not-at-top
+  import random
+  import numpy as np
+  from keras.src.backend.common import global_state
+  from keras.src.random import seed_generator
+  from keras.src.utils import rng_utils
   global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)
   global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
   random.seed(seed)
@@ -267,9 +267,9 @@ def release_keras_state() -> None:
   cache is kept: clearing it throws away the instantiated kernels of every tf.function in the
   process, which made the PPO controller's update in the same process 40x slower (0.16 s -> 6 s).
   """
-  import gc  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from keras.src.backend.common import global_state  # pylint: disable=g-import-not-at-top
+  import gc
+  import tensorflow as tf
+  from keras.src.backend.common import global_state
   global_state.GLOBAL_STATE_TRACKER = threading.local()
   global_state.GLOBAL_SETTINGS_TRACKER = threading.local()
   tf.compat.v1.reset_default_graph()
@@ -300,7 +300,7 @@ def _error_text(kind: str, e: BaseException) -> str:
 
 def make_lr_schedule(task: ProxyTask, total_steps: int) -> Any:
   """Linear warmup from 0 over task.warmup_fraction of the steps, then cosine decay to 0 or constant."""
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
   warmup = int(task.warmup_fraction * total_steps)
   # alpha=1 keeps the rate at its peak after warmup: a constant schedule.
   alpha = 0.0 if task.lr_schedule == "cosine" else 1.0
@@ -313,7 +313,7 @@ def make_lr_schedule(task: ProxyTask, total_steps: int) -> Any:
 
 def make_optimizer(task: ProxyTask, total_steps: int) -> Any:
   """The task's optimizer (SGD with momentum, or RMSProp as in MnasNet) on its schedule."""
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
   lr = make_lr_schedule(task, total_steps)
   weight_decay = task.weight_decay or None
   if task.optimizer == "sgd":
@@ -324,7 +324,7 @@ def make_optimizer(task: ProxyTask, total_steps: int) -> Any:
 
 def make_loss(task: ProxyTask, num_classes: int) -> Any:
   """Cross-entropy on logits and integer labels, with the task's label smoothing."""
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
   if not task.label_smoothing:
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
   smoothed = keras.losses.CategoricalCrossentropy(from_logits=True,
@@ -341,7 +341,7 @@ def training_guard(deadline: float | None, batch_size: int) -> Any:
 
   It also counts steps and times them, for the throughput after the first (tracing) step.
   """
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
 
   class _Guard(keras.callbacks.Callback):
     """See `training_guard`."""

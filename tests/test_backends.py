@@ -33,9 +33,9 @@ def test_run_job_turns_exceptions_into_failed_results():
 
 
 def test_make_backend_errors():
-  with pytest.raises(ValueError, match="--backend='gpu' is invalid; allowed: inline, process, ray"):
+  with pytest.raises(ValueError, match="backend='gpu' is invalid; allowed: inline, process, ray"):
     backends.make_backend("gpu")
-  with pytest.raises(ValueError, match="--workers=0 is invalid"):
+  with pytest.raises(ValueError, match="workers=0 is invalid"):
     backends.make_backend("process", workers=0)
 
 
@@ -84,3 +84,14 @@ def test_ray_backend_completes_a_search_with_two_workers(tmp_path):
   assert summary.trials == 4
   assert sorted(r["trial"] for r in trials) == [0, 1, 2, 3]
   assert all(r["status"] in ("ok", "cached") for r in trials)
+
+
+def test_pool_processes_private_api_is_still_there():
+  # ProcessPoolExecutor._processes is private; if Python moves it, a hung child could not be killed.
+  import concurrent.futures as cf
+  import multiprocessing
+  with cf.ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as pool:
+    assert pool.submit(abs, -3).result() == 3
+    assert isinstance(pool._processes, dict)
+    procs = backends.pool_processes(pool)
+    assert len(procs) == 1 and procs[0].is_alive()

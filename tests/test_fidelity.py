@@ -66,7 +66,7 @@ def test_select_top_middle_bottom_is_exact(k, expected):
 
 
 def test_select_bad_input():
-  with pytest.raises(ValueError, match="--sample=1 is invalid; allowed: an integer >= 2"):
+  with pytest.raises(ValueError, match="sample=1 is invalid; allowed: an integer >= 2"):
     fidelity.select_trials(HAND_MADE, 1)
   with pytest.raises(ValueError, match=r"has 1 distinct trial\(s\) with status ok"):
     fidelity.select_trials([HAND_MADE[1], HAND_MADE[5], HAND_MADE[3]], 3)  # ok, cached, failed

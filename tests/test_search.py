@@ -201,5 +201,5 @@ def test_latency_cost_search_records_measured_latency(tmp_path):
 
 
 def test_latency_cost_needs_its_target():
-  with pytest.raises(ValueError, match="--target_latency_ms=None is invalid for --cost=latency"):
+  with pytest.raises(ValueError, match="target_latency_ms=None is invalid for cost=latency"):
     tiny_config(cost="latency")

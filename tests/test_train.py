@@ -136,7 +136,7 @@ def _launch(*args, env=None):
     (["--arch=efficientnet-b0", "--out=/tmp/x", "--augment=crop,rotate"],
      "error: --augment=crop,rotate is invalid; allowed: any of crop, flip"),
     (["--arch=efficientnet-b0", "--out=/tmp/x", "--train_resolution=0"],
-     "error: --train_resolution=0 is invalid; allowed: a number > 0"),
+     "error: --train_resolution=0 is invalid; allowed: an integer >= 1"),
 ])
 def test_cli_bad_input(args, message):
   r = _launch(*args)

@@ -32,7 +32,7 @@ TASK = ProxyTask(dataset=DATASET, resolution=16, train_images=512, val_images=25
 @pytest.fixture
 def restore_determinism():
   """Op determinism is process-wide: switch it back off after the test if it was off."""
-  from tensorflow.python.framework import config  # pylint: disable=g-direct-tensorflow-import
+  from tensorflow.python.framework import config
   was = config.is_op_determinism_enabled()
   yield
   if not was:
@@ -215,12 +215,12 @@ def test_cli_evaluate_json():
     (["--arch=efficientnet-b0", "--proxy_epochs=-1"],
      "error: --proxy_epochs=-1 is invalid; allowed: an integer >= 1"),
     (["--arch=efficientnet-b0", "--dataset=imagenet"],
-     "error: --dataset='imagenet' is unknown; allowed: fashion_mnist, cifar10, synthetic, tfds:NAME, "
+     "error: --dataset='imagenet' is invalid; allowed: fashion_mnist, cifar10, synthetic, tfds:NAME, "
      "dir:PATH"),
     (["--arch=efficientnet-b0", "--proxy_optimizer=adam"],
      "error: --proxy_optimizer='adam' is invalid; allowed: sgd or rmsprop"),
     (["--arch=efficientnet-b0", "--cost_resolution=0"],
-     "error: --cost_resolution=0 is invalid; allowed: a number > 0"),
+     "error: --cost_resolution=0 is invalid; allowed: an integer >= 1"),
     (["--arch=efficientnet-b0", "--dataset=dir:/no/such/folder"],
      "error: dataset='dir:/no/such/folder': folder '/no/such/folder' does not exist"),
 ])
