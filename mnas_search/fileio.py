@@ -13,19 +13,30 @@ from typing import Any, Iterator
 
 
 def atomic_write_text(path: str, text: str) -> None:
-  """Writes `text` to `path` atomically: a temp file in the same folder, fsync, rename."""
+  """Writes `text` to `path` atomically: a temp file in the same folder, fsync, rename.
+
+  Raises:
+    OSError: with `filename` set to `path` (ENOSPC, EACCES, ...); `path` is then as it was and
+      the temp file is gone.
+  """
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+  try:
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                               dir=directory)
+  except OSError as e:
+    raise _naming(e, path) from e
   try:
     with os.fdopen(fd, "w") as f:
       f.write(text)
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
-  except BaseException:
+  except BaseException as e:
     if os.path.exists(tmp):
       os.unlink(tmp)
+    if isinstance(e, OSError):
+      raise _naming(e, path) from e
     raise
 
 
@@ -44,12 +55,38 @@ def read_json(path: str) -> Any:
 
 
 def append_jsonl(path: str, record: dict[str, Any]) -> None:
-  """Appends one JSON line and flushes it to disk before returning."""
-  line = json.dumps(record, sort_keys=False) + "\n"
-  with open(path, "a") as f:
-    f.write(line)
-    f.flush()
-    os.fsync(f.fileno())
+  """Appends one JSON line and flushes it to disk before returning.
+
+  A write that fails part-way (a full disk) is taken back: the file is cut to its old length, so
+  that no torn line is left for the next append to run into.
+
+  Raises:
+    OSError: with `filename` set to `path` (ENOSPC, EACCES, ...).
+  """
+  data = (json.dumps(record, sort_keys=False) + "\n").encode()
+  try:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+  except OSError as e:
+    raise _naming(e, path) from e
+  try:
+    start = os.fstat(fd).st_size
+    try:
+      view = memoryview(data)
+      while view:  # os.write may write less than asked, e.g. up to the last free byte
+        view = view[os.write(fd, view):]
+      os.fsync(fd)
+    except OSError as e:
+      os.ftruncate(fd, start)
+      raise _naming(e, path) from e
+  finally:
+    os.close(fd)
+
+
+def _naming(e: OSError, path: str) -> OSError:
+  """`e` with `path` as its filename (a failed write or flush names no file)."""
+  if e.filename == path:
+    return e
+  return OSError(e.errno, e.strerror, path)  # PermissionError for EACCES, ... as OSError picks
 
 
 def read_jsonl(path: str) -> list[dict[str, Any]]:
