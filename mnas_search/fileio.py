@@ -11,7 +11,7 @@ import json
 import os
 from typing import Any, Iterator
 
-from nas_common.atomic import atomic_write_json, atomic_write_text  # noqa: F401  (re-exported)
+from nas_common.atomic import atomic_write_json, atomic_write_text, naming  # noqa: F401  (re-exported)
 
 
 def read_json(path: str) -> Any:
@@ -25,12 +25,31 @@ def read_json(path: str) -> Any:
 
 
 def append_jsonl(path: str, record: dict[str, Any]) -> None:
-  """Appends one JSON line and flushes it to disk before returning."""
-  line = json.dumps(record, sort_keys=False) + "\n"
-  with open(path, "a") as f:
-    f.write(line)
-    f.flush()
-    os.fsync(f.fileno())
+  """Appends one JSON line and flushes it to disk before returning.
+
+  A write that fails part-way (a full disk) is taken back: the file is cut to its old length, so
+  that no torn line is left for the next append to run into.
+
+  Raises:
+    OSError: with `filename` set to `path` (ENOSPC, EACCES, ...).
+  """
+  data = (json.dumps(record, sort_keys=False) + "\n").encode()
+  try:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+  except OSError as e:
+    raise naming(e, path) from e
+  try:
+    start = os.fstat(fd).st_size
+    try:
+      view = memoryview(data)
+      while view:  # os.write may write less than asked, e.g. up to the last free byte
+        view = view[os.write(fd, view):]
+      os.fsync(fd)
+    except OSError as e:
+      os.ftruncate(fd, start)
+      raise naming(e, path) from e
+  finally:
+    os.close(fd)
 
 
 def read_jsonl(path: str) -> list[dict[str, Any]]:

@@ -24,20 +24,38 @@ def fsync_dir(path: str) -> None:
     os.close(fd)
 
 
+def naming(e: OSError, path: str) -> OSError:
+  """`e` with `path` as its filename: a failed write or flush names no file, and the user's
+  one-line error must say which file the disk refused."""
+  if e.filename == path:
+    return e
+  return OSError(e.errno, e.strerror, path)  # PermissionError for EACCES, ... as OSError picks
+
+
 def atomic_write_text(path: str, data: str | bytes) -> None:
-  """Writes `data` (text, or bytes written as they are) to `path` atomically."""
+  """Writes `data` (text, or bytes written as they are) to `path` atomically.
+
+  Raises:
+    OSError: with `filename` set to `path` (ENOSPC, EACCES, ...); `path` is then as it was and
+      the temp file is gone.
+  """
   folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{os.path.basename(path)}.", dir=folder)
+  try:
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{os.path.basename(path)}.", dir=folder)
+  except OSError as e:
+    raise naming(e, path) from e
   try:
     with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as f:
       f.write(data)
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
-  except BaseException:
+  except BaseException as e:
     if os.path.exists(tmp):
       os.unlink(tmp)
+    if isinstance(e, OSError):
+      raise naming(e, path) from e
     raise
   fsync_dir(folder)
 

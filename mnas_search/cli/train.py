@@ -75,6 +75,10 @@ def run(fv: flags.FlagValues) -> None:
   print(f"training {arch.name} on {task.dataset} at {task.resolution}x{task.resolution}, width "
         f"x{task.proxy_width:g}, {task.epochs} epochs -> {out}", flush=True)
   r = train.train(arch, out, config, strategy=fv.strategy, verbose=1 if sys.stdout.isatty() else 2)
+  if r.status == "failed":
+    print(f"failed: {r.error}; the checkpoint of epoch {r.epochs_done} is kept, and the same command "
+          "restarts from it")
+    sys.exit(1)
   if not r.finished:
     print(f"stopped after epoch {r.epochs_done} of {task.epochs}; run the same command again to "
           "continue")
