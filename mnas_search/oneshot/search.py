@@ -55,6 +55,10 @@ MAY_CHANGE_ON_RESUME = ("strategy", "checkpoint_every")
 # A PPO policy is autoregressive: its per-decision probabilities are estimated from rollouts.
 PROBABILITY_ROLLOUTS = 256
 PROBABILITY_SEED = 12345
+# One-shot controller steps are many and single-sample: the multi-trial default step size of
+# reinforce (0.2, for a few dozen batched updates) would lock the policy in on noise within a
+# hundred steps. Given hparams override these.
+ONESHOT_CONTROLLER_DEFAULTS = {"reinforce": (("learning_rate", 0.01), ("baseline_decay", 0.95))}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +68,8 @@ class OneShotConfig:
   Attributes:
     space: search space name (`search_space.SPACES`).
     controller: "reinforce" (TuNAS: independent logits, moving-average baseline) or "ppo".
-    controller_hparams: extra controller settings, as (name, value) pairs.
+    controller_hparams: extra controller settings, as (name, value) pairs; they override
+      `ONESHOT_CONTROLLER_DEFAULTS` (the config holds the merged, sorted pairs).
     reward: reward name (`rewards.REWARDS`); "abs" is TuNAS's.
     w: the reward's exponent/coefficient; None for the reward's default.
     cost: "flops" or "params", counted analytically at the deploy resolution.
@@ -125,6 +130,9 @@ class OneShotConfig:
                                                                          and v == 1)):
         allowed = "a number in [0, 1)" if name == "oneshot_warmup_fraction" else "a number in (0, 1]"
         raise ValueError(f"--{name}={v!r} is invalid; allowed: {allowed}")
+    merged = dict(ONESHOT_CONTROLLER_DEFAULTS.get(self.controller, ()))
+    merged.update(dict(self.controller_hparams))
+    object.__setattr__(self, "controller_hparams", tuple(sorted(merged.items())))
     self.search_config()  # the shared checks: space, reward, target, references, seed
 
   @property
