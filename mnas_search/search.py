@@ -32,12 +32,14 @@ from mnas_search import backends as backends_lib
 from mnas_search import pareto as pareto_lib
 from mnas_search.progress import Progress
 from mnas_search.proxy import ProxyTask
-from mnas_search.records import TrialRecord
+from mnas_search.records import TrialRecord, best_by_reward
 from mnas_search.rundir import run_resumable
 from mnas_search.store import TRIALS, SearchStore
 from nas_common import FieldError, check_int
 
 # Settings a resume may change; everything else must match params.json.
+# best.json: the best ok trial's summary.
+BEST_KEYS = ("trial", "reward", "accuracy", "flops", "params", "blocks", "arch")
 MAY_CHANGE_ON_RESUME = ("trials", "backend", "workers", "ray_address", "cpus_per_trial",
                         "gpus_per_trial", "strategy", "tpu")
 COST_TARGET_FIELD = {kind: field for kind, (field, _) in rewards_lib.COST_TARGETS.items()}
@@ -361,10 +363,21 @@ class Search:
           r if r.get("cached_from") is None else self._by_trial.get(r["cached_from"], r))
     self._logged_updates = {u["update"] for u in store.read_updates()}
     self._trial, self._update = ctrl.num_sampled, ctrl.num_updates
+    self._repair_best(records)
     if resumed:
       logging.info("resuming %s: %d trials stored, controller at update %d (%s)", store.directory,
                    len(records), self._update, "restored" if restored else "fresh")
     return ctrl
+
+  def _repair_best(self, records) -> None:
+    """Rewrites best.json when trials.jsonl holds a better ok trial: a crash (or a full disk)
+    between a trial's append and best.json's write would otherwise leave best.json stale."""
+    top = best_by_reward(records, ("ok",))
+    best = self.store.read_best()
+    if top is not None and (best is None or top["reward"] > best["reward"]):
+      logging.warning("best.json was behind trials.jsonl (a crash between the two writes); "
+                      "rewriting it with trial %d", top["trial"])
+      self.store.write_best({k: top[k] for k in BEST_KEYS})
 
   def _ctrl_key(self) -> str:
     return "controller" if self._first_update_done else "controller_startup"
@@ -466,7 +479,7 @@ class Search:
     progress = self._progress
     # A new best only when strictly better: on a tie the trial stored first stays best.
     if rec["status"] == "ok" and (progress.best is None or rec["reward"] > progress.best):
-      best = {k: rec[k] for k in ("trial", "reward", "accuracy", "flops", "params", "blocks", "arch")}
+      best = {k: rec[k] for k in BEST_KEYS}
       self.store.write_best(best)
       self._board.text("best_architecture", rec["trial"], "\n".join(f"    {b}" for b in rec["blocks"]) +
                        f"\n\nreward {rec['reward']:.4f}, accuracy {rec['accuracy']:.4f}, "
