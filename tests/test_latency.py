@@ -162,7 +162,19 @@ def test_load_refuses_another_device_and_bad_files(tmp_path):
     latency.load_table(path, "gpu", "v", 1)
   with pytest.raises(ValueError, match=r"has threads=1 but 4 was asked for"):
     latency.load_table(path, "cpu", "v", 4)
+  with pytest.raises(ValueError, match=r"has tf_version='v' but '2.21.0' was asked for"):
+    latency.load_table(path, "cpu", "2.21.0", 1)
   data = json.loads(open(path).read())
+  assert data["format"] == latency.TABLE_FORMAT == 1
+  for unknown in (2, None):
+    open(path, "w").write(json.dumps(dict(data, format=unknown)))
+    with pytest.raises(ValueError, match=rf"has format={unknown} but this version reads format=1"):
+      latency.load_table(path, "cpu", "v", 1)
+  del data["format"]
+  open(path, "w").write(json.dumps(data))
+  with pytest.raises(ValueError, match=r"has format=None but this version reads format=1"):
+    latency.load_table(path, "cpu", "v", 1)
+  data["format"] = 1
   data["entries"][0]["resolution"] = -3
   open(path, "w").write(json.dumps(data))
   with pytest.raises(ValueError, match=r"t.json' entry 0: resolution=-3 is invalid"):
