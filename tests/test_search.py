@@ -64,12 +64,71 @@ def test_search_writes_a_consistent_directory(tmp_path):
   assert best["reward"] == max(r["reward"] for r in trials)
   updates = fileio.read_jsonl(os.path.join(d, "updates.jsonl"))
   assert [u["update"] for u in updates] == [0, 1] and [u["trials"] for u in updates] == [3, 6]
+  for u in updates:
+    # Evolution has no loss; its entropy is that of the aged population's option frequencies
+    # (the last population_size=4 trials), and mean_reward is the batch's.
+    batch = trials[3 * u["update"]:3 * u["update"] + 3]
+    population = trials[:3 * u["update"] + 3][-4:]
+    assert u["loss"] == 0.0
+    assert u["entropy"] == pytest.approx(_population_entropy([r["indices"] for r in population]))
+    assert u["mean_reward"] == pytest.approx(sum(r["reward"] for r in batch) / 3)
+    assert u["population_best_reward"] == max(r["reward"] for r in population)
   refs = fileio.read_json(os.path.join(d, "references.json"))
   assert list(refs) == ["mnasnet-a1"] and refs["mnasnet-a1"]["flops"] == 311579072
   pareto = fileio.read_json(os.path.join(d, "pareto.json"))
-  assert pareto["front"] and all(p["status"] == "ok" for p in pareto["front"])
-  assert os.listdir(os.path.join(d, "tb"))
+  front = _brute_force_front([r for r in trials if r["status"] == "ok"])
+  assert pareto == {"objectives": [["accuracy", "max"], ["flops", "min"], ["params", "min"]],
+                    "considered": sum(r["status"] == "ok" for r in trials), "front": front}
+  # TensorBoard: per-trial and per-update scalars, and the best architecture as text.
+  scalars, texts = _read_board(os.path.join(d, "tb"))
+  want = {(f"trial/{k}", r["trial"]): float(r[k]) for r in trials
+          for k in ("accuracy", "reward", "flops", "params")}
+  want.update({(f"controller/{k}", u["update"]): v for u in updates for k, v in u.items()
+               if k not in ("update", "trials", "best_reward")})
+  assert scalars == pytest.approx(want, rel=1e-6)  # float32 on disk
+  assert texts[("best_architecture", best["trial"])] == (
+      "\n".join(f"    {b}" for b in best["blocks"]) + f"\n\nreward {best['reward']:.4f}, "
+      f"accuracy {best['accuracy']:.4f}, {best['flops'] / 1e6:.1f}M FLOPs")
   assert os.listdir(os.path.join(d, "controller"))
+
+
+def _population_entropy(indices):
+  """Sum over decisions of the entropy of the option frequencies, in nats."""
+  import math
+  from collections import Counter
+  total = 0.0
+  for column in zip(*indices):
+    for count in Counter(column).values():
+      p = count / len(column)
+      total -= p * math.log(p)
+  return total
+
+
+def _brute_force_front(ok):
+  """Trials no other beats on accuracy (up), FLOPs and params (down); twins kept once, the first."""
+  def vec(r):
+    return (-r["accuracy"], r["flops"], r["params"])
+  def dominates(a, b):
+    return all(x <= y for x, y in zip(a, b)) and a != b
+  front = [r for r in ok if not any(dominates(vec(o), vec(r)) for o in ok)
+           and not any(vec(o) == vec(r) and o["trial"] < r["trial"] for o in ok)]
+  return sorted(front, key=lambda r: (r["flops"], r["trial"]))
+
+
+def _read_board(logdir):
+  """{(tag, step): value} of the scalars and {(tag, step): text} of the text summaries."""
+  import glob
+  import tensorflow as tf
+  scalars, texts = {}, {}
+  for path in sorted(glob.glob(os.path.join(logdir, "events.out.tfevents.*"))):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for v in event.summary.value:
+        value = tf.make_ndarray(v.tensor)
+        if v.metadata.plugin_data.plugin_name == "text":
+          texts[(v.tag, event.step)] = value.item().decode()
+        else:
+          scalars[(v.tag, event.step)] = float(value)
+  return scalars, texts
 
 
 def test_resume_extends_and_refuses_conflicts(tmp_path):
