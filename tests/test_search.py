@@ -8,7 +8,7 @@ import pytest
 from mnas_search import fileio
 from mnas_search.proxy import ProxyTask
 from mnas_search.search import KILL_ENV, SearchConfig, run_search, trial_seed
-from launch_cli import run_launch
+from launch_cli import run_launch, start_launch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_TASK = ProxyTask(dataset="synthetic", resolution=16, train_images=128, val_images=64, epochs=1,
@@ -181,13 +181,17 @@ def test_duplicate_architectures_are_cached_not_retrained(tmp_path):
 def _kill_and_resume(tmp_path, controller_flags, kill_points):
   """Runs the CLI search uninterrupted, and again killed at each point then resumed."""
   ref = str(tmp_path / "ref")
-  p = run_cli("search", f"--search_dir={ref}", *TINY_FLAGS, *controller_flags)
-  assert p.returncode == 0, p.stderr[-3000:]
+  # The uninterrupted run goes on beside the killed ones (the machine has cores to spare).
+  reference = start_launch("search", f"--search_dir={ref}", *TINY_FLAGS, *controller_flags)
   crashed = str(tmp_path / "crashed")
-  for point in kill_points:
-    p = run_cli("search", f"--search_dir={crashed}", *TINY_FLAGS, *controller_flags,
-                env={KILL_ENV: point})
-    assert p.returncode == -signal.SIGKILL, (point, p.returncode, p.stderr[-3000:])
+  try:
+    for point in kill_points:
+      p = run_cli("search", f"--search_dir={crashed}", *TINY_FLAGS, *controller_flags,
+                  env={KILL_ENV: point})
+      assert p.returncode == -signal.SIGKILL, (point, p.returncode, p.stderr[-3000:])
+  finally:
+    _, stderr = reference.communicate(timeout=600)
+  assert reference.returncode == 0, stderr[-3000:]
   p = run_cli("search", f"--search_dir={crashed}", *TINY_FLAGS, *controller_flags)
   assert p.returncode == 0, p.stderr[-3000:]
   got = trial_essence(os.path.join(crashed, "trials.jsonl"))
@@ -197,6 +201,12 @@ def _kill_and_resume(tmp_path, controller_flags, kill_points):
   assert got == want
   updates = fileio.read_jsonl(os.path.join(crashed, "updates.jsonl"))
   assert [u["update"] for u in updates] == sorted({t[6] for t in want})
+  # The controller learned the same: each update's loss and entropy as in the uninterrupted run.
+  ref_updates = fileio.read_jsonl(os.path.join(ref, "updates.jsonl"))
+  assert len(updates) == len(ref_updates)
+  for u, v in zip(updates, ref_updates):
+    assert u == pytest.approx(v, rel=1e-6)
+  return crashed
 
 
 COMMON = ["--trials=6", "--trials_per_update=3", "--seed=5", "--deterministic"]
@@ -207,6 +217,27 @@ def test_sigkill_at_three_points_then_resume_equals_uninterrupted_run(tmp_path):
   # During training (a child trained but not stored), during the controller update (updated in
   # memory, not checkpointed), and right after a checkpoint.
   _kill_and_resume(tmp_path, flags, ["child_trained:2", "controller_updated:1", "checkpoint_saved:1"])
+
+
+def test_sigkill_mid_update_then_resume_with_small_ppo_equals_uninterrupted_run(tmp_path):
+  # PPO, the default controller, killed after its first update and checkpoint, while the second
+  # child was trained but not stored: the resume restores the checkpoint (weights and RNG), must
+  # sample that child again exactly, train it, and make the same second update.
+  flags = ["--trials=2", "--trials_per_update=1", "--seed=5", "--deterministic", "--controller=ppo",
+           "--controller_hparams=lstm_size=16,num_epochs=1", "--proxy_train_images=64"]
+  d = _kill_and_resume(tmp_path, flags, ["child_trained:2"])
+  trials = sorted(fileio.read_jsonl(os.path.join(d, "trials.jsonl")), key=lambda r: r["trial"])
+  updates = fileio.read_jsonl(os.path.join(d, "updates.jsonl"))
+  import math
+  import search_space
+  uniform = sum(math.log(a) for a in search_space.get_space("micro").arities)
+  for u, r in zip(updates, trials):
+    assert u["mean_reward"] == r["reward"]
+    assert math.isfinite(u["loss"]) and 0.0 < u["entropy"] <= uniform
+  # The moving-average baseline (decay 0.9) starts at the first batch's mean, then moves:
+  # update 1 subtracts 0.9 * r0 + 0.1 * r0 = r0.
+  r0 = trials[0]["reward"]
+  assert [u["baseline"] for u in updates] == pytest.approx([r0, r0])
 
 
 @pytest.mark.slow
