@@ -93,17 +93,38 @@ def test_process_backend_kills_a_child_past_the_hard_timeout(monkeypatch):
   assert multiprocessing.active_children() == []  # the hung workers were killed
 
 
+def _config(backend, workers=2):
+  return SearchConfig(space="micro", controller="random", trials=4, trials_per_update=4, task=TASK,
+                      references=(), target_flops=30e6, backend=backend, workers=workers, seed=1)
+
+
 def _search(tmp_path, backend):
-  cfg = SearchConfig(space="micro", controller="random", trials=4, trials_per_update=4, task=TASK,
-                     references=(), target_flops=30e6, backend=backend, workers=2, seed=1)
   d = str(tmp_path / backend)
-  summary = run_search(d, cfg, show_progress=False)
+  summary = run_search(d, _config(backend), show_progress=False)
   return summary, fileio.read_jsonl(os.path.join(d, "trials.jsonl"))
 
 
-def test_process_backend_completes_a_search_with_two_workers(tmp_path):
-  summary, trials = _search(tmp_path, "process")
+class _Stop(Exception):
+  pass
+
+
+def _stop(record):
+  raise _Stop(record["trial"])  # the search dies right after storing its first trial
+
+
+def test_process_backend_search_stops_and_resumes_with_two_workers(tmp_path):
+  d = str(tmp_path / "process")
+  with pytest.raises(_Stop):
+    run_search(d, _config("process"), show_progress=False, on_trial=_stop)
+  (first,) = fileio.read_jsonl(os.path.join(d, "trials.jsonl"))
+  seen = []
+  # --workers may change on resume; one worker keeps this cheap (each starts its own TensorFlow).
+  summary = run_search(d, _config("process", workers=1), show_progress=False, on_trial=seen.append)
+  trials = fileio.read_jsonl(os.path.join(d, "trials.jsonl"))
   assert summary.trials == 4
+  # The stored trial is kept, not rerun; the other three are trained once each.
+  assert trials[0] == first and sorted(r["trial"] for r in seen) == sorted(
+      {0, 1, 2, 3} - {first["trial"]})
   assert sorted(r["trial"] for r in trials) == [0, 1, 2, 3]
   assert all(r["status"] in ("ok", "cached") for r in trials)
 

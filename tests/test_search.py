@@ -156,6 +156,20 @@ def test_failed_children_are_recorded_and_the_search_goes_on(tmp_path):
   assert any(r["error"] for r in trials)
 
 
+def test_timed_out_children_get_reward_0_and_the_search_goes_on(tmp_path):
+  task = TINY_TASK.replace(timeout_s=1e-3)  # over before the first step ends
+  d = str(tmp_path / "s")
+  summary = run_search(d, tiny_config(task=task, trials=2, trials_per_update=2, controller="random",
+                                      controller_hparams=()), show_progress=False)
+  trials = fileio.read_jsonl(os.path.join(d, "trials.jsonl"))
+  assert summary.trials == 2 and summary.updates == 1
+  assert [(r["trial"], r["status"], r["reward"]) for r in trials] == [(0, "timeout", 0.0),
+                                                                      (1, "timeout", 0.0)]
+  assert all(r["error"].startswith("timeout_s=0.001 reached after") for r in trials)
+  assert [u["mean_reward"] for u in fileio.read_jsonl(os.path.join(d, "updates.jsonl"))] == [0.0]
+  assert fileio.read_json(os.path.join(d, "pareto.json"))["front"] == []
+
+
 def test_duplicate_architectures_are_cached_not_retrained(tmp_path):
   # A space with one point: every trial after the first is the same architecture.
   d = str(tmp_path / "s")
