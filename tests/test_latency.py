@@ -272,3 +272,17 @@ def test_cli_predicts_and_measures(tmp_path):
   assert d["predicted_ms"] == round(sum(table[k] for k in latency.network_keys(
       Architecture(blocks=("r2_k3_s11_e1_i32_o32",), activation="relu"), 16, 10)), 4)
   assert d["measured_ms"] > 0
+
+
+@pytest.mark.slow  # about 25 s on 2 cores, and timing-sensitive: run it on a quiet machine
+def test_table_ranks_whole_networks_as_measured_end_to_end(tmp_path):
+  # Four networks at 32x32 whose costs are a few times apart: the table's sums must rank them as
+  # timing each whole network does.
+  nets = [Architecture(blocks=blocks, stem_filters=16, head_filters=64, activation="relu")
+          for blocks in (("r1_k3_s11_e1_i16_o16",), ("r2_k3_s11_e3_i16_o16",),
+                         ("r2_k5_s11_e6_i16_o32",), ("r3_k5_s11_e6_i16_o64",))]
+  model = latency.LatencyModel(str(tmp_path), resolution=32, num_classes=10, warmup=2, repeats=15)
+  predicted = [model.predict_ms(a) for a in nets]
+  measured = [latency.measure_end_to_end(a, 32, 10, warmup=2, repeats=15) for a in nets]
+  from mnas_search import stats
+  assert stats.spearman(predicted, measured) >= 0.8, (predicted, measured)
