@@ -112,7 +112,15 @@ def _stop(record):
   raise _Stop(record["trial"])  # the search dies right after storing its first trial
 
 
-def test_process_backend_search_stops_and_resumes_with_two_workers(tmp_path):
+def test_process_backend_completes_a_search_with_two_workers(tmp_path):
+  summary, trials = _search(tmp_path, "process")
+  assert summary.trials == 4
+  assert sorted(r["trial"] for r in trials) == [0, 1, 2, 3]
+  assert all(r["status"] in ("ok", "cached") for r in trials)
+
+
+@pytest.mark.slow  # three worker start-ups, each importing TensorFlow: ~40 s on 2 busy cores
+def test_process_backend_search_stops_and_resumes(tmp_path):
   d = str(tmp_path / "process")
   with pytest.raises(_Stop):
     run_search(d, _config("process"), show_progress=False, on_trial=_stop)

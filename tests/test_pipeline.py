@@ -16,6 +16,9 @@ from mnas_search.search import SearchConfig, run_search
 from launch_cli import run_launch
 from png_check import colored_pixels
 
+# A search, then the commands that read it: about 30 s on 2 cores, so with -m slow.
+pytestmark = pytest.mark.slow
+
 TASK = ProxyTask(dataset="synthetic:size=16,channels=1,classes=4,train=300,test=10", resolution=16,
                  train_images=128, val_images=64, epochs=1, batch_size=64, proxy_width=0.25)
 

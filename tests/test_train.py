@@ -71,7 +71,7 @@ def test_stopped_after_epoch_1_continues_at_epoch_2_and_scores_above_chance(tmp_
   raw.load_weights(os.path.join(out, "checkpoint", "epoch-0002.weights.h5"))
   averages = [v for v in raw.optimizer.variables if v.path.endswith("_average")]
   assert int(raw.optimizer.iterations) == 20 and len(averages) == len(model.trainable_weights) > 0
-  for saved, average, last in zip(model.trainable_weights, averages, raw.trainable_weights):
+  for saved, average in zip(model.trainable_weights, averages):
     np.testing.assert_array_equal(saved.numpy(), average.numpy())
   assert max(float(np.max(np.abs(s.numpy() - w.numpy())))
              for s, w in zip(model.trainable_weights, raw.trainable_weights)) > 1e-3
