@@ -5,9 +5,11 @@ sidecar `info.json` (trial, reward, accuracy, FLOPs, params and the export
 settings), and the requested model formats. Models are built fresh (initialized
 weights) unless a trained `.keras` file with the same architecture is given;
 then its input shape and classes are the defaults of the export.
-After writing, the .keras file is reloaded (safe mode) and the TFLite model is
-run in `tf.lite.Interpreter`; both are compared with the built model on a fixed
-random batch, and the largest differences are recorded in `info.json`.
+After writing, the .keras file is reloaded (safe mode), the SavedModel is loaded
+and served, and the TFLite model is run in `tf.lite.Interpreter`; each is
+compared with the built model on a fixed random batch, and the largest
+differences are recorded in `info.json`. A difference above
+`AGREEMENT_TOLERANCE` is an error that names the format.
 `index.json` in the output folder lists everything exported.
 """
 
@@ -18,8 +20,6 @@ import os
 import re
 import tempfile
 from typing import Any, Iterable, Sequence
-
-from absl import logging
 
 import search_space
 from mnas_search import fileio, pareto
@@ -248,14 +248,20 @@ def _write_models(arch: Architecture, folder: str, formats: Sequence[str],
       model.export(saved, verbose=False)
       if "savedmodel" in formats:
         files.append("saved_model")
+        import tensorflow as tf
+        served = tf.saved_model.load(saved)  # keep a reference: it owns the variables
+        checks["savedmodel_max_abs_diff"] = _max_diff(served.serve(batch).numpy(), expected)
       if "tflite" in formats:
         path = os.path.join(folder, "model.tflite")
         fileio.atomic_write_text(path, convert_to_tflite(saved))
         files.append("model.tflite")
         checks["tflite_max_abs_diff"] = _max_diff(run_tflite(path, batch), expected)
   for name, diff in checks.items():
-    if diff > AGREEMENT_TOLERANCE:
-      logging.warning("%s: %s=%g exceeds %g", folder, name, diff, AGREEMENT_TOLERANCE)
+    if not diff <= AGREEMENT_TOLERANCE:  # NaN counts as a disagreement
+      fmt = name[:-len("_max_abs_diff")]
+      raise ValueError(f"{folder}: the exported {fmt} model disagrees with the built Keras model: "
+                       f"max abs difference {diff:g} > tolerance {AGREEMENT_TOLERANCE:g}; the "
+                       f"{fmt} conversion is broken")
   return files, checks
 
 

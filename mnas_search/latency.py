@@ -279,6 +279,10 @@ def load_table(path: str, device: str, version: str, threads: int) -> dict[Laten
   data = fileio.read_json(path)
   if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
     raise ValueError(f"latency table {path!r} is not a table: expected an object with 'entries'")
+  if data.get("format") != TABLE_FORMAT:
+    raise ValueError(f"latency table {path!r} has format={data.get('format')!r} but this version "
+                     f"reads format={TABLE_FORMAT}; allowed: a table written by this version "
+                     "(delete the file to measure it again)")
   want = {"device": device, "tf_version": version, "threads": threads}
   for field, value in want.items():
     if data.get(field) != value:

@@ -59,6 +59,22 @@ def test_stopped_after_epoch_1_continues_at_epoch_2_and_scores_above_chance(tmp_
   assert (m["augment"], m["ema_decay"], m["label_smoothing"]) == (["crop"], 0.5, 0.1)
   model = keras.saving.load_model(os.path.join(out, "model.keras"), compile=False)
   assert model.count_params() == m["params"] and model.input_shape == (None, 16, 16, 1)
+  # model.keras holds the EMA weights: the last checkpoint's raw weights differ from them, and its
+  # optimizer's moving averages equal them.
+  assert sorted(os.listdir(os.path.join(out, "checkpoint"))) == ["checkpoint.json",
+                                                                "epoch-0002.weights.h5"]
+  raw = keras.saving.load_model(os.path.join(out, "model.keras"), compile=False)
+  optimizer = trainer.make_optimizer(TASK, 20)  # the run's optimizer, with its EMA slots
+  raw.compile(optimizer=type(optimizer).from_config(dict(optimizer.get_config(), use_ema=True,
+                                                         ema_momentum=0.5)))
+  raw.optimizer.build(raw.trainable_variables)
+  raw.load_weights(os.path.join(out, "checkpoint", "epoch-0002.weights.h5"))
+  averages = [v for v in raw.optimizer.variables if v.path.endswith("_average")]
+  assert int(raw.optimizer.iterations) == 20 and len(averages) == len(model.trainable_weights) > 0
+  for saved, average in zip(model.trainable_weights, averages):
+    np.testing.assert_array_equal(saved.numpy(), average.numpy())
+  assert max(float(np.max(np.abs(s.numpy() - w.numpy())))
+             for s, w in zip(model.trainable_weights, raw.trainable_weights)) > 1e-3
   assert os.listdir(os.path.join(out, "tb"))
 
   # Finished: a third run trains nothing and returns the stored metrics.

@@ -228,3 +228,18 @@ def test_cli_evaluate_errors_are_one_line(args, line):
   p = run_cli(*args)
   assert p.returncode == 2 and p.stdout == ""
   assert p.stderr.strip().splitlines()[-1] == line
+
+
+def test_a_small_child_learns_real_fashion_mnist():
+  # The default dataset, read offline as `make test` provides it (scripts/get_data.sh).
+  from mnas_search import datasets
+  if datasets.fashion_mnist_dir() is None:
+    pytest.skip("Fashion-MNIST is not available offline here (neither the Debian package "
+                "dataset-fashion-mnist nor ~/.keras/datasets/fashion-mnist); `make data` installs it")
+  micro = search_space.get_space("micro")
+  task = ProxyTask(dataset="fashion_mnist", resolution=16, train_images=8000, val_images=1000,
+                   epochs=2, batch_size=64, proxy_width=0.5)
+  r = evaluate(micro.decode([0] * micro.num_decisions, name="tiny"), task, seed=0)
+  assert r.status == "ok", r.error
+  # 10 classes: chance is 0.1. Seeds 0, 1, 2 measured 0.73, 0.77, 0.74 (2 CPU cores).
+  assert r.accuracy > 0.6
