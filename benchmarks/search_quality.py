@@ -24,6 +24,14 @@ Stages (each resumable; run the command again and it continues where it stopped)
              disk only (trials.jsonl, noise.jsonl, the train directories' metrics.json,
              fidelity.json, timings.jsonl), so that every number can be checked.
 
+Arms are paired by search seed: a child's training seed depends only on (search seed, trial), and
+with the same seed random search and evolution (whose first population is uniform random) sample
+the same first children, as PPO and REINFORCE (both start uniform) do until their first update.
+Differences between arms are then differences of what the controllers learned.
+
+The proxy (`--proxy`, one of CANDIDATES) was chosen with the noise stage: B0's accuracy over 5
+child seeds on each candidate is in results/search_quality/noise.jsonl and results.json "noise".
+
 OUT/timings.jsonl gets one line per stage part that did work (its wall seconds); a part with
 nothing left to do writes nothing. Weights, controller checkpoints and TensorBoard logs are kept
 out of git by OUT/.gitignore.
@@ -74,8 +82,10 @@ CANDIDATES = {
                                     proxy_width=0.25),
     "fm8k-e2-b64-lr0.1": ProxyTask(train_images=8000, epochs=2, batch_size=64, learning_rate=0.1,
                                    proxy_width=0.25),
+    "fm8k-e2-b64-lr0.2": ProxyTask(train_images=8000, epochs=2, batch_size=64, learning_rate=0.2,
+                                   proxy_width=0.25),
 }
-DEFAULT_PROXY = "fm5k-e3-b64-lr0.05"
+DEFAULT_PROXY = "fm8k-e2-b64-lr0.1"
 # The retraining recipe: the whole training split but 2,000 validation images, 2 epochs.
 RETRAIN_TASK = ProxyTask(train_images=None, val_images=2000, epochs=2, batch_size=128,
                          learning_rate=0.1, label_smoothing=0.1, bn_momentum=0.99, proxy_width=0.25)
@@ -110,7 +120,7 @@ class Options:
   retrain_top: int = 2
   retrain_seeds: int = 2
   fidelity_sample: int = 6
-  fidelity_epochs: int = 12
+  fidelity_epochs: int | None = None
   retrain_epochs: int | None = None
   retrain_images: int | None = None
   backend: str = "inline"
@@ -149,16 +159,22 @@ class Options:
     if self.proxy not in self.candidates:
       raise ValueError(f"--proxy={self.proxy!r} is invalid; allowed: {', '.join(self.candidates)}")
     for name in ("search_seeds", "children", "trials_per_update", "noise_seeds", "retrain_top",
-                 "retrain_seeds", "workers", "fidelity_epochs"):
+                 "retrain_seeds", "workers"):
       if getattr(self, name) < 1:
         raise ValueError(f"--{name}={getattr(self, name)} is invalid; allowed: an integer >= 1")
+    for name in ("fidelity_epochs", "retrain_epochs", "retrain_images"):
+      v = getattr(self, name)
+      if v is not None and v < 1:
+        raise ValueError(f"--{name}={v} is invalid; allowed: an integer >= 1 (or unset)")
     if self.fidelity_sample == 1 or self.fidelity_sample < 0:
       raise ValueError(f"--fidelity_sample={self.fidelity_sample} is invalid; allowed: 0 (skip) "
                        "or an integer >= 2")
 
   def to_dict(self) -> dict[str, Any]:
     d = dataclasses.asdict(self)
-    d.update(stages=list(self.stages), arms=list(self.arms), noise_proxies=list(self.noise_proxies))
+    # Where the folder is and which stages this call ran do not change the results.
+    del d["out"], d["stages"]
+    d.update(arms=list(self.arms), noise_proxies=list(self.noise_proxies))
     return d
 
 
@@ -477,7 +493,8 @@ def summarize(opts: Options) -> dict[str, Any]:
     f = fileio.read_json(fid_path)
     fidelity = {k: f[k] for k in ("sample", "selected", "n", "kendall_tau", "spearman_rho",
                                   "long_task")}
-    fidelity["search_dir"] = os.path.relpath(f["search_dir"], os.path.abspath(out))
+    # fidelity.json holds an absolute path; the run's own part of it is what stays true.
+    fidelity["search_dir"] = "/".join(os.path.normpath(f["search_dir"]).split(os.sep)[-2:])
     fidelity["trials"] = [{k: t[k] for k in ("trial", "group", "proxy_accuracy", "accuracy",
                                              "status")} for t in f["trials"]]
   retrained = [m for m in models if m["test_accuracy"]]
@@ -588,14 +605,16 @@ def plot_curves(res: dict[str, Any], path: str) -> str:
   """Best reward so far against children: mean over seeds, min–max band, one line per arm."""
   import numpy as np
   plt, fig, ax = _figure()
-  for arm in res["arms"]:
+  for i, arm in enumerate(res["arms"]):
     curves = [r["curve"] for r in res["runs"] if r["arm"] == arm and r["curve"]]
     if not curves:
       continue
     n = min(len(c) for c in curves)
     a = np.array([c[:n] for c in curves])
     x = np.arange(1, n + 1)
-    line, = ax.plot(x, a.mean(0), label=f"{arm} ({len(curves)} seeds)")
+    # Dashes per arm: arms sharing a seed can start with the same children (identical lines).
+    line, = ax.plot(x, a.mean(0), ls=("-", "--", "-.", ":")[i % 4], lw=2,
+                    label=f"{arm} ({len(curves)} seeds)")
     ax.fill_between(x, a.min(0), a.max(0), color=line.get_color(), alpha=0.2)
   for n in res["noise"]:
     if n["proxy"] == res["proxy"]["name"]:
@@ -613,8 +632,8 @@ def plot_curves(res: dict[str, Any], path: str) -> str:
 def plot_final(res: dict[str, Any], path: str) -> str:
   """Test accuracy against deploy FLOPs for every retrained model, B0 and A1 marked."""
   plt, fig, ax = _figure()
-  arms = list(res["arms"])
-  colors = {arm: f"C{i}" for i, arm in enumerate(arms)}
+  # One hollow marker shape per arm, so that an architecture found by several arms shows them all.
+  style = {arm: (f"C{i}", "osD^v"[i % 5], 8 + 3 * i) for i, arm in enumerate(res["arms"])}
   labelled = set()
   for m in res["models"]:
     s = m["test_accuracy_stats"]
@@ -627,17 +646,18 @@ def plot_final(res: dict[str, Any], path: str) -> str:
       ax.annotate(m["key"], (x, y), xytext=(6, 4), textcoords="offset points", fontsize=9)
       continue
     for f in m["found_by"]:
+      color, marker, size = style.get(f["arm"], ("gray", "o", 8))
       label = f["arm"] if f["arm"] not in labelled else None
       labelled.add(f["arm"])
-      ax.errorbar(x, y, yerr=err, fmt="o", color=colors.get(f["arm"], "gray"), capsize=3,
-                  alpha=0.8, label=label)
+      ax.errorbar(x, y, yerr=err, fmt=marker, ms=size, mfc="none", mew=1.5, color=color,
+                  capsize=3, label=label)
   ax.axvline(res["target_flops"] / 1e6, ls=":", color="gray")
   ax.set_xlabel("deploy multiply-adds at 224x224 (M)")
   ax.set_ylabel("test accuracy after retraining (%), mean over seeds ± std")
   ax.set_title("Retrained architectures (top of each run) against B0 and A1")
   ax.grid(alpha=0.3)
   if labelled:
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9)
   return _save(plt, fig, path)
 
 
@@ -693,7 +713,8 @@ flags.DEFINE_integer("retrain_epochs", None, "Retraining epochs (default: the re
 flags.DEFINE_integer("retrain_images", None, "Retraining images (default: the whole training split "
                      "but the validation images).")
 flags.DEFINE_integer("fidelity_sample", 6, "Trials of the fidelity check (0 skips it).")
-flags.DEFINE_integer("fidelity_epochs", 12, "Epochs of the fidelity check's longer schedule.")
+flags.DEFINE_integer("fidelity_epochs", None, "Epochs of the fidelity check's longer schedule "
+                     f"(default: {fidelity_lib.EPOCHS_FACTOR}x the proxy's).")
 flags.DEFINE_enum("backend", "inline", list(backends_lib.BACKENDS), "Where children train.")
 flags.DEFINE_integer("workers", 1, "Concurrent children (process/ray); also retrain processes.")
 flags.DEFINE_bool("quick", False, "Tiny everything on synthetic data and the micro space (tests).")
