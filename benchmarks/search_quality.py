@@ -32,6 +32,12 @@ Differences between arms are then differences of what the controllers learned.
 The proxy (`--proxy`, one of CANDIDATES) was chosen with the noise stage: B0's accuracy over 5
 child seeds on each candidate is in results/search_quality/noise.jsonl and results.json "noise".
 
+Cost of the defaults with `--backend=process --workers=2` on 2 CPU cores (estimated from a B0
+child at about 800 images/s on 2 threads, 1 thread per worker about 1.7x slower, random children
+about 0.9x B0's proxy FLOPs, 5 s fixed cost per child): a child about 40 s per worker, so
+512 children about 2.8 h; retraining 36 models x 1 epoch about 1 h; fidelity and the rest
+about 10 min. `--retrain_epochs=2` adds about 1 h.
+
 OUT/timings.jsonl gets one line per stage part that did work (its wall seconds); a part with
 nothing left to do writes nothing. Weights, controller checkpoints and TensorBoard logs are kept
 out of git by OUT/.gitignore.
@@ -86,8 +92,10 @@ CANDIDATES = {
                                    proxy_width=0.25),
 }
 DEFAULT_PROXY = "fm8k-e2-b64-lr0.1"
-# The retraining recipe: the whole training split but 2,000 validation images, 2 epochs.
-RETRAIN_TASK = ProxyTask(train_images=None, val_images=2000, epochs=2, batch_size=128,
+# The retraining recipe: one pass over the whole training split but 2,000 validation images (58,000
+# images, 453 steps of 128), at the proxy's width and resolution, scored on the 10,000 test images.
+# About 90 s per model on 2 cores, so that 36 trainings fit an hour; --retrain_epochs=2 doubles it.
+RETRAIN_TASK = ProxyTask(train_images=None, val_images=2000, epochs=1, batch_size=128,
                          learning_rate=0.1, label_smoothing=0.1, bn_momentum=0.99, proxy_width=0.25)
 # Evolution's population scaled to a 64-child budget (its default of 50 would be random search).
 ARM_HPARAMS = {"evolution": (("population_size", 16), ("tournament_size", 4))}
@@ -473,8 +481,15 @@ def summarize(opts: Options) -> dict[str, Any]:
                    "deploy_flops": flops, "deploy_params": params,
                    "dirs": [os.path.relpath(train_dir(out, entry["key"], s), out) for s in seeds]})
 
-  # Per arm: the best proxy reward and the test accuracy of each run's top-1 architecture.
+  # Per run: its retrained architectures; per arm: the best proxy reward and the test accuracy of
+  # each run's top-1 architecture.
   test_of = {m["key"]: m["test_accuracy_stats"]["mean"] for m in models}
+  for run in runs:
+    run["retrained"] = sorted(
+        ({"key": m["key"], "rank": f["rank"], "trial": f["trial"], "proxy_reward": f["reward"],
+          "test_accuracy_mean": test_of[m["key"]]}
+         for m in models for f in m["found_by"] if (f["arm"], f["seed"]) == (run["arm"], run["seed"])),
+        key=lambda x: x["rank"])
   arms = {}
   for arm, rs in by_arm.items():
     top1 = []

@@ -105,6 +105,12 @@ def test_quick_run_recomputes_from_records_and_resumes_without_retraining(tmp_pa
     assert m["deploy_flops"] > 0 and m["deploy_params"] > 0
     for f in m["found_by"]:
       assert tuple(metrics[0]["arch"]["blocks"]) == tuple(top1[(f["arm"], f["seed"])])
+  for run in res["runs"]:  # each run's retrained top-1, with that model's mean test accuracy
+    (x,) = run["retrained"]
+    assert (x["rank"], x["key"] in models) == (0, True)
+    assert x["test_accuracy_mean"] == models[x["key"]]["test_accuracy_stats"]["mean"]
+    assert x["trial"] == next(f["trial"] for f in models[x["key"]]["found_by"]
+                              if (f["arm"], f["seed"]) == (run["arm"], run["seed"]))
   assert models["efficientnet-b0"]["deploy_flops"] == 385814752
   assert res["fidelity"]["selected"] == 2
   # No weights under the committed folders' eyes: .gitignore covers them.
