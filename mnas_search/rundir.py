@@ -23,12 +23,25 @@ from absl import logging
 
 from mnas_search import backends as backends_lib
 from mnas_search import fileio
+from mnas_search import interrupt
 from nas_common import FieldError
 
 PARAMS_VERSION = 1
 LOCK_FILE = ".lock"
 # The argument that names each kind of directory (in messages; the CLI maps it to its flag).
-DIR_FIELDS = {"search": "search_dir", "grid": "out", "fidelity": "out", "train": "out"}
+DIR_FIELDS = {"search": "search_dir", "grid": "out", "fidelity": "out", "train": "out",
+              "experiment": "out"}  # experiment: a benchmark's own folder of logs
+
+
+# What a message about a corrupted file tells the user to do (the file is never overwritten).
+CORRUPT_HINT = ("nothing was overwritten; restore the file (e.g. from a backup), or start a new "
+                "directory")
+
+
+def corrupted(path: str, e: Exception) -> ValueError:
+  """The error for a run directory's file that cannot be read back: the file, where, what to do."""
+  text = str(e)
+  return ValueError(f"{text if path in text else f'{path!r}: {text}'}; {CORRUPT_HINT}")
 
 
 class DirectoryLockedError(RuntimeError):
@@ -83,7 +96,15 @@ class RunDir:
   # --------------------------------------------------------------------------- params
   def read_params(self) -> dict[str, Any] | None:
     path = self.path("params.json")
-    return fileio.read_json(path) if os.path.isfile(path) else None
+    if not os.path.isfile(path):
+      return None
+    try:
+      params = fileio.read_json(path)
+    except ValueError as e:
+      raise corrupted(path, e) from None
+    if not isinstance(params, dict):
+      raise corrupted(path, ValueError(f"must hold a JSON object, got {type(params).__name__}"))
+    return params
 
   def write_or_check_params(self, params: Mapping[str, Any], may_change: Iterable[str]) -> bool:
     """Writes params.json on the first run; on a resume, refuses conflicting settings.
@@ -125,7 +146,10 @@ class RunDir:
                         self.path(name), removed)
 
   def read_log(self, name: str) -> list[dict[str, Any]]:
-    return fileio.read_jsonl(self.path(name))
+    try:
+      return fileio.read_jsonl(self.path(name))
+    except ValueError as e:
+      raise corrupted(self.path(name), e) from None
 
   def append(self, name: str, record: Mapping[str, Any]) -> None:
     fileio.append_jsonl(self.path(name), dict(record))
@@ -199,12 +223,16 @@ def run_resumable(rundir: RunDir, log: str, jobs: Sequence[Any],
   backend = backend or backends_lib.make_backend("inline")
   try:
     for job, result in backend.run(jobs):
-      rec = to_record(job, result)
-      rundir.append(log, rec)
-      if on_record:
-        on_record(rec)
-      if progress is not None:
-        progress.advance()
-  finally:
+      with interrupt.deferred():  # a stop signal waits until the record and its effects are stored
+        rec = to_record(job, result)
+        rundir.append(log, rec)
+        if on_record:
+          on_record(rec)
+        if progress is not None:
+          progress.advance()
+  except BaseException:
     if owned:
-      backend.close()
+      backend.abort()
+    raise
+  if owned:
+    backend.close()
