@@ -36,7 +36,10 @@ def run_command(command: str, argv: list[str], fv: flags.FlagValues = FLAGS) -> 
   """Defines `command`'s flags in fv, parses argv (argv[0] the program) and runs the command.
 
   Bad input (an unknown flag or argument, a bad value, a ValueError or FileNotFoundError of the
-  library) ends it with one line on stderr and exit status 2.
+  library, a run directory locked by another process) ends it with one line on stderr and exit
+  status 2. A file the disk refused (ENOSPC, EACCES, ... any OSError with an errno): one line
+  naming the file and the errno, exit status 1. SIGINT/SIGTERM stop the run at the next safe
+  point: one line, exit status 130/143 (`mnas_search.interrupt`).
   """
   module = cli.command_module(command)
   module.define_flags(fv)
@@ -45,12 +48,22 @@ def run_command(command: str, argv: list[str], fv: flags.FlagValues = FLAGS) -> 
     if len(args) > 1:
       common.fail(f"{command} takes no positional arguments; given: {' '.join(args[1:])}")
     quiet.set_log_level(fv["verbosity"].value if "verbosity" in fv else 0)
+    from mnas_search import interrupt
+    from mnas_search.rundir import DirectoryLockedError
     try:
-      module.run(fv)
-    except (ValueError, FileNotFoundError) as e:
+      with interrupt.handlers():
+        module.run(fv)
+    except (ValueError, FileNotFoundError, DirectoryLockedError) as e:
       # Library errors name the bad value and what is allowed; show them without a traceback.
       logging.debug("error", exc_info=True)
       common.fail(common.error_line(e, command, fv))
+    except OSError as e:
+      logging.debug("error", exc_info=True)
+      common.fail(common.os_error_line(e), status=1)
+    except interrupt.Stopped as e:
+      print(f"stopped{' at ' + e.where if e.where else ''}; run the same command to resume",
+            file=sys.stderr)
+      sys.exit(e.exit_code)
 
   if fv is FLAGS:
     app.run(main, argv=argv, flags_parser=lambda a: common.parse_flags(command, fv, a))

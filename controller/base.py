@@ -308,8 +308,12 @@ class Controller(abc.ABC):
     folder = latest_checkpoint(directory)
     if folder is None:
       return False
-    with open(os.path.join(folder, STATE_FILE)) as f:
-      state = json.load(f)
+    path = os.path.join(folder, STATE_FILE)
+    with open(path) as f:
+      try:
+        state = json.load(f)
+      except json.JSONDecodeError as e:
+        raise ValueError(f"{path!r} is not valid JSON: {e}") from None
     # Compared after a JSON round trip, as they were stored.
     mine = json.loads(json.dumps({"controller": self.NAME, "arities": list(self._arities),
                                   "config": dataclasses.asdict(self._config)}))

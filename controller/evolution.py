@@ -91,8 +91,10 @@ class EvolutionController(Controller):
   def _sample(self, n: int) -> list[Sample]:
     out = []
     for k in range(n):
-      # An empty population (a first batch larger than P) also falls back to random.
-      if self._num_sampled + k < self.config.population_size or not self._population:
+      # An empty population (a first batch larger than P) also falls back to random. Members fed
+      # by `update` without being sampled here (a warm start) count as the initial random ones.
+      seen = max(self._num_sampled, len(self._history))
+      if seen + k < self.config.population_size or not self._population:
         out.append(Sample(self._random()))
         continue
       picks = self._rng.integers(len(self._population), size=self.config.tournament_size)

@@ -69,11 +69,18 @@ class Backend:
   def close(self) -> None:
     pass
 
+  def abort(self) -> None:
+    """Stops the children in flight at once (a stop signal, an error) and frees the workers."""
+    self.close()
+
   def __enter__(self):
     return self
 
-  def __exit__(self, *exc):
-    self.close()
+  def __exit__(self, exc_type, *exc):
+    if exc_type is not None:
+      self.abort()
+    else:
+      self.close()
 
 
 class InlineBackend(Backend):
@@ -89,6 +96,8 @@ class InlineBackend(Backend):
 def _init_worker(threads: int) -> None:
   """Pins a worker's TF thread pools so that N workers share the cores without oversubscription."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  from mnas_search import interrupt
+  interrupt.ignore_in_worker()
   import tensorflow as tf
   tf.config.threading.set_intra_op_parallelism_threads(threads)
   tf.config.threading.set_inter_op_parallelism_threads(threads)
@@ -134,11 +143,14 @@ class ProcessBackend(Backend):
   def _kill_pool(self) -> None:
     if self._pool is None:
       return
-    for p in pool_processes(self._pool):
+    processes = pool_processes(self._pool)
+    for p in processes:
       if p.is_alive():
         p.kill()
     self._pool.shutdown(wait=False, cancel_futures=True)
     self._pool = None
+    for p in processes:  # reaped, so that none outlives this process
+      p.join(timeout=10)
 
   def run(self, jobs):
     pending = list(jobs)
@@ -191,6 +203,9 @@ class ProcessBackend(Backend):
       self._pool.shutdown(wait=True, cancel_futures=True)
       self._pool = None
 
+  def abort(self):
+    self._kill_pool()
+
 
 def _ray_run_job(job: Job, threads: int):
   """Body of the Ray task: pin threads (first use of TF in this worker), then train."""
@@ -239,11 +254,12 @@ class RayBackend(Backend):
     self._task = ray.remote(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial,
                             max_retries=max_retries)(_ray_run_job)
     self._threads = max(1, int(cpus_per_trial))
+    self._running: dict = {}
 
   def run(self, jobs):
     ray = self._ray
     queue = list(jobs)
-    running = {}
+    running = self._running = {}
     while queue or running:
       while queue and len(running) < self.workers:
         job = queue.pop(0)
@@ -259,6 +275,15 @@ class RayBackend(Backend):
   def close(self):
     if self._owns_ray and self._ray.is_initialized():
       self._ray.shutdown()
+
+  def abort(self):
+    for ref in list(self._running):  # the tasks in flight: cancelled, their workers killed
+      try:
+        self._ray.cancel(ref, force=True)
+      except Exception as e:  # pylint: disable=broad-except
+        logging.warning("ray backend: could not cancel a task: %s", e)
+    self._running = {}
+    self.close()
 
 
 def default_workers(backend: str) -> int:

@@ -185,6 +185,13 @@ def run_fidelity(search_dir: str, config: FidelityConfig, out_dir: str | None = 
   records, search_task = read_search(search_dir)
   selected = select_trials(records, config.sample)
   rundir = RunDir(out_dir or os.path.join(search_dir, "fidelity"), "fidelity")
+  with rundir.lock():  # one process per directory
+    return _run_fidelity(search_dir, config, rundir, records, search_task, selected, backend,
+                         strategy, tpu, show_progress, on_result, started)
+
+
+def _run_fidelity(search_dir, config, rundir, records, search_task, selected, backend, strategy,
+                  tpu, show_progress, on_result, started) -> dict[str, Any]:
   rundir.write_or_check_params(config.to_params(search_dir), grid.MAY_CHANGE_ON_RESUME)
   rundir.repair(LOG)
   done = {r["trial"]: FidelityRecord.from_json(r, f"{rundir.path(LOG)} record {i + 1}").to_json()

@@ -309,6 +309,13 @@ def run_grid(out_dir: str, config: GridConfig, backend: backends_lib.Backend | N
   """
   started = time.perf_counter()
   rundir = RunDir(out_dir, "grid")
+  with rundir.lock():  # one process per directory
+    return _run_grid(rundir, config, backend, strategy, tpu, show_progress, on_candidate, started)
+
+
+def _run_grid(rundir: RunDir, config: GridConfig, backend, strategy, tpu, show_progress,
+              on_candidate, started: float) -> GridSummary:
+  out_dir = rundir.directory
   rundir.write_or_check_params(config.to_params(), MAY_CHANGE_ON_RESUME)
   rundir.repair(LOG)
   candidates = config.candidates()

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import rewards
 from mnas_search import fileio, pareto
 from mnas_search import records as records_lib
+from mnas_search.oneshot.plot import write_oneshot_plot
 from mnas_search.rundir import read_params
 
 # Fixed figure geometry, so that every PNG has a known pixel size (width, height) = inches · DPI.
@@ -295,7 +296,8 @@ def write_report(search_dir: str, out_dir: str | None = None,
 
   Returns:
     What was written: {"reward": path, "accuracy_flops": path, "controller": path (when
-    updates.jsonl has records), "family": path (with family_dir), "summary": path}.
+    updates.jsonl has records), "oneshot": path (a one-shot search: its oneshot.jsonl has
+    records), "family": path (with family_dir), "summary": path}.
   """
   out_dir = out_dir or os.path.join(search_dir, "report")
   records = records_lib.read_trials(search_dir)
@@ -315,6 +317,9 @@ def write_report(search_dir: str, out_dir: str | None = None,
                                                    references, params.get("cost_resolution"))}
   if updates:
     written["controller"] = plot_controller(updates, os.path.join(out_dir, "controller.png"))
+  oneshot_png = write_oneshot_plot(search_dir, out_dir)
+  if oneshot_png is not None:
+    written["oneshot"] = oneshot_png
   if family is not None:
     written["family"] = plot_family(family, os.path.join(out_dir, "family.png"))
   text = summary_markdown(search_dir, records, front, params, references, updates,

@@ -35,7 +35,7 @@ DIR_FIELDS = {"search": "search_dir", "grid": "out", "fidelity": "out", "train":
 
 # What a message about a corrupted file tells the user to do (the file is never overwritten).
 CORRUPT_HINT = ("nothing was overwritten; restore the file (e.g. from a backup), or start a new "
-                "directory")
+                "directory (a search: with --warm_start_from=THIS_DIR)")
 
 
 def corrupted(path: str, e: Exception) -> ValueError:
@@ -59,9 +59,12 @@ def read_params(directory: str) -> dict[str, Any]:
   path = os.path.join(directory, "params.json")
   if not os.path.isfile(path):
     return {}
-  params = fileio.read_json(path)
+  try:
+    params = fileio.read_json(path)
+  except ValueError as e:
+    raise corrupted(path, e) from None
   if not isinstance(params, dict):
-    raise ValueError(f"{path!r} must hold a JSON object, got {type(params).__name__}")
+    raise corrupted(path, ValueError(f"must hold a JSON object, got {type(params).__name__}"))
   return params
 
 
@@ -95,16 +98,7 @@ class RunDir:
 
   # --------------------------------------------------------------------------- params
   def read_params(self) -> dict[str, Any] | None:
-    path = self.path("params.json")
-    if not os.path.isfile(path):
-      return None
-    try:
-      params = fileio.read_json(path)
-    except ValueError as e:
-      raise corrupted(path, e) from None
-    if not isinstance(params, dict):
-      raise corrupted(path, ValueError(f"must hold a JSON object, got {type(params).__name__}"))
-    return params
+    return read_params(self.directory) if os.path.isfile(self.path("params.json")) else None
 
   def write_or_check_params(self, params: Mapping[str, Any], may_change: Iterable[str]) -> bool:
     """Writes params.json on the first run; on a resume, refuses conflicting settings.
@@ -119,11 +113,22 @@ class RunDir:
     Raises:
       ValueError: a setting outside `may_change` differs; every conflict is listed.
     """
-    params = dict(params, params_version=PARAMS_VERSION)
-    old = self.read_params()
+    params, may_change = dict(params, params_version=PARAMS_VERSION), tuple(may_change)
+    old = self.check_params(params, may_change)
     if old is None:
       fileio.atomic_write_json(self.path("params.json"), params)
       return False
+    if any(old.get(k) != params.get(k) for k in may_change):
+      fileio.atomic_write_json(self.path("params.json"), params)
+    return True
+
+  def check_params(self, params: Mapping[str, Any], may_change: Iterable[str]) -> dict | None:
+    """The stored params.json (None when absent), writing nothing; raises as
+    `write_or_check_params` does on a conflict."""
+    params = dict(params, params_version=PARAMS_VERSION)
+    old = self.read_params()
+    if old is None:
+      return None
     may_change = set(may_change)
     conflicts = [f"--{k}: stored {old.get(k)!r}, given {params.get(k)!r}"
                  for k in sorted(set(old) | set(params))
@@ -132,9 +137,7 @@ class RunDir:
       raise ValueError(
           f"{self.directory!r} holds a {self.kind} with other settings; a resume must use the same "
           "ones (or write to a new folder). Conflicts: " + "; ".join(conflicts))
-    if any(old.get(k) != params.get(k) for k in may_change):
-      fileio.atomic_write_json(self.path("params.json"), params)
-    return True
+    return old
 
   # --------------------------------------------------------------------------- logs and snapshots
   def repair(self, *logs: str) -> None:
@@ -179,8 +182,11 @@ class RunDir:
       holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
       os.close(fd)
       raise DirectoryLockedError(self.directory, holder) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"pid {os.getpid()} on host {socket.gethostname()}\n".encode(), 0)
+    try:
+      os.ftruncate(fd, 0)
+      os.pwrite(fd, f"pid {os.getpid()} on host {socket.gethostname()}\n".encode(), 0)
+    except OSError as e:  # a full disk: the lock holds all the same; the message lacks the holder
+      logging.debug("%s: cannot write the holder (%s)", self.path(LOCK_FILE), e)
     self._lock_fd = fd
 
   def release(self) -> None:

@@ -29,10 +29,12 @@ import controller as controller_lib
 import rewards as rewards_lib
 import search_space
 from mnas_search import backends as backends_lib
+from mnas_search import interrupt
 from mnas_search import pareto as pareto_lib
 from mnas_search.progress import Progress
 from mnas_search.proxy import ProxyTask
 from mnas_search.records import TrialRecord, best_by_reward
+from mnas_search import rundir as rundir_lib
 from mnas_search.rundir import run_resumable
 from mnas_search.store import TRIALS, SearchStore
 from nas_common import FieldError, check_int
@@ -43,6 +45,9 @@ BEST_KEYS = ("trial", "reward", "accuracy", "flops", "params", "blocks", "arch")
 MAY_CHANGE_ON_RESUME = ("trials", "backend", "workers", "ray_address", "cpus_per_trial",
                         "gpus_per_trial", "strategy", "tpu")
 COST_TARGET_FIELD = {kind: field for kind, (field, _) in rewards_lib.COST_TARGETS.items()}
+# What must match for a warm start to reuse an earlier search's scores (the proxy task and the cost).
+WARM_START_FIELDS = ("task", "space", "reward", "w", "cost", "target_flops", "target_params",
+                     "target_latency_ms", "cost_resolution", "cost_num_classes")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +80,8 @@ class SearchConfig:
     seed: seeds the controller and every child.
     deterministic: seeded, deterministic TF ops, so a resumed search repeats exactly.
     references: named networks scored once on the same proxy (references.json).
+    warm_start_from: an earlier search directory whose trials seed this one: their architectures
+      are not retrained (cached), and the controller first learns from them (`warm_start_trials`).
   """
 
   space: str = "default"
@@ -103,6 +110,7 @@ class SearchConfig:
   seed: int = 0
   deterministic: bool = False
   references: tuple[str, ...] = ("efficientnet-b0", "mnasnet-a1")
+  warm_start_from: str | None = None
 
   def __post_init__(self):
     search_space.get_space(self.space)
@@ -155,6 +163,43 @@ def _kill_point(name: str) -> None:
   _kill_counts[name] = _kill_counts.get(name, 0) + 1
   if _kill_counts[name] == int(count or 1):
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def warm_start_trials(config: SearchConfig) -> list[dict[str, Any]]:
+  """The trials of `config.warm_start_from`, in trial order; [] without one.
+
+  Raises:
+    FieldError: the folder holds no search.
+    ValueError: it holds one whose proxy task or cost settings differ (`WARM_START_FIELDS`; each
+      difference is listed).
+  """
+  source = config.warm_start_from
+  if not source:
+    return []
+  params = rundir_lib.read_params(source) if os.path.isdir(source) else {}
+  if not params or not os.path.isfile(os.path.join(source, TRIALS)):
+    raise FieldError("warm_start_from", source, "a search directory (params.json, trials.jsonl)")
+  import json
+  mine = json.loads(json.dumps(config.to_params()))
+  diff = [f"{k}: {params.get(k)!r} there, {mine.get(k)!r} here" for k in WARM_START_FIELDS
+          if params.get(k) != mine.get(k)]
+  if diff:
+    raise ValueError(f"--warm_start_from={source!r} holds a search with another proxy task or "
+                     f"cost, so its scores do not carry over; differing: {'; '.join(diff)}")
+  return sorted(SearchStore(source).read_trials(), key=lambda r: r["trial"])
+
+
+def _replay(ctrl, records: list[dict[str, Any]]) -> int:
+  """Feeds `records` to a fresh controller in their order, one update per stored update (PPO
+  recomputes the log-probs of samples it did not make). Returns the updates replayed."""
+  batches: dict[int, list[dict[str, Any]]] = {}
+  for r in records:
+    batches.setdefault(r["update"], []).append(r)
+  for update in sorted(batches):
+    batch = batches[update]
+    ctrl.update([controller_lib.Sample(tuple(r["indices"])) for r in batch],
+                [r["reward"] for r in batch])
+  return len(batches)
 
 
 def trial_seed(seed: int, trial: int) -> int:
@@ -319,6 +364,24 @@ class Search:
 
   # --------------------------------------------------------------------------- main loop
   def run(self) -> SearchSummary:
+    """Runs the search holding the directory's lock (`RunDir.acquire`: one process per directory).
+
+    Raises:
+      rundir.DirectoryLockedError: another process runs in the directory; nothing was written.
+      interrupt.Stopped: a stop signal (the CLI's handlers); `where` names the next trial.
+    """
+    self.store.acquire()
+    try:
+      return self._run()
+    except interrupt.Stopped as e:
+      e.where = f"trial {len(self._by_trial)}"
+      if self._progress is not None:
+        self._progress.close()
+      raise
+    finally:
+      self.store.release()
+
+  def _run(self) -> SearchSummary:
     c = self.config
     t_start = time.perf_counter()
     ctrl = self._open()
@@ -333,7 +396,8 @@ class Search:
       while self._trial < c.trials:
         batch = self._plan(ctrl, min(c.trials_per_update, c.trials - self._trial))
         self._train(backend, batch)
-        self._commit(ctrl, batch)
+        with interrupt.deferred():  # the whole batch updates the controller, or none of it
+          self._commit(ctrl, batch)
     self._progress.close()
     self._board.close()
     return SearchSummary(trials=len(self._by_trial), updates=self._update,
@@ -351,12 +415,21 @@ class Search:
     # Built before anything is written, so that a bad hparam leaves no half-made search behind.
     ctrl = controller_lib.make(c.controller, self.space.arities, seed=c.seed, **dict(c.controller_hparams))
     store.repair()
-    resumed = store.write_or_check_params(c.to_params(), MAY_CHANGE_ON_RESUME)
-    restored = ctrl.restore(store.controller_dir)
+    # Checked, and written only once the checkpoint and the logs have been read back: a corrupted
+    # file stops the run with nothing overwritten.
+    store.check_params(c.to_params(), MAY_CHANGE_ON_RESUME)
+    try:
+      restored = ctrl.restore(store.controller_dir)
+    except (ValueError, KeyError, TypeError, IndexError) as e:
+      raise ValueError(f"the controller checkpoint in {store.controller_dir!r} cannot be loaded "
+                       f"({type(e).__name__}: {e}); {rundir_lib.CORRUPT_HINT}") from None
     records = store.read_trials()
+    warm = warm_start_trials(c)
+    resumed = store.write_or_check_params(c.to_params(), MAY_CHANGE_ON_RESUME)
     self._by_trial = {r["trial"]: r for r in records}
     if len(self._by_trial) != len(records):
       raise ValueError(f"{store.path('trials.jsonl')!r} has duplicate trial numbers; it was edited by hand?")
+    self._warm_start(ctrl, warm, restored)
     for r in sorted(records, key=lambda r: r["trial"]):
       self._originals.setdefault(
           search_space.Architecture.from_dict(r["arch"]).identity(),
@@ -368,6 +441,19 @@ class Search:
       logging.info("resuming %s: %d trials stored, controller at update %d (%s)", store.directory,
                    len(records), self._update, "restored" if restored else "fresh")
     return ctrl
+
+  def _warm_start(self, ctrl, warm: list[dict[str, Any]], restored: bool) -> None:
+    """Puts the warm-start trials' architectures in the cache (their first score), and feeds them
+    to a controller that has no checkpoint of its own yet."""
+    by_trial = {r["trial"]: r for r in warm}
+    for r in warm:
+      if r.get("indices") is not None:
+        self._originals.setdefault(search_space.Architecture.from_dict(r["arch"]).identity(),
+                                   by_trial.get(r.get("cached_from"), r))
+    if warm and not restored:
+      n = _replay(ctrl, [r for r in warm if r.get("indices") is not None])
+      logging.info("warm start from %s: %d trials, %d controller updates replayed",
+                   self.config.warm_start_from, len(warm), n)
 
   def _repair_best(self, records) -> None:
     """Rewrites best.json when trials.jsonl holds a better ok trial: a crash (or a full disk)

@@ -323,6 +323,20 @@ def _prepare(arch: Architecture, out_dir: str, config: TrainConfig) -> _Run | Tr
     raise ValueError(f"dataset={task.dataset!r} has no test split; allowed: a dataset with one "
                      "(dir:PATH needs PATH/test)")
   store = RunDir(out_dir, "train")
+  store.acquire()  # one process per directory; held while train() runs
+  try:
+    run = _read_state(store, arch, config, task, splits)
+  except BaseException:
+    store.release()
+    raise
+  if isinstance(run, TrainResult):
+    store.release()
+  return run
+
+
+def _read_state(store: RunDir, arch: Architecture, config: TrainConfig, task: ProxyTask,
+                splits) -> _Run | TrainResult:
+  out_dir = store.directory
   store.write_or_check_params(config.to_params(arch), may_change=())
   metrics_path = store.path("metrics.json")
   old = fileio.read_json(metrics_path) if os.path.isfile(metrics_path) else None
@@ -468,6 +482,14 @@ def train(arch: Architecture, out_dir: str, config: TrainConfig, strategy: Any =
   run = _prepare(arch, out_dir, config)
   if isinstance(run, TrainResult):
     return run
+  try:
+    return _train(run, strategy, verbose, callbacks)
+  finally:
+    run.store.release()  # the directory's lock, taken by _prepare
+
+
+def _train(run: _Run, strategy: Any, verbose: int, callbacks: Sequence[Any]) -> TrainResult:
+  out_dir = run.store.directory
   import keras
   # A new seed per session: a resumed run does not replay the first epochs' shuffles.
   keras.utils.set_random_seed(run.task.seed + run.start_epoch)

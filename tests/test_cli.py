@@ -1,5 +1,6 @@
 """Tests for mnas_search/cli: per-command flags, errors that name the flag, a quiet start-up."""
 
+import json
 import re
 
 import pytest
@@ -128,3 +129,52 @@ def test_evaluate_prints_no_tf_startup_lines():
                  unset=("TF_CPP_MIN_LOG_LEVEL",))
   assert p.returncode == 0, p.stderr
   assert [line for line in p.stderr.splitlines() if TF_STARTUP.search(line)] == []
+
+
+def test_search_oneshot_flag_defaults_are_oneshot_configs():
+  from mnas_search.cli import search
+  from mnas_search.oneshot.search import OneShotConfig
+  fv = command_flags("search")
+  assert {k: fv[k].default for k in search.ONESHOT_DEFAULTS} == {
+      k: getattr(OneShotConfig(), k) for k in search.ONESHOT_DEFAULTS} == {
+      "oneshot_epochs": 10, "oneshot_warmup_fraction": 0.25, "oneshot_top_k": 3}
+
+
+@pytest.mark.parametrize("args, line", [
+    (["--oneshot_epochs=2"], "error: --oneshot_epochs is not taken by search --mode=multitrial; "
+     "allowed with --mode=oneshot"),
+    (["--mode=oneshot", "--trials_per_update=2"], "error: --trials_per_update is not taken by search "
+     "--mode=oneshot; allowed with --mode=multitrial"),
+    (["--mode=oneshot", "--backend=process"], "error: --backend is not taken by search --mode=oneshot; "
+     "allowed with --mode=multitrial"),
+])
+def test_search_refuses_a_flag_of_the_other_mode(args, line, tmp_path, capsys):
+  code, err = run_in_process("search", f"--search_dir={tmp_path / 's'}", *args, capsys=capsys)
+  assert (code, err) == (2, [line])
+  assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("stored, mode", [({"mode": "oneshot"}, "multitrial"), ({}, "oneshot")])
+def test_search_refuses_to_resume_a_search_of_the_other_mode(stored, mode, tmp_path, capsys):
+  d = tmp_path / "s"
+  d.mkdir()
+  (d / "params.json").write_text(json.dumps(dict(stored, space="micro")))
+  code, err = run_in_process("search", f"--search_dir={d}", f"--mode={mode}", capsys=capsys)
+  other = "oneshot" if mode == "multitrial" else "multitrial"
+  assert (code, err) == (2, [f"error: --mode={mode} is invalid for {str(d)!r}, which holds a {other} "
+                             f"search; allowed: --mode={other} (or a new folder)"])
+
+
+def test_oneshot_config_from_flags_defaults_to_tunas_unless_given():
+  from mnas_search.cli import search
+  fv = command_flags("search")
+  fv(["launch.py", "--mode=oneshot", "--search_space=micro", "--oneshot_epochs=4",
+      "--oneshot_warmup_fraction=0.5", "--oneshot_top_k=2", "--seed=7", "--target_flops=30e6"])
+  c = search.oneshot_config_from_flags(fv)
+  assert (c.controller, c.reward, c.space, c.oneshot_epochs, c.oneshot_warmup_fraction,
+          c.oneshot_top_k, c.seed, c.task.seed, c.target_flops) == (
+      "reinforce", "abs", "micro", 4, 0.5, 2, 7, 7, 30e6)
+  fv = command_flags("search")
+  fv(["launch.py", "--mode=oneshot", "--controller=ppo", "--reward=mnas"])
+  c = search.oneshot_config_from_flags(fv)
+  assert (c.controller, c.reward) == ("ppo", "mnas")

@@ -106,7 +106,7 @@ def test_tiny_run_writes_the_files_and_resumes(tmp_path):
   config = fidelity.FidelityConfig(sample=3, task=fidelity.longer_task(TASK, epochs=2))
   s = fidelity.run_fidelity(search, config)
   out = os.path.join(search, "fidelity")
-  assert sorted(os.listdir(out)) == ["fidelity.json", "fidelity.jsonl", "fidelity.png",
+  assert sorted(os.listdir(out)) == [".lock", "fidelity.json", "fidelity.jsonl", "fidelity.png",
                                      "params.json"]
   assert colored_pixels(os.path.join(out, "fidelity.png")) > 150  # the three trials' points
   records = fileio.read_jsonl(os.path.join(out, "fidelity.jsonl"))

@@ -200,7 +200,7 @@ def test_cli_grid_on_the_process_backend(tmp_path):
   r = _launch(*args)
   assert r.returncode == 0, r.stderr
   assert "trained 2 candidate(s)" in r.stdout and "best   alpha=1.2 beta=1.1" in r.stdout
-  assert sorted(os.listdir(out)) == ["coefficients.json", "grid.json", "grid.jsonl", "grid.png",
-                                     "params.json", "table.txt"]
+  assert sorted(os.listdir(out)) == [".lock", "coefficients.json", "grid.json", "grid.jsonl",
+                                     "grid.png", "params.json", "table.txt"]
   r2 = _launch(*args[:-2], "--backend=inline", "--noprogress")  # the backend may change on resume
   assert r2.returncode == 0 and "trained 0 candidate(s)" in r2.stdout, r2.stderr

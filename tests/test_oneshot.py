@@ -7,7 +7,9 @@ import subprocess
 import sys
 
 import pytest
+from absl import flags
 
+import launch
 import rewards
 import search_space
 from mnas_search import fileio
@@ -18,7 +20,7 @@ from mnas_search.search import KILL_ENV
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 128 training images in batches of 32: 4 steps per epoch.
 TASK = ProxyTask(dataset="synthetic", resolution=16, train_images=128, val_images=64, epochs=1,
-                 batch_size=32, proxy_width=0.5)
+                 batch_size=32, proxy_width=0.5, seed=3)  # the CLI's --seed sets both seeds
 CONFIG = dict(space="micro", task=TASK, target_flops=30e6, references=(), oneshot_epochs=2,
               oneshot_top_k=1, checkpoint_every=3, seed=3)
 
@@ -51,7 +53,14 @@ def test_select_finalists_most_likely_then_most_sampled():
   assert [f["indices"] for f in got] == [list(ml), b, a]  # ties: the latest sampled first
 
 
-def test_oneshot_search_writes_the_search_directory_contract(tmp_path):
+# `launch.py search --mode=oneshot` flags that give CONFIG (checkpoint_every may change on a resume).
+CLI_FLAGS = ["--mode=oneshot", "--search_space=micro", "--dataset=synthetic", "--proxy_resolution=16",
+             "--proxy_train_images=128", "--proxy_val_images=64", "--proxy_epochs=1",
+             "--proxy_batch_size=32", "--proxy_width=0.5", "--target_flops=30e6", "--references=",
+             "--oneshot_epochs=2", "--oneshot_top_k=1", "--seed=3", "--noprogress"]
+
+
+def test_oneshot_search_writes_the_search_directory_contract(tmp_path, capsys):
   d = str(tmp_path / "s")
   summary = oneshot.run_oneshot(d, oneshot.OneShotConfig(**CONFIG), show_progress=False)
   assert (summary.steps, summary.controller_steps) == (8, 6)  # 2 warm-up steps of 8
@@ -89,16 +98,36 @@ def test_oneshot_search_writes_the_search_directory_contract(tmp_path):
   assert resolve_arch(d).block_strings == best["blocks"]
   from mnas_search.oneshot.plot import write_oneshot_plot
   assert os.path.getsize(write_oneshot_plot(d)) > 0
+  # The CLI too: scale takes the directory as its baseline (its best), report adds oneshot.png.
+  family_dir = str(tmp_path / "family")
+  launch.run_command("scale", ["launch.py", f"--baseline={d}", f"--out={family_dir}"], flags.FlagValues())
+  family = fileio.read_json(os.path.join(family_dir, "family.json"))
+  assert search_space.Architecture.from_dict(family["baseline"]).block_strings == best["blocks"]
+  assert len(family["members"]) == 8  # the paper's B0-B7 rows
+  launch.run_command("report", ["launch.py", f"--search_dir={d}"], flags.FlagValues())
+  assert sorted(os.listdir(os.path.join(d, "report"))) == [
+      "accuracy_flops.png", "oneshot.png", "reward.png", "summary.md"]
+  # `search --mode=oneshot` with the same settings resumes the finished search: nothing is added.
+  capsys.readouterr()
+  launch.run_command("search", ["launch.py", f"--search_dir={d}", *CLI_FLAGS, "--json"], flags.FlagValues())
+  out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  assert (out["mode"], out["steps"], out["controller_steps"]) == ("oneshot", 8, 6)
+  assert [f["trial"] for f in out["finalists"]] == [0, 1]
+  assert out["best"]["reward"] == best["reward"] and out["references"] == {}
+  assert len(fileio.read_jsonl(os.path.join(d, "trials.jsonl"))) == 2
 
 
+# One finalist (oneshot_top_k=0): each stand-alone training costs about as much CPU as the whole
+# supernet phase, and one is enough to be killed mid-training and redone once.
+SIGKILL_CONFIG = dict(CONFIG, oneshot_top_k=0)
 SCRIPT = """
 import sys
 from mnas_search.proxy import ProxyTask
 from mnas_search.oneshot.search import OneShotConfig, run_oneshot
 task = ProxyTask(dataset="synthetic", resolution=16, train_images=128, val_images=64, epochs=1,
-                 batch_size=32, proxy_width=0.5)
+                 batch_size=32, proxy_width=0.5, seed=3)
 run_oneshot(sys.argv[1], OneShotConfig(space="micro", task=task, target_flops=30e6, references=(),
-                                       oneshot_epochs=2, oneshot_top_k=1, checkpoint_every=3, seed=3),
+                                       oneshot_epochs=2, oneshot_top_k=0, checkpoint_every=3, seed=3),
             show_progress=False)
 """
 
@@ -114,7 +143,7 @@ def _run(d, kill=None):
 
 def test_sigkill_mid_search_and_mid_finalists_resumes_and_finishes(tmp_path):
   d = str(tmp_path / "s")
-  # Killed at step 5 (checkpoint at step 3), then while the first finalist is trained but not stored.
+  # Killed at step 5 (checkpoint at step 3), then while the finalist is trained but not stored.
   for kill in ("oneshot_step:6", "child_trained:1"):
     p = _run(d, kill)
     assert p.returncode == -signal.SIGKILL, (kill, p.returncode, p.stderr[-3000:])
@@ -124,15 +153,16 @@ def test_sigkill_mid_search_and_mid_finalists_resumes_and_finishes(tmp_path):
                                             ["checkpoint"], "state.json"))
       assert state["step"] == 3
       assert [r["step"] for r in fileio.read_jsonl(os.path.join(d, "oneshot.jsonl"))] == [2, 3, 4, 5]
-  assert not os.path.exists(os.path.join(d, "trials.jsonl"))  # killed before the first was stored
+  assert not os.path.exists(os.path.join(d, "trials.jsonl"))  # killed before it was stored
   # The same command resumes (in this process: a fresh start reads only the directory).
-  config = oneshot.OneShotConfig(**CONFIG)
+  config = oneshot.OneShotConfig(**SIGKILL_CONFIG)
   oneshot.run_oneshot(d, config, show_progress=False)
   log = fileio.read_jsonl(os.path.join(d, "oneshot.jsonl"))
   assert [r["step"] for r in log] == list(range(2, 8))  # steps past the checkpoint were redone once
   trials = fileio.read_jsonl(os.path.join(d, "trials.jsonl"))
-  assert [t["trial"] for t in trials] == [0, 1]  # no finalist lost or scored twice
+  assert [t["trial"] for t in trials] == [0]  # the finalist neither lost nor scored twice
   finalists = fileio.read_json(os.path.join(d, "finalists.json"))["finalists"]
   assert [t["indices"] for t in trials] == [f["indices"] for f in finalists]
+  assert [f["source"] for f in finalists] == ["most_likely"]
   oneshot.run_oneshot(d, config, show_progress=False)  # a finished search run again adds nothing
-  assert len(fileio.read_jsonl(os.path.join(d, "trials.jsonl"))) == 2
+  assert len(fileio.read_jsonl(os.path.join(d, "trials.jsonl"))) == 1

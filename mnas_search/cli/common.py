@@ -8,6 +8,7 @@ stderr and exit status 2, never a traceback.
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from typing import Any, NoReturn
@@ -43,7 +44,7 @@ FIELD_FLAGS = {
     "cpus_per_trial": "cpus_per_trial", "gpus_per_trial": "gpus_per_trial",
     "strategy": "strategy", "tpu": "tpu", "references": "references",
     "latency_threads": "latency_threads", "latency_cache_dir": "latency_cache_dir",
-    "search_dir": "search_dir", "out": "out",
+    "search_dir": "search_dir", "out": "out", "warm_start_from": "warm_start_from",
     # GridConfig
     "step": "grid_step", "grid_step": "grid_step", "alpha_range": "alpha_range",
     "beta_range": "beta_range", "gamma_range": "gamma_range", "tolerance": "grid_tolerance",
@@ -85,10 +86,18 @@ def error_line(e: Exception, command: str, fv: FlagValues) -> str:
   return str(e)
 
 
-def fail(message: str) -> NoReturn:
-  """Bad input: one line on stderr, exit status 2."""
+def fail(message: str, status: int = 2) -> NoReturn:
+  """Bad input: one line on stderr, exit status 2 (or `status`)."""
   print(f"error: {message}", file=sys.stderr)
-  sys.exit(2)
+  sys.exit(status)
+
+
+def os_error_line(e: OSError) -> str:
+  """The line for a file the system refused: the file, the errno's name and its text."""
+  name = errno.errorcode.get(e.errno, str(e.errno)) if e.errno is not None else "no errno"
+  where = f"{e.filename!r}" if e.filename else "a file"
+  return (f"{where}: {name} ({e.strerror or e}); free space or fix the permissions, then run the "
+          "same command to resume")
 
 
 # ----------------------------------------------------------------------------- parsing

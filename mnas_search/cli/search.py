@@ -9,15 +9,32 @@ from absl import flags
 
 from mnas_search.cli import common
 
+MODES = ("multitrial", "oneshot")
+# The flags that only one mode takes; giving one with the other mode is refused.
+MODE_ONLY_FLAGS = {
+    "multitrial": ("trials", "trials_per_update", "target_latency_ms", "latency_threads",
+                   "latency_cache_dir", "backend", "workers", "ray_address", "cpus_per_trial",
+                   "gpus_per_trial", "tpu", "deterministic", "warm_start_from"),
+    "oneshot": ("oneshot_epochs", "oneshot_warmup_fraction", "oneshot_top_k"),
+}
+# OneShotConfig's defaults of the --oneshot_* flags (importing it here would import TensorFlow;
+# tests/test_cli.py checks that they agree).
+ONESHOT_DEFAULTS = {"oneshot_epochs": 10, "oneshot_warmup_fraction": 0.25, "oneshot_top_k": 3}
+
 
 def define_flags(fv: flags.FlagValues) -> None:
   common.define_search_dir(fv)
   flags.DEFINE_string("search_space", "default", "The search space (default or micro).",
                       flag_values=fv)
-  flags.DEFINE_string("controller", "ppo", "ppo, reinforce, evolution or random.", flag_values=fv)
+  flags.DEFINE_enum("mode", "multitrial", list(MODES), "multitrial (train every child, MnasNet) or "
+                    "oneshot (one weight-sharing supernet, TuNAS; then its finalists stand-alone).",
+                    flag_values=fv)
+  flags.DEFINE_string("controller", "ppo", "ppo, reinforce, evolution or random (--mode=oneshot: "
+                      "reinforce or ppo, default reinforce).", flag_values=fv)
   flags.DEFINE_list("controller_hparams", [], "Controller settings as name=value pairs, e.g. "
                     "learning_rate=0.003,num_epochs=4.", flag_values=fv)
-  flags.DEFINE_string("reward", "mnas", "mnas (a·(c/T)^w), mnas_hard or abs.", flag_values=fv)
+  flags.DEFINE_string("reward", "mnas", "mnas (a·(c/T)^w), mnas_hard or abs (--mode=oneshot "
+                      "default: abs).", flag_values=fv)
   flags.DEFINE_float("w", None, "The reward's exponent or coefficient (default: the reward's "
                      "own, -0.07 for mnas).", flag_values=fv)
   flags.DEFINE_string("cost", "flops", "The cost in the reward: flops, params or latency.",
@@ -39,6 +56,19 @@ def define_flags(fv: flags.FlagValues) -> None:
                        flag_values=fv)
   flags.DEFINE_list("references", ["efficientnet-b0", "mnasnet-a1"],
                     "Named networks scored once on the same proxy (empty for none).", flag_values=fv)
+  d = ONESHOT_DEFAULTS
+  flags.DEFINE_integer("oneshot_epochs", d["oneshot_epochs"], "--mode=oneshot: passes of the "
+                       "supernet over the proxy's training images.", lower_bound=1, flag_values=fv)
+  flags.DEFINE_float("oneshot_warmup_fraction", d["oneshot_warmup_fraction"], "--mode=oneshot: "
+                     "fraction of the steps trained on uniformly random paths first, in [0, 1).",
+                     flag_values=fv)
+  flags.DEFINE_integer("oneshot_top_k", d["oneshot_top_k"], "--mode=oneshot: most-sampled "
+                       "architectures trained stand-alone besides the most likely one.",
+                       lower_bound=0, flag_values=fv)
+  flags.DEFINE_string("warm_start_from", None, "An earlier search directory with the same proxy "
+                      "task and cost: its architectures are not retrained, and the controller "
+                      "first learns from its trials (also the way out of a lost or corrupted "
+                      "controller checkpoint).", flag_values=fv)
   common.define_cost(fv)
   common.define_proxy(fv)
   common.define_backend(fv)
@@ -74,28 +104,54 @@ def search_config_from_flags(fv: flags.FlagValues):
       trials_per_update=fv.trials_per_update, cost_resolution=fv.cost_resolution,
       cost_num_classes=fv.cost_num_classes, task=common.proxy_task_from_flags(fv),
       **common.backend_options(fv), strategy=fv.strategy, tpu=fv.tpu, seed=fv.seed,
-      deterministic=fv.deterministic, references=tuple(fv.references or ()))
+      deterministic=fv.deterministic, references=tuple(fv.references or ()),
+      warm_start_from=fv.warm_start_from)
 
 
-def run(fv: flags.FlagValues) -> None:
-  """Runs or resumes a search; prints where the results are and the best architecture."""
-  search_dir = common.require(fv, "search_dir", "--search_dir is required; allowed: a folder "
-                              "(created if missing; an existing search there is resumed)")
-  from mnas_search.search import run_search
-  config = search_config_from_flags(fv)
-  summary = run_search(search_dir, config, show_progress=fv.progress)
-  out = {"search_dir": search_dir, "trials": summary.trials, "updates": summary.updates,
-         "wall_seconds": round(summary.wall_seconds, 1)}
+def oneshot_config_from_flags(fv: flags.FlagValues):
+  """The OneShotConfig of the shared flags and the --oneshot_* flags. The controller and the
+  reward default to TuNAS's (reinforce, abs) unless --controller or --reward is given."""
+  from mnas_search.oneshot.search import OneShotConfig
+  given = {}
+  if fv["controller"].present:
+    given["controller"] = fv.controller
+  if fv["reward"].present:
+    given["reward"] = fv.reward
+  return OneShotConfig(
+      space=fv.search_space, controller_hparams=parse_hparams(fv.controller_hparams), w=fv.w,
+      cost=fv.cost, target_flops=fv.target_flops, target_params=fv.target_params,
+      cost_resolution=fv.cost_resolution, cost_num_classes=fv.cost_num_classes,
+      task=common.proxy_task_from_flags(fv), oneshot_epochs=fv.oneshot_epochs,
+      oneshot_warmup_fraction=fv.oneshot_warmup_fraction, oneshot_top_k=fv.oneshot_top_k,
+      references=tuple(fv.references or ()), strategy=fv.strategy, seed=fv.seed, **given)
+
+
+def check_mode(fv: flags.FlagValues, search_dir: str) -> None:
+  """Refuses a flag of the other mode, and a resume of a search directory of the other mode."""
+  for mode, names in MODE_ONLY_FLAGS.items():
+    for name in names:
+      if mode != fv.mode and name in fv and fv[name].present:
+        common.fail(f"--{name} is not taken by search --mode={fv.mode}; allowed with --mode={mode}")
+  from mnas_search import rundir  # a corrupted params.json is named (rundir.corrupted)
+  params = rundir.read_params(search_dir)
+  if params:
+    stored = params.get("mode", "multitrial")  # multi-trial params.json has no mode
+    if stored in MODES and stored != fv.mode:
+      common.fail(f"--mode={fv.mode} is invalid for {search_dir!r}, which holds a {stored} search; "
+                  f"allowed: --mode={stored} (or a new folder)")
+
+
+def _best_and_references(summary) -> dict:
+  out = {}
   if summary.best:
     out["best"] = {k: summary.best[k] for k in ("trial", "reward", "accuracy", "flops", "params",
                                                 "blocks")}
   out["references"] = {n: {k: r[k] for k in ("accuracy", "reward", "flops", "status")}
                        for n, r in summary.references.items()}
-  if fv.json:
-    common.print_json(out)
-    return
-  print(f"search {search_dir}: {summary.trials} trials, {summary.updates} controller updates, "
-        f"{summary.wall_seconds:.0f}s")
+  return out
+
+
+def _print_best_and_references(summary) -> None:
   if summary.best:
     b = summary.best
     print(f"best: trial {b['trial']}  reward {b['reward']:.4f}  accuracy {b['accuracy']:.4f}  "
@@ -105,5 +161,52 @@ def run(fv: flags.FlagValues) -> None:
   for name, r in summary.references.items():
     print(f"reference {name}: reward {r['reward']:.4f}  accuracy {r['accuracy']:.4f}  "
           f"{r['flops'] / 1e6:.1f}M FLOPs ({r['status']})")
+
+
+def run_oneshot_search(fv: flags.FlagValues, search_dir: str) -> None:
+  """--mode=oneshot: the supernet phase, then its finalists stand-alone; prints the summary."""
+  from mnas_search.oneshot.search import run_oneshot
+  summary = run_oneshot(search_dir, oneshot_config_from_flags(fv), show_progress=fv.progress)
+  finalists = [{k: r[k] for k in ("trial", "reward", "accuracy", "flops", "status")}
+               for r in summary.finalists]
+  out = {"search_dir": search_dir, "mode": "oneshot", "steps": summary.steps,
+         "controller_steps": summary.controller_steps, "finalists": finalists,
+         "wall_seconds": round(summary.wall_seconds, 1),
+         "supernet_seconds": round(summary.supernet_seconds, 1),
+         "finalist_seconds": round(summary.finalist_seconds, 1), **_best_and_references(summary)}
+  if fv.json:
+    common.print_json(out)
+    return
+  print(f"one-shot search {search_dir}: {summary.steps} supernet steps, {summary.controller_steps} "
+        f"controller steps, {len(finalists)} finalists, {summary.wall_seconds:.0f}s (supernet "
+        f"{summary.supernet_seconds:.0f}s, finalists {summary.finalist_seconds:.0f}s)")
+  for r in finalists:
+    print(f"finalist: trial {r['trial']}  reward {r['reward']:.4f}  accuracy {r['accuracy']:.4f}  "
+          f"{r['flops'] / 1e6:.1f}M FLOPs ({r['status']})")
+  _print_best_and_references(summary)
+  print(f"files: {os.path.join(search_dir, 'oneshot.jsonl')}, finalists.json, oneshot_ckpt/, "
+        f"trials.jsonl, best.json, pareto.json, tb/ (tensorboard --logdir "
+        f"{os.path.join(search_dir, 'tb')})")
+
+
+def run(fv: flags.FlagValues) -> None:
+  """Runs or resumes a search; prints where the results are and the best architecture."""
+  search_dir = common.require(fv, "search_dir", "--search_dir is required; allowed: a folder "
+                              "(created if missing; an existing search there is resumed)")
+  check_mode(fv, search_dir)
+  if fv.mode == "oneshot":
+    run_oneshot_search(fv, search_dir)
+    return
+  from mnas_search.search import run_search
+  config = search_config_from_flags(fv)
+  summary = run_search(search_dir, config, show_progress=fv.progress)
+  out = {"search_dir": search_dir, "trials": summary.trials, "updates": summary.updates,
+         "wall_seconds": round(summary.wall_seconds, 1), **_best_and_references(summary)}
+  if fv.json:
+    common.print_json(out)
+    return
+  print(f"search {search_dir}: {summary.trials} trials, {summary.updates} controller updates, "
+        f"{summary.wall_seconds:.0f}s")
+  _print_best_and_references(summary)
   print(f"files: {os.path.join(search_dir, 'trials.jsonl')}, best.json, pareto.json, tb/ "
         f"(tensorboard --logdir {os.path.join(search_dir, 'tb')})")

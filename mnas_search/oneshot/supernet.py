@@ -33,11 +33,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping, Sequence
 
+import keras
 import numpy as np
+from keras import ops
 
 import search_space
 from search_space import Architecture, SearchSpace, round_filters
-from search_space.model import BN_EPSILON, _KERAS_ACTIVATIONS, _letter
+from search_space.model import _KERAS_ACTIVATIONS, BN_EPSILON, _conv_init, _dense_init, _letter
 
 # Path entries of one block slot.
 SLOT_KEYS = ("active", "e1", "se", "skip", "kmask", "exp", "semask", "out")
@@ -155,174 +157,149 @@ def encode_path(space: SearchSpace, width: float, arch: Architecture) -> dict[st
   return path
 
 
-def _conv_init():
-  import keras  # pylint: disable=g-import-not-at-top
-  return keras.initializers.VarianceScaling(scale=2.0, mode="fan_out", distribution="truncated_normal")
+class MaskedBN(keras.layers.Layer):
+  """BatchNormalization over the largest channel count; the path's mask zeroes unused channels.
+
+  Modes: "train" normalizes with batch statistics and moves the moving averages by the shared
+  momentum variable; "infer" uses the moving averages; "score" normalizes every row with the
+  statistics of the first `calib_rows` rows (a training batch in front of a validation batch)
+  and moves nothing.
+  """
+
+  def __init__(self, channels: int, momentum_var, **kwargs):
+    super().__init__(**kwargs)
+    self.channels = channels
+    self._momentum = momentum_var
+    self.gamma = self.add_weight(shape=(channels,), initializer="ones", name="gamma")
+    self.beta = self.add_weight(shape=(channels,), initializer="zeros", name="beta")
+    self.moving_mean = self.add_weight(shape=(channels,), initializer="zeros", name="moving_mean",
+                                       trainable=False)
+    self.moving_variance = self.add_weight(shape=(channels,), initializer="ones",
+                                           name="moving_variance", trainable=False)
+
+  def apply(self, x, mask, mode: str, calib_rows: int = 0):
+    if mode == "infer":
+      mean, var = self.moving_mean, self.moving_variance
+    else:
+      stats_of = x[:calib_rows] if mode == "score" else x
+      mean, var = ops.moments(stats_of, axes=[0, 1, 2])
+      if mode == "train":
+        m = ops.cast(self._momentum, x.dtype)
+        self.moving_mean.assign(self.moving_mean * m + mean * (1.0 - m))
+        self.moving_variance.assign(self.moving_variance * m + var * (1.0 - m))
+    inv = ops.rsqrt(var + BN_EPSILON) * self.gamma
+    y = x * inv + (self.beta - mean * inv)
+    return y if mask is None else y * mask
 
 
-def _dense_init():
-  import keras  # pylint: disable=g-import-not-at-top
-  return keras.initializers.VarianceScaling(scale=1.0 / 3.0, mode="fan_out", distribution="uniform")
+class SuperBlock(keras.layers.Layer):
+  """One MBConv slot holding the weights of its largest choices."""
 
+  def __init__(self, slot: SlotShape, activation: str, momentum_var, **kwargs):
+    super().__init__(**kwargs)
+    self.slot = slot
+    self.act = keras.activations.get(_KERAS_ACTIVATIONS[activation])
+    s = slot
+    if s.has_expand:
+      self.expand_kernel = self.add_weight(shape=(1, 1, s.cin, s.cexp), initializer=_conv_init(),
+                                           name="expand_kernel")
+      self.expand_bn = MaskedBN(s.cexp, momentum_var, name="expand_bn")
+    self.dw_kernel = self.add_weight(shape=(s.kernel, s.kernel, s.cexp, 1), initializer=_conv_init(),
+                                     name="dw_kernel")
+    self.dw_bn = MaskedBN(s.cexp, momentum_var, name="dw_bn")
+    if s.se_max:
+      self.se_reduce_kernel = self.add_weight(shape=(1, 1, s.cexp, s.se_max), initializer=_conv_init(),
+                                              name="se_reduce_kernel")
+      self.se_reduce_bias = self.add_weight(shape=(s.se_max,), initializer="zeros",
+                                            name="se_reduce_bias")
+      self.se_expand_kernel = self.add_weight(shape=(1, 1, s.se_max, s.cexp), initializer=_conv_init(),
+                                              name="se_expand_kernel")
+      self.se_expand_bias = self.add_weight(shape=(s.cexp,), initializer="zeros",
+                                            name="se_expand_bias")
+    self.project_kernel = self.add_weight(shape=(1, 1, s.cexp, s.cout), initializer=_conv_init(),
+                                          name="project_kernel")
+    self.project_bn = MaskedBN(s.cout, momentum_var, name="project_bn")
 
-def _make_layers():
-  """The layer classes (defined lazily so that importing this module does not import Keras)."""
-  import keras  # pylint: disable=g-import-not-at-top
-  from keras import ops  # pylint: disable=g-import-not-at-top
-
-  class MaskedBN(keras.layers.Layer):
-    """BatchNormalization over the largest channel count; the path's mask zeroes unused channels.
-
-    Modes: "train" normalizes with batch statistics and moves the moving averages by the shared
-    momentum variable; "infer" uses the moving averages; "score" normalizes every row with the
-    statistics of the first `calib_rows` rows (a training batch in front of a validation batch)
-    and moves nothing.
-    """
-
-    def __init__(self, channels: int, momentum_var, **kwargs):
-      super().__init__(**kwargs)
-      self.channels = channels
-      self._momentum = momentum_var
-      self.gamma = self.add_weight(shape=(channels,), initializer="ones", name="gamma")
-      self.beta = self.add_weight(shape=(channels,), initializer="zeros", name="beta")
-      self.moving_mean = self.add_weight(shape=(channels,), initializer="zeros", name="moving_mean",
-                                         trainable=False)
-      self.moving_variance = self.add_weight(shape=(channels,), initializer="ones",
-                                             name="moving_variance", trainable=False)
-
-    def apply(self, x, mask, mode: str, calib_rows: int = 0):
-      if mode == "infer":
-        mean, var = self.moving_mean, self.moving_variance
+  def apply(self, x, p: Mapping[str, Any], mode: str, calib_rows: int = 0):
+    s = self.slot
+    inputs = x
+    if s.has_expand:
+      h = self.act(self.expand_bn.apply(ops.conv(x, self.expand_kernel, padding="same"), p["exp"],
+                                        mode, calib_rows))
+      if s.has_e1:  # expansion 1: the depthwise conv reads the block input itself
+        padded = ops.pad(x, [[0, 0], [0, 0], [0, 0], [0, s.cexp - s.cin]])
+        h = p["e1"] * padded + (1.0 - p["e1"]) * h
+    else:
+      h = x
+    kernel = self.dw_kernel * p["kmask"][:, :, None, None]
+    h = ops.depthwise_conv(h, kernel, strides=s.stride, padding="same")
+    h = self.act(self.dw_bn.apply(h, p["exp"], mode, calib_rows))
+    if s.se_max:
+      se = ops.mean(h, axis=[1, 2], keepdims=True)
+      se = self.act(ops.conv(se, self.se_reduce_kernel, padding="same") + self.se_reduce_bias)
+      se = se * p["semask"]
+      se = ops.sigmoid(ops.conv(se, self.se_expand_kernel, padding="same") + self.se_expand_bias)
+      h = h * (p["se"] * se + (1.0 - p["se"]))
+    h = ops.conv(h, self.project_kernel, padding="same")
+    h = self.project_bn.apply(h, p["out"], mode, calib_rows)
+    if s.stride == 1:  # only then can a stand-alone block have its identity skip
+      if s.cin < s.cout:
+        skip = ops.pad(inputs, [[0, 0], [0, 0], [0, 0], [0, s.cout - s.cin]])
       else:
-        stats_of = x[:calib_rows] if mode == "score" else x
-        mean, var = ops.moments(stats_of, axes=[0, 1, 2])
-        if mode == "train":
-          m = ops.cast(self._momentum, x.dtype)
-          self.moving_mean.assign(self.moving_mean * m + mean * (1.0 - m))
-          self.moving_variance.assign(self.moving_variance * m + var * (1.0 - m))
-      inv = ops.rsqrt(var + BN_EPSILON) * self.gamma
-      y = x * inv + (self.beta - mean * inv)
-      return y if mask is None else y * mask
-
-  class SuperBlock(keras.layers.Layer):
-    """One MBConv slot holding the weights of its largest choices."""
-
-    def __init__(self, slot: SlotShape, activation: str, momentum_var, **kwargs):
-      super().__init__(**kwargs)
-      self.slot = slot
-      self.act = keras.activations.get(_KERAS_ACTIVATIONS[activation])
-      s = slot
-      if s.has_expand:
-        self.expand_kernel = self.add_weight(shape=(1, 1, s.cin, s.cexp), initializer=_conv_init(),
-                                             name="expand_kernel")
-        self.expand_bn = MaskedBN(s.cexp, momentum_var, name="expand_bn")
-      self.dw_kernel = self.add_weight(shape=(s.kernel, s.kernel, s.cexp, 1), initializer=_conv_init(),
-                                       name="dw_kernel")
-      self.dw_bn = MaskedBN(s.cexp, momentum_var, name="dw_bn")
-      if s.se_max:
-        self.se_reduce_kernel = self.add_weight(shape=(1, 1, s.cexp, s.se_max), initializer=_conv_init(),
-                                                name="se_reduce_kernel")
-        self.se_reduce_bias = self.add_weight(shape=(s.se_max,), initializer="zeros",
-                                              name="se_reduce_bias")
-        self.se_expand_kernel = self.add_weight(shape=(1, 1, s.se_max, s.cexp), initializer=_conv_init(),
-                                                name="se_expand_kernel")
-        self.se_expand_bias = self.add_weight(shape=(s.cexp,), initializer="zeros",
-                                              name="se_expand_bias")
-      self.project_kernel = self.add_weight(shape=(1, 1, s.cexp, s.cout), initializer=_conv_init(),
-                                            name="project_kernel")
-      self.project_bn = MaskedBN(s.cout, momentum_var, name="project_bn")
-
-    def apply(self, x, p: Mapping[str, Any], mode: str, calib_rows: int = 0):
-      s = self.slot
-      inputs = x
-      if s.has_expand:
-        h = self.act(self.expand_bn.apply(ops.conv(x, self.expand_kernel, padding="same"), p["exp"],
-                                          mode, calib_rows))
-        if s.has_e1:  # expansion 1: the depthwise conv reads the block input itself
-          padded = ops.pad(x, [[0, 0], [0, 0], [0, 0], [0, s.cexp - s.cin]])
-          h = p["e1"] * padded + (1.0 - p["e1"]) * h
-      else:
-        h = x
-      kernel = self.dw_kernel * p["kmask"][:, :, None, None]
-      h = ops.depthwise_conv(h, kernel, strides=s.stride, padding="same")
-      h = self.act(self.dw_bn.apply(h, p["exp"], mode, calib_rows))
-      if s.se_max:
-        se = ops.mean(h, axis=[1, 2], keepdims=True)
-        se = self.act(ops.conv(se, self.se_reduce_kernel, padding="same") + self.se_reduce_bias)
-        se = se * p["semask"]
-        se = ops.sigmoid(ops.conv(se, self.se_expand_kernel, padding="same") + self.se_expand_bias)
-        h = h * (p["se"] * se + (1.0 - p["se"]))
-      h = ops.conv(h, self.project_kernel, padding="same")
-      h = self.project_bn.apply(h, p["out"], mode, calib_rows)
-      if s.stride == 1:  # only then can a stand-alone block have its identity skip
-        if s.cin < s.cout:
-          skip = ops.pad(inputs, [[0, 0], [0, 0], [0, 0], [0, s.cout - s.cin]])
-        else:
-          skip = inputs[..., :s.cout]  # the tail past the path's channels is 0 anyway
-        h = h + p["skip"] * skip
-      if s.optional:
-        h = p["active"] * h + (1.0 - p["active"]) * inputs
-      return h
-
-  class Supernet(keras.layers.Layer):
-    """The whole supernet: stem, every block slot, head and classifier."""
-
-    def __init__(self, space: SearchSpace, width: float, input_shape: Sequence[int], num_classes: int,
-                 bn_momentum: float = 0.99, **kwargs):
-      super().__init__(**kwargs)
-      self.space = space
-      self.width = float(width)
-      self.image_shape = tuple(int(v) for v in input_shape)
-      self.num_classes = int(num_classes)
-      self.train_momentum = float(bn_momentum)
-      self.bn_momentum = self.add_weight(shape=(), initializer=keras.initializers.Constant(bn_momentum),
-                                         name="bn_momentum", trainable=False)
-      self.act = keras.activations.get(_KERAS_ACTIVATIONS[space.activation])
-      self.slots = slot_shapes(space, width)
-      stem = round_filters(space.stem_filters, width)
-      self.head_channels = round_filters(space.head_filters, width)
-      self.stem_kernel = self.add_weight(shape=(3, 3, self.image_shape[-1], stem), initializer=_conv_init(),
-                                         name="stem_kernel")
-      self.stem_bn = MaskedBN(stem, self.bn_momentum, name="stem_bn")
-      self.blocks = [SuperBlock(s, space.activation, self.bn_momentum, name=s.key) for s in self.slots]
-      self.head_kernel = self.add_weight(shape=(1, 1, self.slots[-1].cout, self.head_channels),
-                                         initializer=_conv_init(), name="head_kernel")
-      self.head_bn = MaskedBN(self.head_channels, self.bn_momentum, name="head_bn")
-      self.dense_kernel = self.add_weight(shape=(self.head_channels, num_classes), initializer=_dense_init(),
-                                          name="dense_kernel")
-      self.dense_bias = self.add_weight(shape=(num_classes,), initializer="zeros", name="dense_bias")
-
-    def apply(self, images, path: Mapping[str, Any], mode: str, calib_rows: int = 0):
-      """Logits of `images` along `path` (a dict from `encode_path`, as tensors)."""
-      if mode not in MODES:
-        raise ValueError(f"mode={mode!r} is invalid; allowed: {MODES}")
-      x = ops.conv(images, self.stem_kernel, strides=2, padding="same")
-      x = self.act(self.stem_bn.apply(x, None, mode, calib_rows))
-      for block in self.blocks:
-        key = block.slot.key
-        x = block.apply(x, {k: path[f"{key}/{k}"] for k in SLOT_KEYS}, mode, calib_rows)
-      x = ops.conv(x, self.head_kernel, padding="same")
-      x = self.act(self.head_bn.apply(x, None, mode, calib_rows))
-      x = ops.mean(x, axis=[1, 2])
-      return ops.matmul(x, self.dense_kernel) + self.dense_bias
-
-    def bn_layers(self) -> list:
-      out = [self.stem_bn, self.head_bn]
-      for b in self.blocks:
-        out += [b.dw_bn, b.project_bn] + ([b.expand_bn] if b.slot.has_expand else [])
-      return out
-
-  return MaskedBN, SuperBlock, Supernet
+        skip = inputs[..., :s.cout]  # the tail past the path's channels is 0 anyway
+      h = h + p["skip"] * skip
+    if s.optional:
+      h = p["active"] * h + (1.0 - p["active"]) * inputs
+    return h
 
 
-_LAYERS = None
+class Supernet(keras.layers.Layer):
+  """The whole supernet: stem, every block slot, head and classifier."""
 
+  def __init__(self, space: SearchSpace, width: float, input_shape: Sequence[int], num_classes: int,
+               bn_momentum: float = 0.99, **kwargs):
+    super().__init__(**kwargs)
+    self.space = space
+    self.width = float(width)
+    self.image_shape = tuple(int(v) for v in input_shape)
+    self.num_classes = int(num_classes)
+    self.train_momentum = float(bn_momentum)
+    self.bn_momentum = self.add_weight(shape=(), initializer=keras.initializers.Constant(bn_momentum),
+                                       name="bn_momentum", trainable=False)
+    self.act = keras.activations.get(_KERAS_ACTIVATIONS[space.activation])
+    self.slots = slot_shapes(space, width)
+    stem = round_filters(space.stem_filters, width)
+    self.head_channels = round_filters(space.head_filters, width)
+    self.stem_kernel = self.add_weight(shape=(3, 3, self.image_shape[-1], stem), initializer=_conv_init(),
+                                       name="stem_kernel")
+    self.stem_bn = MaskedBN(stem, self.bn_momentum, name="stem_bn")
+    self.blocks = [SuperBlock(s, space.activation, self.bn_momentum, name=s.key) for s in self.slots]
+    self.head_kernel = self.add_weight(shape=(1, 1, self.slots[-1].cout, self.head_channels),
+                                       initializer=_conv_init(), name="head_kernel")
+    self.head_bn = MaskedBN(self.head_channels, self.bn_momentum, name="head_bn")
+    self.dense_kernel = self.add_weight(shape=(self.head_channels, num_classes), initializer=_dense_init(),
+                                        name="dense_kernel")
+    self.dense_bias = self.add_weight(shape=(num_classes,), initializer="zeros", name="dense_bias")
 
-def _layers():
-  global _LAYERS
-  if _LAYERS is None:
-    _LAYERS = _make_layers()
-  return _LAYERS
+  def apply(self, images, path: Mapping[str, Any], mode: str, calib_rows: int = 0):
+    """Logits of `images` along `path` (a dict from `encode_path`, as tensors)."""
+    if mode not in MODES:
+      raise ValueError(f"mode={mode!r} is invalid; allowed: {MODES}")
+    x = ops.conv(images, self.stem_kernel, strides=2, padding="same")
+    x = self.act(self.stem_bn.apply(x, None, mode, calib_rows))
+    for block in self.blocks:
+      key = block.slot.key
+      x = block.apply(x, {k: path[f"{key}/{k}"] for k in SLOT_KEYS}, mode, calib_rows)
+    x = ops.conv(x, self.head_kernel, padding="same")
+    x = self.act(self.head_bn.apply(x, None, mode, calib_rows))
+    x = ops.mean(x, axis=[1, 2])
+    return ops.matmul(x, self.dense_kernel) + self.dense_bias
+
+  def bn_layers(self) -> list:
+    out = [self.stem_bn, self.head_bn]
+    for b in self.blocks:
+      out += [b.dw_bn, b.project_bn] + ([b.expand_bn] if b.slot.has_expand else [])
+    return out
 
 
 def make_supernet(space: SearchSpace, width: float, input_shape: Sequence[int], num_classes: int,
@@ -347,7 +324,7 @@ def make_supernet(space: SearchSpace, width: float, input_shape: Sequence[int], 
   if seed is not None:
     from mnas_search.trainer import seed_child  # pylint: disable=g-import-not-at-top
     seed_child(seed)
-  return _layers()[2](space, width, input_shape, num_classes, bn_momentum, name="supernet")
+  return Supernet(space, width, input_shape, num_classes, bn_momentum, name="supernet")
 
 
 def _bn_weights(bn, n: int) -> list[np.ndarray]:
