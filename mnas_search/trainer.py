@@ -146,8 +146,7 @@ def evaluate(arch: Architecture, task: ProxyTask | None = None, strategy: Any = 
              seed: int | None = None, deterministic: bool = False) -> TrialResult:
   """Trains `arch` briefly on the proxy task and returns its validation accuracy.
 
-  One replica (the CPU, one GPU): a lean training step (`lean_train_step`), which traces in a
-  fraction of `model.fit`'s time. Several replicas or a TPU: `model.fit`.
+  It trains with `lean_train_step` on one replica (CPU, one GPU), else (TPU, GPUs) with model.fit.
 
   Args:
     arch: the architecture (the task's proxy width and resolution are applied to it).
@@ -195,16 +194,10 @@ def evaluate(arch: Architecture, task: ProxyTask | None = None, strategy: Any = 
     # Free the graph, the optimizer slots and the pipelines: a worker trains thousands of children.
     forget_custom_gradients(gradients_before)
     release_keras_state()
-  steady = clock.steady_seconds()
-  result = TrialResult(
-      status=status, accuracy=0.0 if status == "failed" else accuracy,
-      train_seconds=round(clock.train_seconds(started), 3),
-      images_per_sec=round(clock.images_per_sec(), 1),
-      proxy_flops=search_space.count_flops(child, task.resolution, splits.num_classes, channels),
-      proxy_params=search_space.count_params(child, splits.num_classes, channels), error=error,
-      epochs_completed=clock.steps // steps_per_epoch, steps=clock.steps, loss=clock.last_loss,
-      seed=run_seed, fixed_seconds=round(time.monotonic() - started - steady, 3),
-      steady_seconds=round(steady, 3))
+  proxy_flops = search_space.count_flops(child, task.resolution, splits.num_classes, channels)
+  proxy_params = search_space.count_params(child, splits.num_classes, channels)
+  result = clock.result(started, status, accuracy, error, proxy_flops, proxy_params,
+                        steps_per_epoch, run_seed)
   logging.info("child %s: %s accuracy %.4f in %.1fs (%.0f img/s, fixed %.1fs)%s", arch.name, status,
                result.accuracy, result.train_seconds, result.images_per_sec, result.fixed_seconds,
                f": {error}" if error else "")
@@ -292,6 +285,18 @@ class StepClock:
     """Training throughput after the first step."""
     per_step = self.steady_step_seconds()
     return self.batch_size / per_step if per_step else 0.0
+
+  def result(self, started: float, status: str, accuracy: float, error: str | None,
+             proxy_flops: int, proxy_params: int, steps_per_epoch: int, seed: int) -> TrialResult:
+    """The child's TrialResult; its fixed seconds run from `started` to now."""
+    steady = self.steady_seconds()
+    return TrialResult(
+        status=status, accuracy=0.0 if status == "failed" else accuracy,
+        train_seconds=round(self.train_seconds(started), 3),
+        images_per_sec=round(self.images_per_sec(), 1), proxy_flops=proxy_flops,
+        proxy_params=proxy_params, error=error, epochs_completed=self.steps // steps_per_epoch,
+        steps=self.steps, loss=self.last_loss, seed=seed,
+        fixed_seconds=round(time.monotonic() - started - steady, 3), steady_seconds=round(steady, 3))
 
 
 def lean_supported(strategy: Any) -> bool:
