@@ -524,8 +524,8 @@ def make_loss(task: ProxyTask, num_classes: int) -> Any:
 # model.fit's first step of a B0-sized child traced for ~10 s on 2 cores, a quarter of a default
 # proxy child: its graph had ~9,500 ops (Keras BN as ~20 unfused ops each, the optimizer as several
 # ops per variable, the swish custom gradient). The lean step runs the same functional graph with
-# one fused op per batch norm, one optimizer op per variable and a plain swish: ~3,300 ops, and
-# traces in a third of the time, at the same steady speed.
+# one optimizer op per variable, a plain swish and, where exact (`fused_bn_trains_exactly`), one
+# fused op per batch norm (~3,300 ops then), at the same steady speed.
 
 
 def lean_forward(model: Any, x: Any, training: bool) -> Any:
@@ -538,9 +538,10 @@ def lean_forward(model: Any, x: Any, training: bool) -> Any:
 def lean_layer(layer: Any, training: bool) -> Callable[..., Any]:
   """A function computing `layer` as Keras does, with fewer graph ops where it knows how.
 
-  Batch norm is one FusedBatchNormV3 op (its running variance uses the unbiased batch variance,
-  as TF's fused batch norm does; Keras's unfused one uses the biased one: a factor n/(n-1), at most
-  1.008 for 128 images at 1x1); convolutions, pooling, dense, add and multiply are the TF ops that
+  Batch norm is one FusedBatchNormV3 op in inference, and in training where
+  `fused_bn_trains_exactly()` (its running variance then uses the unbiased batch variance, as TF's
+  fused batch norm does; Keras's uses the biased one: a factor n/(n-1), at most 1.008 for 128
+  images at 1x1); else Keras's own batch norm trains. Convolutions, pooling, dense, add and multiply are the TF ops that
   Keras calls minus its shape bookkeeping; swish is x * sigmoid(x) without a custom gradient.
   Any other layer (or configuration) is the Keras layer itself.
   """
@@ -548,7 +549,8 @@ def lean_layer(layer: Any, training: bool) -> Callable[..., Any]:
   from keras.src.models import functional  # pylint: disable=g-import-not-at-top
   lay = keras.layers
   kind = type(layer)
-  if kind is lay.BatchNormalization and _fusable_bn(layer):
+  if kind is lay.BatchNormalization and _fusable_bn(layer) and (
+      not (training and layer.trainable) or fused_bn_trains_exactly()):
     return lambda x, **_: _fused_bn(layer, x, training)
   if kind in (lay.Conv2D, lay.DepthwiseConv2D) and _plain_conv(layer):
     return lambda x, **_: _conv(layer, x)
@@ -581,6 +583,26 @@ def _activate(fn: Any, x: Any) -> Any:
   if name == "sigmoid":
     return tf.sigmoid(x)
   return x
+
+
+@functools.lru_cache(maxsize=None)
+def fused_bn_trains_exactly() -> bool:
+  """Whether the fused batch norm's training gradient matches Keras's to float rounding.
+
+  With oneDNN (TF's default on x86 CPUs) the fused op's gradients for a B0 child differed from
+  Keras's by ~1e-3 relative (1e-6 with Keras's unfused ops, 2e-5 with oneDNN off), and B0
+  default-proxy children trained with it scored 0.62, 0.62, 0.79 on seeds 0-2 against model.fit's
+  0.81, 0.72, 0.71. So on such CPUs the training step keeps Keras's batch norm (exact); inference
+  uses the fused op either way.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  if tf.config.list_logical_devices("GPU"):
+    return True  # cuDNN's fused batch norm
+  try:
+    from tensorflow.python.util import _pywrap_util_port  # pylint: disable=g-direct-tensorflow-import
+    return not _pywrap_util_port.IsMklEnabled()
+  except (ImportError, AttributeError):
+    return False
 
 
 def _fusable_bn(layer: Any) -> bool:

@@ -247,9 +247,12 @@ def _keras_and_lean_models(task, seed=3):
     dict(optimizer="rmsprop", learning_rate=0.01, weight_decay=0.001, label_smoothing=0.1),
     dict(momentum=0.0, warmup_fraction=0.0),
 ])
-def test_lean_step_updates_weights_as_the_keras_optimizer(changes):
+@pytest.mark.parametrize("fused_bn", [False, True])
+def test_lean_step_updates_weights_as_the_keras_optimizer(changes, fused_bn, monkeypatch):
   # Same weights, same batches: after 3 steps (warmup then cosine; decoupled weight decay; the
-  # momentum / RMSProp slots) both must hold the same weights, up to float rounding.
+  # momentum / RMSProp slots) both must hold the same weights, up to float rounding; with Keras's
+  # batch norm or the fused one in the training step.
+  monkeypatch.setattr(trainer, "fused_bn_trains_exactly", lambda: fused_bn)
   task = TASK.replace(**changes)
   splits, keras_model, lean_model = _keras_and_lean_models(task)
   for a, b in zip(keras_model.weights, lean_model.weights):
