@@ -279,7 +279,7 @@ def default_workers(backend: str, cores: int | None = None) -> int:
   return {"process": cores or available_cores(), "ray": 2}.get(backend, 1)
 
 
-# A worker holds TF, its runtime and one child: about 1.5 GB at peak for B0-sized proxy children.
+# Memory set aside per process worker (TF, its runtime and one B0-sized proxy child): an estimate, not measured.
 WORKER_MEMORY_BYTES = 2 * 2**30
 
 

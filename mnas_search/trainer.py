@@ -7,8 +7,9 @@ FileNotFoundError, because no child could do better.
 
 On one replica (the CPU, one GPU) a child trains with `lean_train_step`, a hand-written step with
 the Keras optimizer's semantics whose graph traces in a fraction of model.fit's time; a child's
-fixed cost (build, tracing, evaluation, clean-up: `TrialResult.fixed_seconds`) fell from ~15 s to
-~3 s for B0 at width 0.25 and 32 px on 2 cores. Several replicas or a TPU train with model.fit.
+fixed cost (build, tracing, evaluation, clean-up: `TrialResult.fixed_seconds`) fell from ~13.5 s to
+~5 s for B0 at width 0.25 and 32 px on 2 cores (~3 s where the fused batch norm trains exactly).
+Several replicas or a TPU train with model.fit.
 
 It is a plain module-level function of frozen dataclasses, so worker processes and Ray tasks can
 call it; TF and Keras are imported on first use, so importing this module (e.g. for TrialResult)
