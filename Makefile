@@ -19,10 +19,12 @@ $(DEV_STAMP): pyproject.toml | $(VENV)/bin/python
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@ $(STAMP)
 
-test: $(DEV_STAMP)
+# The data step as for the demo: one default test trains on real Fashion-MNIST (skipped without it).
+test: $(DEV_STAMP) data
+	$(VENV)/bin/ruff check
 	$(PY) -m pytest -q
 
-test-slow: $(DEV_STAMP)
+test-slow: $(DEV_STAMP) data
 	$(PY) -m pytest -q -m slow
 
 data:

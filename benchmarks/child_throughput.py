@@ -50,7 +50,7 @@ WIDTH, RESOLUTION, BATCH = 0.25, 32, 128
 
 def plain_fit(arch, task: ProxyTask) -> float:
   """Steady-state images/s of a plain model.fit on the pipeline and model that evaluate() uses."""
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
   splits = trainer.load_proxy_splits(task)
   steps = task.epochs * (len(splits.train[1]) // task.batch_size)
   keras.utils.set_random_seed(task.seed)

@@ -34,11 +34,14 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
+from nas_common import FieldError, atomic_write_json, check_int, fsync_dir
+from nas_common.atomic import TMP_PREFIX
+
 FORMAT_VERSION = 1
 LATEST = "LATEST"
 STATE_FILE = "state.json"
 _CKPT_PREFIX = "ckpt-"
-_TMP_PREFIX = ".tmp-"
+_TMP_PREFIX = TMP_PREFIX  # also the atomic writer's, so that one sweep removes both
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,29 +74,23 @@ def check_arities(arities: Sequence[int]) -> tuple[int, ...]:
   return tuple(int(a) for a in values)
 
 
-def check_int(name: str, value, minimum: int) -> int:
-  if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-    raise ValueError(f"{name}={value!r} is invalid; allowed: an integer >= {minimum}")
-  return int(value)
-
-
 def check_float(name: str, value, low: float, high: float, *, low_open: bool = False,
                 high_open: bool = False) -> float:
   """`value` as a float within [low, high] (ends open where asked), or a ValueError."""
   lo, hi = "(" if low_open else "[", ")" if high_open else "]"
   allowed = f"a number in {lo}{low}, {high}{hi}"
   if isinstance(value, bool) or not isinstance(value, numbers.Real):
-    raise ValueError(f"{name}={value!r} is invalid; allowed: {allowed}")
+    raise FieldError(name, value, allowed)
   v = float(value)
   ok = (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
   if not ok:  # also refuses NaN
-    raise ValueError(f"{name}={value!r} is invalid; allowed: {allowed}")
+    raise FieldError(name, value, allowed)
   return v
 
 
 def check_bool(name: str, value) -> bool:
   if not isinstance(value, (bool, np.bool_)):
-    raise ValueError(f"{name}={value!r} is invalid; allowed: True or False")
+    raise FieldError(name, value, "True or False")
   return bool(value)
 
 
@@ -113,29 +110,9 @@ class NoHparams:
 
 
 # ----------------------------------------------------------------------------- atomic checkpoints
-def _fsync_dir(path: str) -> None:
-  fd = os.open(path, os.O_RDONLY)
-  try:
-    os.fsync(fd)
-  finally:
-    os.close(fd)
-
-
 def write_json_atomic(path: str, obj: Any) -> None:
-  """Writes JSON to a temporary file in the same folder, then os.replace()s it into place."""
-  folder = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=folder)
-  try:
-    with os.fdopen(fd, "w") as f:
-      json.dump(obj, f)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-  _fsync_dir(folder)
+  """Writes compact JSON atomically (the project's one writer, `nas_common.atomic_write_json`)."""
+  atomic_write_json(path, obj, indent=None)
 
 
 def latest_checkpoint(directory: str) -> str | None:
@@ -177,7 +154,7 @@ def write_checkpoint(directory: str, write: Callable[[str], None]) -> str:
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise
-  _fsync_dir(directory)
+  fsync_dir(directory)
   write_json_atomic(os.path.join(directory, LATEST), {"checkpoint": name})
   # Only now may older checkpoints and crash leftovers go.
   for entry in os.listdir(directory):

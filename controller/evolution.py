@@ -17,7 +17,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from controller.base import Controller, Sample, check_int, uniform_entropy
+from controller.base import Controller, Sample, uniform_entropy
+from nas_common import check_int
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,7 +16,8 @@ from typing import Sequence
 
 import numpy as np
 
-from controller.base import check_arities, check_float, check_int
+from controller.base import check_arities, check_float
+from nas_common import check_int
 
 LANDSCAPES = ("onemax", "pairs")
 OPTIMUM = 1.0

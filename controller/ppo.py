@@ -32,8 +32,8 @@ import numpy as np
 import tensorflow as tf
 
 from controller import categorical, quiet_tf_agents_import
-from controller.base import (Controller, Sample, advance_baseline, check_bool, check_float,
-                             check_int)
+from controller.base import Controller, Sample, advance_baseline, check_bool, check_float
+from nas_common import check_int
 
 if "tf_keras" not in tf.keras.__name__:
   raise ImportError("controller.ppo needs legacy Keras (tf_keras) behind tf.keras: set "

@@ -14,14 +14,13 @@ import multiprocessing
 import os
 import time
 import traceback
-from typing import Any, Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 from absl import logging
 
-from search_space import Architecture
-from mnas_search import fileio
-from mnas_search.progress import Progress
 from mnas_search.proxy import ProxyTask
+from nas_common import FieldError, check_int
+from search_space import Architecture
 
 BACKENDS = ("inline", "process", "ray")
 
@@ -54,7 +53,7 @@ def run_job(job: Job):
     strat = strategy_lib.make_strategy(job.strategy, job.tpu)
     return trainer.evaluate(job.arch, job.task, strategy=strat, seed=job.seed,
                             deterministic=job.deterministic)
-  except Exception as e:  # pylint: disable=broad-except
+  except Exception as e:
     logging.warning("trial %d raised %s", job.trial, e)
     return failed_result(f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}")
 
@@ -116,6 +115,15 @@ def default_threads_per_worker(workers: int) -> int:
   return max(1, available_cores() // max(1, workers))
 
 
+def pool_processes(pool: cf.ProcessPoolExecutor) -> list:
+  """The live worker processes of `pool`, to kill a hung child (the stdlib has no public way).
+
+  Private API: `ProcessPoolExecutor._processes` (pid -> Process; None once shut down);
+  tests/test_backends.py fails loudly if it moves.
+  """
+  return list((getattr(pool, "_processes", None) or {}).values())
+
+
 class ProcessBackend(Backend):
   """Trains children in `workers` spawned processes, each pinned to cores/workers threads.
 
@@ -128,8 +136,7 @@ class ProcessBackend(Backend):
 
   def __init__(self, workers: int = 2, threads_per_worker: int | None = None, max_retries: int = 2,
                hard_timeout_s: float | None = None):
-    if workers < 1:
-      raise ValueError(f"--workers={workers} is invalid; allowed: an integer >= 1")
+    check_int("workers", workers, 1)
     self.workers = workers
     self.threads = threads_per_worker or default_threads_per_worker(workers)
     self.max_retries = max_retries
@@ -144,7 +151,7 @@ class ProcessBackend(Backend):
   def _kill_pool(self) -> None:
     if self._pool is None:
       return
-    for p in list(getattr(self._pool, "_processes", {}).values()):
+    for p in pool_processes(self._pool):
       if p.is_alive():
         p.kill()
     self._pool.shutdown(wait=False, cancel_futures=True)
@@ -227,12 +234,13 @@ class RayBackend(Backend):
     try:
       import ray
     except ImportError:
-      raise ValueError("--backend=ray needs Ray: pip install '.[ray]'") from None
-    if workers < 1:
-      raise ValueError(f"--workers={workers} is invalid; allowed: an integer >= 1")
+      raise FieldError("backend", "ray", "inline or process (ray needs Ray: pip install '.[ray]')",
+                       message="backend='ray' needs Ray: pip install '.[ray]'") from None
+    check_int("workers", workers, 1)
     if cpus_per_trial <= 0 or gpus_per_trial < 0:
-      raise ValueError(f"--cpus_per_trial={cpus_per_trial} / --gpus_per_trial={gpus_per_trial} are "
-                       "invalid; allowed: cpus > 0, gpus >= 0")
+      bad = "cpus_per_trial" if not cpus_per_trial > 0 else "gpus_per_trial"
+      raise FieldError(bad, cpus_per_trial if bad == "cpus_per_trial" else gpus_per_trial,
+                       "a number > 0" if bad == "cpus_per_trial" else "a number >= 0")
     self._ray = ray
     self.workers = workers
     self._owns_ray = False
@@ -310,9 +318,9 @@ def resolve_auto(backend: str, workers: int | None, strategy: str = "auto", core
     (backend, workers, threads_per_worker).
   """
   if backend != "auto" and backend not in BACKENDS:
-    raise ValueError(f"--backend={backend!r} is invalid; allowed: auto, {', '.join(BACKENDS)}")
+    raise FieldError("backend", backend, f"auto, {', '.join(BACKENDS)}")
   if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
-    raise ValueError(f"--workers={workers!r} is invalid; allowed: None or an integer >= 0")
+    raise FieldError("workers", workers, "None or 0 (auto) or an integer >= 1")
   cores = available_cores() if cores is None else cores
   if backend != "auto":
     workers = workers or default_workers(backend, cores)
@@ -329,7 +337,7 @@ def resolve_auto(backend: str, workers: int | None, strategy: str = "auto", core
 def _uses_accelerator(strategy: str, gpus: int | None) -> bool:
   from mnas_search.strategy import STRATEGIES, TPU_ENV  # pylint: disable=g-import-not-at-top
   if strategy not in STRATEGIES:
-    raise ValueError(f"strategy={strategy!r} is unknown; allowed: {', '.join(STRATEGIES)}")
+    raise FieldError("strategy", strategy, ", ".join(STRATEGIES))
   if strategy in ("mirrored", "tpu"):
     return True
   if strategy == "cpu":
@@ -365,37 +373,4 @@ def make_backend(name: str, workers: int = 1, ray_address: str | None = None,
   if name == "ray":
     return RayBackend(workers=workers, address=ray_address, cpus_per_trial=cpus_per_trial,
                       gpus_per_trial=gpus_per_trial)
-  raise ValueError(f"--backend={name!r} is invalid; allowed: {', '.join(BACKENDS)}")
-
-
-def run_logged(jobs: Sequence[Job], backend: Backend | None,
-               log_path: str, to_record: Callable[[Job, Any], dict[str, Any]],
-               progress: Progress,
-               on_record: Callable[[dict[str, Any]], None] | None = None) -> None:
-  """Trains `jobs` on `backend` (inline when None), appending each record to a JSON-lines log.
-
-  Each record is appended and flushed the moment its child finishes, so that a run killed at any
-  instant can resume by skipping what the log holds (grid and fidelity share this loop).
-
-  Args:
-    jobs: the children to train.
-    backend: where; a backend made here (inline) is closed here.
-    log_path: the .jsonl log.
-    to_record: (job, TrialResult) -> the JSON-able record.
-    progress: advanced once per record (after `on_record`), and closed at the end.
-    on_record: called with each record once it is stored.
-  """
-  if jobs:
-    owned = backend is None
-    backend = backend or make_backend("inline")
-    try:
-      for job, result in backend.run(jobs):
-        rec = to_record(job, result)
-        fileio.append_jsonl(log_path, rec)
-        if on_record:
-          on_record(rec)
-        progress.advance()
-    finally:
-      if owned:
-        backend.close()
-  progress.close()
+  raise FieldError("backend", name, ", ".join(BACKENDS))

@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 from absl import logging
 
+from nas_common import check_int
+
 DATASET_NAMES = ("fashion_mnist", "cifar10", "synthetic", "tfds:NAME", "dir:PATH")
 FASHION_MNIST_PACKAGE = "dataset-fashion-mnist"
 # Where the Debian package puts its files; used only when dpkg itself is unavailable.
@@ -264,7 +266,7 @@ def _load_fashion_mnist(data_dir: str | None) -> RawDataset:
 
 
 def _load_keras(name: str) -> RawDataset:
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
   (xtr, ytr), (xte, yte) = getattr(keras.datasets, name).load_data()
   if xtr.ndim == 3:
     xtr, xte = xtr[..., None], xte[..., None]
@@ -311,11 +313,11 @@ def _empty_split(shape: tuple[int, ...]) -> tuple[Array, Array]:
 
 def _load_tfds(name: str, data_dir: str | None, image_size: int | None) -> RawDataset:
   try:
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    import tensorflow_datasets as tfds
   except ImportError:
     raise ValueError(f"dataset='tfds:{name}' needs tensorflow_datasets, which is not installed; "
                      "install it with `pip install .[tfds]`") from None
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   try:
     builder = tfds.builder(name, data_dir=data_dir)
     builder.download_and_prepare()
@@ -358,7 +360,7 @@ def _load_dir(path: str, image_size: int | None) -> RawDataset:
 
 def _read_image_folder(folder: str, size: int,
                        class_names: list[str] | None = None) -> tuple[tuple[Array, Array], list[str]]:
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
   try:
     ds = keras.utils.image_dataset_from_directory(
         folder, labels="inferred", label_mode="int", class_names=class_names, image_size=(size, size),
@@ -428,6 +430,24 @@ def fit_mode(height: int, width: int, resolution: int) -> str:
   return "resize"
 
 
+def _check_pipeline_input(images: Array, labels: Array, resolution: int, batch_size: int,
+                          channels: int | None) -> int:
+  """Checks `make_dataset`'s input; returns the channels of its output."""
+  if images.ndim != 4 or images.dtype != np.uint8:
+    raise ValueError(f"images of shape {images.shape} and dtype {images.dtype} are invalid; "
+                     "allowed: uint8 (N, H, W, C)")
+  if len(labels) != len(images):
+    raise ValueError(f"{len(labels)} labels for {len(images)} images; allowed: one label per image")
+  for field, v in (("resolution", resolution), ("batch_size", batch_size)):
+    check_int(field, v, 1)
+  c = images.shape[-1]
+  out_c = c if channels is None else channels
+  if out_c not in (c, 3) or (out_c != c and c != 1):
+    raise ValueError(f"channels={channels!r} is invalid for {c}-channel images; allowed: None or "
+                     f"{c}" + (" or 3" if c == 1 else ""))
+  return out_c
+
+
 def make_dataset(images: Array, labels: Array, resolution: int, batch_size: int,
                  shuffle: bool = False, seed: int = 0, channels: int | None = None,
                  drop_remainder: bool = False, repeat: bool = False,
@@ -449,21 +469,10 @@ def make_dataset(images: Array, labels: Array, resolution: int, batch_size: int,
   Returns:
     A `tf.data.Dataset` of (float32 images in [-1, 1] at resolution², int32 labels).
   """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   images = np.asarray(images)
-  if images.ndim != 4 or images.dtype != np.uint8:
-    raise ValueError(f"images of shape {images.shape} and dtype {images.dtype} are invalid; "
-                     "allowed: uint8 (N, H, W, C)")
-  if len(labels) != len(images):
-    raise ValueError(f"{len(labels)} labels for {len(images)} images; allowed: one label per image")
-  for field, v in (("resolution", resolution), ("batch_size", batch_size)):
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-      raise ValueError(f"{field}={v!r} is invalid; allowed: an integer >= 1")
+  out_c = _check_pipeline_input(images, labels, resolution, batch_size, channels)
   n, h, w, c = images.shape
-  out_c = c if channels is None else channels
-  if out_c not in (c, 3) or (out_c != c and c != 1):
-    raise ValueError(f"channels={channels!r} is invalid for {c}-channel images; allowed: None or "
-                     f"{c}" + (" or 3" if c == 1 else ""))
   mode = fit_mode(h, w, resolution)
 
   def preprocess(x, y):  # on a batch: all ops vectorized

@@ -5,9 +5,11 @@ sidecar `info.json` (trial, reward, accuracy, FLOPs, params and the export
 settings), and the requested model formats. Models are built fresh (initialized
 weights) unless a trained `.keras` file with the same architecture is given;
 then its input shape and classes are the defaults of the export.
-After writing, the .keras file is reloaded (safe mode) and the TFLite model is
-run in `tf.lite.Interpreter`; both are compared with the built model on a fixed
-random batch, and the largest differences are recorded in `info.json`.
+After writing, the .keras file is reloaded (safe mode), the SavedModel is loaded
+and served, and the TFLite model is run in `tf.lite.Interpreter`; each is
+compared with the built model on a fixed random batch, and the largest
+differences are recorded in `info.json`. A difference above
+`AGREEMENT_TOLERANCE` is an error that names the format.
 `index.json` in the output folder lists everything exported.
 """
 
@@ -19,11 +21,12 @@ import re
 import tempfile
 from typing import Any, Iterable, Sequence
 
-from absl import logging
-
 import search_space
+from mnas_search import fileio, pareto
+from mnas_search import records as records_lib
+from mnas_search.rundir import read_params
+from nas_common import check_int
 from search_space import Architecture
-from mnas_search import fileio, pareto, report
 
 FORMATS = ("json", "keras", "savedmodel", "tflite")
 DEFAULT_NUM_CLASSES = 1000
@@ -68,13 +71,6 @@ def parse_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
   return tuple(dict.fromkeys(items))
 
 
-def _check_count(field: str, value: Any, allow_none: bool = False) -> None:
-  if value is None and allow_none:
-    return
-  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-    raise ValueError(f"{field}={value!r} is invalid; allowed: an integer >= 1")
-
-
 def _target(rank: int, record: dict[str, Any]) -> ExportTarget:
   try:
     arch = Architecture.from_dict(record.get("arch"))
@@ -95,21 +91,12 @@ def select_top_k(records: Iterable[dict[str, Any]], top_k: int) -> list[ExportTa
   Raises:
     ValueError: top_k < 1, or no trial with status ok or cached.
   """
-  _check_count("top_k", top_k)
-  ok = pareto.eligible(records)
-  if not ok:
+  check_int("top_k", top_k, 1)
+  ranked = records_lib.distinct_by_reward(records)
+  if not ranked:
     raise ValueError("no successful trial (status ok or cached) to export; the search has "
                      "not finished any trial yet, or every trial failed")
-  chosen, seen = [], set()
-  for r in sorted(ok, key=lambda r: (-r["reward"], r["trial"])):
-    key = Architecture.from_dict(r["arch"]).identity()
-    if key in seen:
-      continue
-    seen.add(key)
-    chosen.append(_target(len(chosen) + 1, r))
-    if len(chosen) == top_k:
-      break
-  return chosen
+  return [_target(i + 1, r) for i, r in enumerate(ranked[:top_k])]
 
 
 def select_pareto(search_dir: str, records: Sequence[dict[str, Any]]) -> list[ExportTarget]:
@@ -124,10 +111,10 @@ def select_pareto(search_dir: str, records: Sequence[dict[str, Any]]) -> list[Ex
 
 def search_num_classes(search_dir: str) -> int | None:
   """The `num_classes` stored in the search's params.json, when it is there."""
-  n = report.read_params(search_dir).get("num_classes")
+  n = read_params(search_dir).get("num_classes")
   if n is None:
     return None
-  _check_count(f"{os.path.join(search_dir, 'params.json')}: num_classes", n)
+  check_int(f"{os.path.join(search_dir, 'params.json')}: num_classes", n, 1)
   return n
 
 
@@ -154,8 +141,8 @@ def export_search(search_dir: str, out_dir: str, top_k: int = 1, use_pareto: boo
     The index entries (also written to out_dir/index.json).
   """
   formats = parse_formats(formats)
-  _check_count("top_k", top_k)
-  records = report.read_trials(search_dir)
+  check_int("top_k", top_k, 1)
+  records = records_lib.read_trials(search_dir)
   try:
     targets = select_pareto(search_dir, records) if use_pareto else select_top_k(records, top_k)
   except ValueError as e:
@@ -186,7 +173,8 @@ def export_targets(targets: Sequence[ExportTarget], out_dir: str, formats: Seque
   formats = parse_formats(formats)
   for field, value in (("resolution", resolution), ("num_classes", num_classes),
                        ("channels", channels)):
-    _check_count(field, value, allow_none=True)
+    if value is not None:
+      check_int(field, value, 1)
   trained = None
   if weights is not None:
     if not os.path.isfile(weights):
@@ -240,8 +228,8 @@ def _write_models(arch: Architecture, folder: str, formats: Sequence[str],
                   input_shape: tuple[int, int, int], num_classes: int,
                   weights: str | None, trained) -> tuple[list[str], dict[str, float]]:
   """Builds the model, writes the model formats and checks that each reloads to the same outputs."""
-  import numpy as np
   import keras
+  import numpy as np
   model = search_space.build_model(arch, input_shape, num_classes)
   if trained is not None:
     copy_matching_weights(trained, model, weights)
@@ -260,27 +248,26 @@ def _write_models(arch: Architecture, folder: str, formats: Sequence[str],
       model.export(saved, verbose=False)
       if "savedmodel" in formats:
         files.append("saved_model")
+        import tensorflow as tf
+        served = tf.saved_model.load(saved)  # keep a reference: it owns the variables
+        checks["savedmodel_max_abs_diff"] = _max_diff(served.serve(batch).numpy(), expected)
       if "tflite" in formats:
         path = os.path.join(folder, "model.tflite")
-        _write_bytes(path, convert_to_tflite(saved))
+        fileio.atomic_write_text(path, convert_to_tflite(saved))
         files.append("model.tflite")
         checks["tflite_max_abs_diff"] = _max_diff(run_tflite(path, batch), expected)
   for name, diff in checks.items():
-    if diff > AGREEMENT_TOLERANCE:
-      logging.warning("%s: %s=%g exceeds %g", folder, name, diff, AGREEMENT_TOLERANCE)
+    if not diff <= AGREEMENT_TOLERANCE:  # NaN counts as a disagreement
+      fmt = name[:-len("_max_abs_diff")]
+      raise ValueError(f"{folder}: the exported {fmt} model disagrees with the built Keras model: "
+                       f"max abs difference {diff:g} > tolerance {AGREEMENT_TOLERANCE:g}; the "
+                       f"{fmt} conversion is broken")
   return files, checks
 
 
 def _max_diff(a, b) -> float:
   import numpy as np
   return float(np.max(np.abs(np.asarray(a, dtype=np.float64) - b)))
-
-
-def _write_bytes(path: str, data: bytes) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "wb") as f:
-    f.write(data)
-  os.replace(tmp, path)
 
 
 def copy_matching_weights(trained, model, weights: str) -> None:
@@ -311,6 +298,7 @@ def convert_to_tflite(saved_model_dir: str) -> bytes:
 def run_tflite(path: str, batch):
   """Runs a TFLite model on a float32 batch (resizing its batch dimension) and returns the outputs."""
   import warnings
+
   import tensorflow as tf
   with warnings.catch_warnings():
     # TF warns that tf.lite.Interpreter moves to the separate ai_edge_litert package; it still works.

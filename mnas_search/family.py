@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import search_space
 from search_space import Architecture
 from mnas_search import fileio
+from nas_common import FieldError
 
 FAMILIES = ("paper", "compound")
 DEFAULT_PHIS = (1, 2, 3, 4, 5, 6, 7)
@@ -61,10 +62,11 @@ def parse_phis(values: Sequence[Any]) -> tuple[float, ...]:
     except (TypeError, ValueError):
       phi = math.nan
     if isinstance(v, bool) or not math.isfinite(phi) or phi <= 0:
-      raise ValueError(f"phi={v!r} is invalid; allowed: numbers > 0, e.g. --phi=1,2,3")
+      raise FieldError("phi", v, "numbers > 0, e.g. 1,2,3")
     out.append(int(phi) if phi.is_integer() else phi)
   if not out:
-    raise ValueError("phi is empty; allowed: one or more numbers > 0, e.g. --phi=1,2,3")
+    raise FieldError("phi", [], "one or more numbers > 0, e.g. 1,2,3",
+                     message="phi is empty; allowed: one or more numbers > 0, e.g. 1,2,3")
   return tuple(out)
 
 
@@ -109,7 +111,7 @@ def scale_family(baseline: Architecture, family: str = "paper",
     The members, smallest φ first.
   """
   if family not in FAMILIES:
-    raise ValueError(f"family={family!r} is invalid; allowed: {list(FAMILIES)}")
+    raise FieldError("family", family, str(list(FAMILIES)))
   base_flops = search_space.count_flops(baseline, baseline.resolution, num_classes)
   if family == "paper":
     if phis is not None:

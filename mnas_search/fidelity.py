@@ -29,13 +29,17 @@ from typing import Any, Callable, Sequence
 from absl import logging
 
 from mnas_search import backends as backends_lib
-from mnas_search import fileio, grid, report, stats
+from mnas_search import grid, report, stats
+from mnas_search import records as records_lib
 from mnas_search.progress import Progress
 from mnas_search.proxy import ProxyTask
-from mnas_search.store import SearchStore
+from mnas_search.records import FidelityRecord
+from mnas_search.rundir import RunDir, read_params, run_resumable
+from nas_common import FieldError
 from search_space import Architecture
 
 GROUPS = ("top", "middle", "bottom")
+LOG = "fidelity.jsonl"
 EPOCHS_FACTOR = 4  # the default longer schedule: this many times the search's epochs (or steps)
 
 
@@ -46,14 +50,7 @@ def distinct_ok_trials(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]
   Ties in reward go to the lower trial number. Cached repeats are left out: they are the same
   architecture as a trained trial.
   """
-  best: dict[str, dict[str, Any]] = {}
-  for r in records:
-    if r.get("status") != "ok":
-      continue
-    key = Architecture.from_dict(r["arch"]).identity()
-    if key not in best or (-r["reward"], r["trial"]) < (-best[key]["reward"], best[key]["trial"]):
-      best[key] = r
-  return sorted(best.values(), key=lambda r: (-r["reward"], r["trial"]))
+  return records_lib.distinct_by_reward(records, ("ok",))
 
 
 def group_sizes(k: int) -> tuple[int, int, int]:
@@ -80,8 +77,8 @@ def select_trials(records: Sequence[dict[str, Any]], k: int) -> list[tuple[str, 
     ValueError: k < 2, or fewer than 2 distinct successful trials.
   """
   if isinstance(k, bool) or not isinstance(k, int) or k < 2:
-    raise ValueError(f"--sample={k!r} is invalid; allowed: an integer >= 2 (a rank correlation "
-                     "needs at least 2 architectures)")
+    raise FieldError("sample", k, "an integer >= 2 (a rank correlation needs at least 2 "
+                     "architectures)")
   ranked = distinct_ok_trials(records)
   n = len(ranked)
   if n < 2:
@@ -158,8 +155,8 @@ class FidelityConfig:
 
 def read_search(search_dir: str) -> tuple[list[dict[str, Any]], ProxyTask]:
   """The search's trials and its proxy task (params.json "task")."""
-  records = report.read_trials(search_dir)
-  params = report.read_params(search_dir)
+  records = records_lib.read_trials(search_dir)
+  params = read_params(search_dir)
   if not isinstance(params.get("task"), dict):
     raise ValueError(f"{os.path.join(search_dir, 'params.json')!r} has no 'task' object; allowed: "
                      "a search directory written by `launch.py search`")
@@ -187,13 +184,11 @@ def run_fidelity(search_dir: str, config: FidelityConfig, out_dir: str | None = 
   started = time.perf_counter()
   records, search_task = read_search(search_dir)
   selected = select_trials(records, config.sample)
-  out_dir = out_dir or os.path.join(search_dir, "fidelity")
-  store = SearchStore(out_dir)
-  store.write_or_check_params(config.to_params(search_dir), grid.MAY_CHANGE_ON_RESUME)
-  path = store.path("fidelity.jsonl")
-  if fileio.repair_jsonl(path):
-    logging.warning("%s: dropped a torn last line left by a crash", path)
-  done = {r["trial"]: r for r in fileio.read_jsonl(path)}
+  rundir = RunDir(out_dir or os.path.join(search_dir, "fidelity"), "fidelity")
+  rundir.write_or_check_params(config.to_params(search_dir), grid.MAY_CHANGE_ON_RESUME)
+  rundir.repair(LOG)
+  done = {r["trial"]: FidelityRecord.from_json(r, f"{rundir.path(LOG)} record {i + 1}").to_json()
+          for i, r in enumerate(rundir.read_log(LOG))}
   chosen = {r["trial"]: (g, r) for g, r in selected}
   jobs = [backends_lib.Job(trial=r["trial"], arch=Architecture.from_dict(r["arch"]),
                            task=config.task, seed=int(r["seed"]),
@@ -206,38 +201,40 @@ def run_fidelity(search_dir: str, config: FidelityConfig, out_dir: str | None = 
 
   def to_record(job, result):
     group, r = chosen[job.trial]
-    return {"trial": job.trial, "group": group, "proxy_reward": r["reward"],
-            "proxy_accuracy": r["accuracy"],
-            "accuracy": float(result.accuracy) if math.isfinite(result.accuracy) else 0.0,
-            "status": result.status, "error": result.error,
-            "train_seconds": float(result.train_seconds), "seed": job.seed,
-            "flops": r.get("flops"), "params": r.get("params"), "blocks": r.get("blocks")}
+    return FidelityRecord.from_result(r, group, job.seed, result).to_json()
 
   def stored(rec):
     done[rec["trial"]] = rec
     if on_result:
       on_result(rec)
 
-  backends_lib.run_logged(jobs, backend, path, to_record, progress, stored)
+  run_resumable(rundir, LOG, jobs, to_record, backend, stored, progress)
+  progress.close()
   # The group of the current selection (a search extended since may have moved a trial).
   rows = [dict(done[r["trial"]], group=g) for g, r in selected]
-  summary = {"search_dir": os.path.abspath(search_dir), "sample": config.sample,
-             "selected": len(rows), "distinct_ok_trials": len(distinct_ok_trials(records)),
-             "proxy_task": search_task.to_dict(),
-             "long_task": config.task.to_dict(), **correlations(rows),
-             "accuracy": "validation accuracy on the split carved from the training set",
-             "trials": rows}
-  files = {"params": store.path("params.json"), "records": path,
-           "summary": store.path("fidelity.json"),
-           "plot": plot_fidelity(rows, summary, store.path("fidelity.png"))}
-  fileio.atomic_write_json(files["summary"], summary)
+  summary = _summary(search_dir, config, records, search_task, rows)
+  files = {"params": rundir.path("params.json"), "records": rundir.path(LOG),
+           "summary": rundir.path("fidelity.json"),
+           "plot": plot_fidelity(rows, summary, rundir.path("fidelity.png"))}
+  rundir.write_json("fidelity.json", summary)
   summary.update(files=files, trained=len(jobs), wall_seconds=time.perf_counter() - started)
   return summary
 
 
+def _summary(search_dir: str, config: FidelityConfig, records: Sequence[dict[str, Any]],
+             search_task: ProxyTask, rows: list[dict[str, Any]]) -> dict[str, Any]:
+  """The content of fidelity.json."""
+  return {"search_dir": os.path.abspath(search_dir), "sample": config.sample,
+          "selected": len(rows), "distinct_ok_trials": len(distinct_ok_trials(records)),
+          "proxy_task": search_task.to_dict(),
+          "long_task": config.task.to_dict(), **correlations(rows),
+          "accuracy": "validation accuracy on the split carved from the training set",
+          "trials": rows}
+
+
 def plot_fidelity(rows: Sequence[dict[str, Any]], summary: dict[str, Any], path: str) -> str:
   """Scatter of proxy accuracy (x) against longer-training accuracy (y), one colour per group."""
-  plt, fig, ax = report._figure()  # pylint: disable=protected-access
+  plt, fig, ax = report.figure()
   colors = {"top": "tab:green", "middle": "tab:blue", "bottom": "tab:red"}
   for group in GROUPS:
     rs = [r for r in rows if r["group"] == group and r["status"] == "ok"]
@@ -260,4 +257,4 @@ def plot_fidelity(rows: Sequence[dict[str, Any]], summary: dict[str, Any], path:
                f"{f', {failed} failed' if failed else ''})")
   ax.grid(alpha=0.3)
   ax.legend(loc="lower right")
-  return report._save(plt, fig, path)  # pylint: disable=protected-access
+  return report.save_figure(plt, fig, path)

@@ -1,36 +1,17 @@
-"""Crash-safe file writes: atomic replace for snapshots, append-and-flush for logs.
+"""Crash-safe file I/O: atomic replace for snapshots, append-and-flush for logs.
 
-Every file in a search directory is written through here, so that a search
-killed at any instant leaves each file either in its old or its new state.
+Every file of a run directory is written through here (snapshots through the project's one
+atomic writer, `nas_common.atomic`), so that a run killed at any instant leaves each file either
+in its old or its new state.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Any, Iterator
 
-
-def atomic_write_text(path: str, text: str) -> None:
-  """Writes `text` to `path` atomically: a temp file in the same folder, fsync, rename."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-  try:
-    with os.fdopen(fd, "w") as f:
-      f.write(text)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
-
-
-def atomic_write_json(path: str, obj: Any) -> None:
-  atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+from nas_common.atomic import atomic_write_json, atomic_write_text, naming  # noqa: F401  (re-exported)
 
 
 def read_json(path: str) -> Any:
@@ -44,12 +25,31 @@ def read_json(path: str) -> Any:
 
 
 def append_jsonl(path: str, record: dict[str, Any]) -> None:
-  """Appends one JSON line and flushes it to disk before returning."""
-  line = json.dumps(record, sort_keys=False) + "\n"
-  with open(path, "a") as f:
-    f.write(line)
-    f.flush()
-    os.fsync(f.fileno())
+  """Appends one JSON line and flushes it to disk before returning.
+
+  A write that fails part-way (a full disk) is taken back: the file is cut to its old length, so
+  that no torn line is left for the next append to run into.
+
+  Raises:
+    OSError: with `filename` set to `path` (ENOSPC, EACCES, ...).
+  """
+  data = (json.dumps(record, sort_keys=False) + "\n").encode()
+  try:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+  except OSError as e:
+    raise naming(e, path) from e
+  try:
+    start = os.fstat(fd).st_size
+    try:
+      view = memoryview(data)
+      while view:  # os.write may write less than asked, e.g. up to the last free byte
+        view = view[os.write(fd, view):]
+      os.fsync(fd)
+    except OSError as e:
+      os.ftruncate(fd, start)
+      raise naming(e, path) from e
+  finally:
+    os.close(fd)
 
 
 def read_jsonl(path: str) -> list[dict[str, Any]]:

@@ -39,13 +39,16 @@ from mnas_search import backends as backends_lib
 from mnas_search import fileio
 from mnas_search.progress import Progress
 from mnas_search.proxy import ProxyTask
-from mnas_search.store import SearchStore
+from mnas_search.records import GridRecord
+from mnas_search.rundir import RunDir, run_resumable
+from nas_common import FieldError, check_int
 from search_space import Architecture
 
 PAPER_TRIPLE = (search_space.PAPER_ALPHA, search_space.PAPER_BETA, search_space.PAPER_GAMMA)
 TARGET_PRODUCT = 2  # α·β²·γ² at φ=1: FLOPs double per unit of φ
 MAX_VALUES_PER_AXIS = 1000
 MIN_RESOLUTION = 8
+LOG = "grid.jsonl"
 # Settings a resume may change (they do not change any score); everything else must match.
 MAY_CHANGE_ON_RESUME = ("backend", "workers", "ray_address", "cpus_per_trial", "gpus_per_trial",
                         "strategy", "tpu")
@@ -66,12 +69,12 @@ def grid_values(low: float, high: float, step: float, field: str = "range") -> l
   """low, low+step, … up to high inclusive, as exact decimals (no float drift)."""
   for name, v in ((field, low), (field, high), ("grid_step", step)):
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-      raise ValueError(f"{name}={v!r} is invalid; allowed: a finite number")
+      raise FieldError(name, v, "a finite number")
   if not step > 0:
-    raise ValueError(f"grid_step={step!r} is invalid; allowed: a number > 0")
+    raise FieldError("grid_step", step, "a number > 0")
   if not 1.0 <= low <= high:
-    raise ValueError(f"{field}=({low!r}, {high!r}) is invalid; allowed: LOW,HIGH with "
-                     "1.0 <= LOW <= HIGH (scaling up never shrinks a dimension)")
+    raise FieldError(field, (low, high), "LOW,HIGH with 1.0 <= LOW <= HIGH (scaling up never "
+                     "shrinks a dimension)")
   lo, hi, st = _exact(low), _exact(high), _exact(step)
   count = int((hi - lo) / st) + 1  # exact: a high on the grid is included
   if count > MAX_VALUES_PER_AXIS:
@@ -108,11 +111,11 @@ def enumerate_grid(step: float = 0.05, alpha_range: Sequence[float] = (1.0, 1.5)
   for field, r in (("alpha_range", alpha_range), ("beta_range", beta_range),
                    ("gamma_range", gamma_range)):
     if isinstance(r, (str, bytes)) or not hasattr(r, "__len__") or len(r) != 2:
-      raise ValueError(f"{field}={r!r} is invalid; allowed: two numbers LOW,HIGH")
+      raise FieldError(field, r, "two numbers LOW,HIGH")
     ranges[field] = grid_values(r[0], r[1], step, field)
   if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not (
       math.isfinite(tolerance) and tolerance >= 0):
-    raise ValueError(f"grid_tolerance={tolerance!r} is invalid; allowed: a finite number >= 0")
+    raise FieldError("grid_tolerance", tolerance, "a finite number >= 0")
   tol = _exact(tolerance)
   return [(a, b, g) for a in ranges["alpha_range"] for b in ranges["beta_range"]
           for g in ranges["gamma_range"]
@@ -163,9 +166,7 @@ class GridConfig:
       raise ValueError(f"baseline={self.baseline!r} is invalid; allowed: an Architecture")
     if not isinstance(self.task, ProxyTask):
       raise ValueError(f"task={self.task!r} is invalid; allowed: a ProxyTask")
-    if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or \
-        self.num_classes < 1:
-      raise ValueError(f"num_classes={self.num_classes!r} is invalid; allowed: an integer >= 1")
+    check_int("num_classes", self.num_classes, 1)
     if not self.candidates():
       raise ValueError(
           f"the grid (grid_step={self.step}, alpha_range={list(self.alpha_range)}, beta_range="
@@ -210,18 +211,10 @@ class GridSummary:
 def candidate_record(index: int, triple: Triple, arch: Architecture, task: ProxyTask,
                      baseline_flops: int, num_classes: int, result: Any) -> dict[str, Any]:
   """One grid.jsonl line: the triple, the scaled network's deploy cost and its proxy score."""
-  flops = search_space.count_flops(arch, arch.resolution, num_classes)
-  accuracy = float(result.accuracy) if result.status != "failed" else 0.0
-  return {"candidate": index, "alpha": triple[0], "beta": triple[1], "gamma": triple[2],
-          "product": round(constraint_product(*triple), 6), "width": arch.width_coefficient,
-          "depth": arch.depth_coefficient, "proxy_resolution": task.resolution,
-          "deploy_resolution": arch.resolution, "flops": int(flops),
-          "flops_ratio": round(flops / baseline_flops, 4),
-          "params": int(search_space.count_params(arch, num_classes)),
-          "accuracy": accuracy if math.isfinite(accuracy) else 0.0, "status": result.status,
-          "error": result.error, "train_seconds": float(result.train_seconds),
-          "images_per_sec": float(result.images_per_sec), "proxy_flops": int(result.proxy_flops),
-          "proxy_params": int(result.proxy_params), "seed": int(result.seed)}
+  return GridRecord.from_result(
+      index, triple, constraint_product(*triple), arch, task.resolution,
+      search_space.count_flops(arch, arch.resolution, num_classes), baseline_flops,
+      search_space.count_params(arch, num_classes), result).to_json()
 
 
 def rank_rows(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -253,7 +246,7 @@ def plot_grid(rows: Sequence[dict[str, Any]], path: str, baseline_name: str = ""
   from mnas_search import report  # pylint: disable=g-import-not-at-top
   n = len(rows)
   width = max(report.FIGSIZE[0], 0.22 * n + 2)  # room for one rotated label per candidate
-  plt, fig, ax = report._figure((width, report.FIGSIZE[1]))  # pylint: disable=protected-access
+  plt, fig, ax = report.figure((width, report.FIGSIZE[1]))
   # Points, not bars: candidates differ by a few points, so the axis does not start at 0.
   styles = (("ok", "o", "tab:blue", "candidate"),
             ("failed", "x", "tab:gray", "failed, accuracy 0"),
@@ -279,7 +272,7 @@ def plot_grid(rows: Sequence[dict[str, Any]], path: str, baseline_name: str = ""
                f"{n} candidates with α·β²·γ² ≈ 2")
   ax.grid(alpha=0.3)
   ax.legend(loc="best")
-  return report._save(plt, fig, path)  # pylint: disable=protected-access
+  return report.save_figure(plt, fig, path)
 
 
 def read_records(path: str, candidates: Sequence[Triple]) -> dict[int, dict[str, Any]]:
@@ -291,7 +284,7 @@ def read_records(path: str, candidates: Sequence[Triple]) -> dict[int, dict[str,
         (r.get("alpha"), r.get("beta"), r.get("gamma")) != candidates[c]:
       raise ValueError(f"{path!r} record {i + 1} does not belong to this grid (candidate "
                        f"{c!r}); was the file edited by hand?")
-    out[c] = r
+    out[c] = GridRecord.from_json(r, f"{path} record {i + 1}").to_json()
   return out
 
 
@@ -314,32 +307,19 @@ def run_grid(out_dir: str, config: GridConfig, backend: backends_lib.Backend | N
   Raises:
     ValueError: out_dir holds a grid with other settings, or a malformed grid.jsonl.
   """
-  if not out_dir:
-    raise ValueError("--out is required; allowed: a folder (created if missing; an existing grid "
-                     "there is resumed)")
   started = time.perf_counter()
-  store = SearchStore(out_dir)
-  store.write_or_check_params(config.to_params(), MAY_CHANGE_ON_RESUME)
-  path = store.path("grid.jsonl")
-  if fileio.repair_jsonl(path):
-    logging.warning("%s: dropped a torn last line left by a crash", path)
+  rundir = RunDir(out_dir, "grid")
+  rundir.write_or_check_params(config.to_params(), MAY_CHANGE_ON_RESUME)
+  rundir.repair(LOG)
   candidates = config.candidates()
-  done = read_records(path, candidates)
-  baseline_flops = search_space.count_flops(config.baseline, config.baseline.resolution,
-                                            config.num_classes)
-  jobs, planned = [], {}
-  for i, triple in enumerate(candidates):
-    if i in done:
-      continue
-    arch = scaled_candidate(config.baseline, triple)
-    task = config.task.replace(resolution=proxy_resolution(config.task.resolution, triple[2]))
-    planned[i] = (triple, arch)
-    jobs.append(backends_lib.Job(trial=i, arch=arch, task=task, seed=config.task.seed,
-                                 deterministic=config.deterministic, strategy=strategy, tpu=tpu))
+  done = read_records(rundir.path(LOG), candidates)
+  jobs, planned = _plan(config, candidates, done, strategy, tpu)
   logging.info("grid: %d candidates, %d already scored, %d to train", len(candidates), len(done),
                len(jobs))
   progress = Progress(total=len(candidates), done=len(done), enabled=show_progress,
                       label="candidates", every=1)
+  baseline_flops = search_space.count_flops(config.baseline, config.baseline.resolution,
+                                            config.num_classes)
 
   def to_record(job, result):
     triple, arch = planned[job.trial]
@@ -356,11 +336,27 @@ def run_grid(out_dir: str, config: GridConfig, backend: backends_lib.Backend | N
     if on_candidate:
       on_candidate(rec)
 
-  backends_lib.run_logged(jobs, backend, path, to_record, progress, stored)
+  run_resumable(rundir, LOG, jobs, to_record, backend, stored, progress)
+  progress.close()
   summary = write_results(out_dir, list(done.values()), config.baseline.name)
   summary.trained = len(jobs)
   summary.wall_seconds = time.perf_counter() - started
   return summary
+
+
+def _plan(config: GridConfig, candidates: Sequence[Triple], done: dict[int, Any], strategy: str,
+          tpu: str | None) -> tuple[list[backends_lib.Job], dict[int, tuple[Triple, Architecture]]]:
+  """The jobs of the candidates grid.jsonl does not hold yet, and (triple, arch) by candidate."""
+  jobs, planned = [], {}
+  for i, triple in enumerate(candidates):
+    if i in done:
+      continue
+    arch = scaled_candidate(config.baseline, triple)
+    task = config.task.replace(resolution=proxy_resolution(config.task.resolution, triple[2]))
+    planned[i] = (triple, arch)
+    jobs.append(backends_lib.Job(trial=i, arch=arch, task=task, seed=config.task.seed,
+                                 deterministic=config.deterministic, strategy=strategy, tpu=tpu))
+  return jobs, planned
 
 
 def write_results(out_dir: str, records: Sequence[dict[str, Any]],

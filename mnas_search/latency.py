@@ -36,6 +36,7 @@ import numpy as np
 from absl import logging
 
 from mnas_search import fileio
+from nas_common import check_int
 from search_space.blocks import ACTIVATIONS, Architecture, ConcreteBlock, round_filters
 from search_space.costs import block_costs, conv_output_size
 from search_space.space import SearchSpace
@@ -47,9 +48,7 @@ TABLE_FORMAT = 1
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-    raise ValueError(f"{name}={value!r} is invalid; allowed: an integer >= {minimum}")
-  return int(value)
+  return check_int(name, value, minimum)
 
 
 def _check_key(key: Any, int_fields: Sequence[str]) -> None:
@@ -280,6 +279,10 @@ def load_table(path: str, device: str, version: str, threads: int) -> dict[Laten
   data = fileio.read_json(path)
   if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
     raise ValueError(f"latency table {path!r} is not a table: expected an object with 'entries'")
+  if data.get("format") != TABLE_FORMAT:
+    raise ValueError(f"latency table {path!r} has format={data.get('format')!r} but this version "
+                     f"reads format={TABLE_FORMAT}; allowed: a table written by this version "
+                     "(delete the file to measure it again)")
   want = {"device": device, "tf_version": version, "threads": threads}
   for field, value in want.items():
     if data.get(field) != value:
@@ -345,6 +348,7 @@ def _key_model(key: LatencyKey):
       raise ValueError(f"{key.kind} {name}={value} is invalid; allowed: a channel count the builder "
                        f"makes (round_filters: a multiple of 8, e.g. {round_filters(value, 1.0)})")
   import keras
+
   from search_space.model import build_model, mbconv
   if isinstance(key, BlockKey):
     shape = (1, key.input_size, key.input_size, key.input_filters)

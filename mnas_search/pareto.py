@@ -8,14 +8,13 @@ eligible record carries it.
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Any, Iterable, Sequence
 
 from mnas_search import fileio
+from mnas_search.records import SCORED_STATUSES, is_finite_number
 
 # Only these statuses carry a measured accuracy; failed and timed-out trials never enter the front.
-FRONT_STATUSES = ("ok", "cached")
+FRONT_STATUSES = SCORED_STATUSES
 DIRECTIONS = ("max", "min")
 DEFAULT_OBJECTIVES = (("accuracy", "max"), ("flops", "min"), ("params", "min"))
 LATENCY_OBJECTIVE = ("latency_ms", "min")
@@ -52,10 +51,6 @@ def check_objectives(objectives: Objectives) -> tuple[tuple[str, str], ...]:
   if len(set(keys)) != len(keys):
     raise ValueError(f"objectives {keys} repeat a key; give each key once")
   return tuple(out)
-
-
-def is_finite_number(v: Any) -> bool:
-  return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _vector(record: dict[str, Any], objectives: Objectives) -> tuple[float, ...]:

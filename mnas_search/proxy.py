@@ -14,19 +14,18 @@ import math
 from typing import Any
 
 from mnas_search import datasets
+from nas_common import FieldError, check_int
 
 OPTIMIZERS = ("sgd", "rmsprop")
 LR_SCHEDULES = ("cosine", "constant")
 
 
-class ProxyTaskError(ValueError):
+class ProxyTaskError(FieldError):
   """A ProxyTask field is invalid; `field`, `value` and `allowed` say which and why."""
 
   def __init__(self, field: str, value: Any, allowed: str, message: str | None = None):
-    super().__init__(message or f"ProxyTask.{field}={value!r} is invalid; allowed: {allowed}")
-    self.field = field
-    self.value = value
-    self.allowed = allowed
+    super().__init__(field, value, allowed,
+                     message=message or f"ProxyTask.{field}={value!r} is invalid; allowed: {allowed}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,10 +135,7 @@ class ProxyTask:
 
 
 def _check_int(field: str, value: Any, minimum: int, allow_none: bool = False) -> None:
-  if value is None and allow_none:
-    return
-  if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-    raise ProxyTaskError(field, value, ("None or " if allow_none else "") + f"an integer >= {minimum}")
+  check_int(field, value, minimum, allow_none=allow_none, error=ProxyTaskError)
 
 
 def _check_float(field: str, value: Any, allowed: str, ok) -> None:

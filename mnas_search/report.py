@@ -1,9 +1,9 @@
 """Reads a search directory and writes its plots (PNG) and a Markdown summary.
 
-The readers here are tolerant of the optional files (params.json,
-references.json, updates.jsonl, a family's metrics.json) being absent, and
-strict about malformed content: a bad record raises ValueError naming the file,
-the record, the field and the value. Matplotlib is imported inside the
+The files are read through `mnas_search.records` and `mnas_search.rundir`: tolerant of the
+optional files (params.json, references.json, updates.jsonl, a family's metrics.json) being
+absent, and strict about malformed content: a bad record raises ValueError naming the file, the
+record, the field and the value. Matplotlib is imported inside the
 plotting functions (Agg backend), so reading a search never pays for it.
 """
 
@@ -15,97 +15,15 @@ from typing import Any, Sequence
 
 import rewards
 from mnas_search import fileio, pareto
-from mnas_search.store import TRIAL_STATUSES
+from mnas_search import records as records_lib
+from mnas_search.rundir import read_params
+
 # Fixed figure geometry, so that every PNG has a known pixel size (width, height) = inches · DPI.
 DPI = 100
 FIGSIZE = (9.0, 5.5)
 FAMILY_FIGSIZE = (12.0, 5.0)
 REFERENCE_NAMES = ("efficientnet-b0", "mnasnet-a1")
 COST_TARGETS = rewards.COST_TARGETS
-
-
-# ----------------------------------------------------------------------------- readers
-def _require_number(where: str, record: dict[str, Any], key: str, optional: bool = False) -> None:
-  v = record.get(key)
-  if optional and v is None:
-    return
-  if not pareto.is_finite_number(v):
-    allowed = "a finite number or null" if optional else "a finite number"
-    raise ValueError(f"{where}: {key}={v!r} is invalid; allowed: {allowed}")
-
-
-def read_params(search_dir: str) -> dict[str, Any]:
-  """params.json as a dict; {} when the file is absent."""
-  path = os.path.join(search_dir, "params.json")
-  if not os.path.isfile(path):
-    return {}
-  params = fileio.read_json(path)
-  if not isinstance(params, dict):
-    raise ValueError(f"{path!r} must hold a JSON object, got {type(params).__name__}")
-  return params
-
-
-def check_trial(record: Any, where: str) -> dict[str, Any]:
-  """Validates one trials.jsonl record; returns it."""
-  if not isinstance(record, dict):
-    raise ValueError(f"{where}: a trial must be a JSON object, got {record!r}")
-  trial = record.get("trial")
-  if isinstance(trial, bool) or not isinstance(trial, int):
-    raise ValueError(f"{where}: trial={trial!r} is invalid; allowed: an integer")
-  where = f"{where} (trial {trial})"
-  if record.get("status") not in TRIAL_STATUSES:
-    raise ValueError(f"{where}: status={record.get('status')!r} is invalid; "
-                     f"allowed: {list(TRIAL_STATUSES)}")
-  _require_number(where, record, "reward")
-  if record["status"] in pareto.FRONT_STATUSES:
-    for key in ("accuracy", "flops", "params"):
-      _require_number(where, record, key)
-    if not isinstance(record.get("arch"), dict):
-      raise ValueError(f"{where}: arch={record.get('arch')!r} is invalid; "
-                       "allowed: an architecture JSON object")
-  return record
-
-
-def read_trials(search_dir: str) -> list[dict[str, Any]]:
-  """The validated records of search_dir/trials.jsonl, in file order.
-
-  Raises:
-    FileNotFoundError: the directory has no trials.jsonl.
-    ValueError: a record is malformed.
-  """
-  path = os.path.join(search_dir, "trials.jsonl")
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"search_dir={search_dir!r} has no trials.jsonl; allowed: a directory "
-                            "written by `launch.py search`")
-  return [check_trial(r, f"{path} record {i + 1}") for i, r in enumerate(fileio.read_jsonl(path))]
-
-
-def read_updates(search_dir: str) -> list[dict[str, Any]]:
-  """The validated records of search_dir/updates.jsonl; [] when the file is absent."""
-  path = os.path.join(search_dir, "updates.jsonl")
-  updates = fileio.read_jsonl(path)
-  for i, u in enumerate(updates):
-    where = f"{path} record {i + 1}"
-    if not isinstance(u, dict) or isinstance(u.get("update"), bool) or not isinstance(
-        u.get("update"), int):
-      raise ValueError(f"{where}: expected an object with an integer 'update', got {str(u)[:200]}")
-    for key in ("entropy", "mean_reward"):
-      _require_number(where, u, key, optional=True)
-  return updates
-
-
-def read_references(search_dir: str) -> dict[str, dict[str, Any]]:
-  """search_dir/references.json (name -> accuracy, flops, params, reward, arch); {} when absent."""
-  path = os.path.join(search_dir, "references.json")
-  if not os.path.isfile(path):
-    return {}
-  refs = fileio.read_json(path)
-  if not isinstance(refs, dict) or not all(isinstance(v, dict) for v in refs.values()):
-    raise ValueError(f"{path!r} must map reference names to objects, got {str(refs)[:200]!r}")
-  for name, ref in refs.items():
-    for key in ("accuracy", "flops", "params", "reward"):
-      _require_number(f"{path} reference {name!r}", ref, key, optional=True)
-  return refs
 
 
 def usable_reference(ref: dict[str, Any]) -> bool:
@@ -119,25 +37,20 @@ def search_target(params: dict[str, Any]) -> tuple[str, float | None]:
   if cost not in COST_TARGETS:
     raise ValueError(f"params.json: cost={cost!r} is invalid; allowed: {list(COST_TARGETS)}")
   key = COST_TARGETS[cost][0]
-  _require_number("params.json", params, key, optional=True)
+  records_lib.require_number("params.json", params, key, optional=True)
   return cost, params.get(key)
 
 
-def best_trial(records: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
-  """The highest-reward trial with status ok or cached (the lower trial number on a tie)."""
-  ok = pareto.eligible(records)
-  return min(ok, key=lambda r: (-r["reward"], r["trial"])) if ok else None
-
-
 def status_counts(records: Sequence[dict[str, Any]]) -> dict[str, int]:
-  counts = {s: 0 for s in TRIAL_STATUSES}
+  counts = {s: 0 for s in records_lib.STATUSES}
   for r in records:
     counts[r["status"]] += 1
   return counts
 
 
 # ----------------------------------------------------------------------------- plots
-def _figure(figsize=FIGSIZE, ncols: int = 1):
+def figure(figsize=FIGSIZE, ncols: int = 1):
+  """(pyplot, figure, axes) of the fixed geometry, on the Agg backend; save with `save_figure`."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -145,7 +58,8 @@ def _figure(figsize=FIGSIZE, ncols: int = 1):
   return plt, fig, axes
 
 
-def _save(plt, fig, path: str) -> str:
+def save_figure(plt, fig, path: str) -> str:
+  """Writes `fig` as a PNG of exactly figsize·DPI pixels, closes it and returns `path`."""
   fig.tight_layout()
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.savefig(path, dpi=DPI)  # no bbox_inches="tight": it would change the pixel size
@@ -156,7 +70,7 @@ def _save(plt, fig, path: str) -> str:
 def plot_reward(records: Sequence[dict[str, Any]], path: str, reward_name: str = "") -> str:
   """Reward of every trial in trial order, failed ones marked, and the best-so-far line."""
   from matplotlib.ticker import MaxNLocator
-  plt, fig, ax = _figure()
+  plt, fig, ax = figure()
   ordered = sorted(records, key=lambda r: r["trial"])
   styles = {"ok": ("o", "tab:blue", "ok"), "cached": ("s", "tab:cyan", "cached repeat"),
             "failed": ("x", "tab:red", "failed, reward 0"),
@@ -178,7 +92,7 @@ def plot_reward(records: Sequence[dict[str, Any]], path: str, reward_name: str =
   ax.set_title(f"Reward over {len(ordered)} trials")
   ax.grid(alpha=0.3)
   ax.legend(loc="center right")  # successes sit high and failures at 0: the middle is free
-  return _save(plt, fig, path)
+  return save_figure(plt, fig, path)
 
 
 def plot_accuracy_flops(records: Sequence[dict[str, Any]], front: Sequence[dict[str, Any]],
@@ -186,7 +100,7 @@ def plot_accuracy_flops(records: Sequence[dict[str, Any]], front: Sequence[dict[
                         references: dict[str, dict[str, Any]] | None = None,
                         cost_resolution: int | None = None) -> str:
   """Validation accuracy against deploy FLOPs: all trials, the front, the target and references."""
-  plt, fig, ax = _figure()
+  plt, fig, ax = figure()
   ok = pareto.eligible(records)
   ax.scatter([r["flops"] / 1e6 for r in ok], [100 * r["accuracy"] for r in ok], s=18,
              color="tab:blue", alpha=0.45, label=f"trials ({len(ok)})")
@@ -215,13 +129,13 @@ def plot_accuracy_flops(records: Sequence[dict[str, Any]], front: Sequence[dict[
   ax.grid(alpha=0.3)
   # Outside the axes: trials fill the whole plane, and the references must never be hidden.
   ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=8)
-  return _save(plt, fig, path)
+  return save_figure(plt, fig, path)
 
 
 def plot_controller(updates: Sequence[dict[str, Any]], path: str) -> str:
   """The controller's policy entropy and the mean reward of each update's batch."""
   from matplotlib.ticker import MaxNLocator
-  plt, fig, ax = _figure()
+  plt, fig, ax = figure()
   xs = [u["update"] for u in updates]
   lines = []
   ent = [(u["update"], u["entropy"]) for u in updates if u.get("entropy") is not None]
@@ -239,13 +153,13 @@ def plot_controller(updates: Sequence[dict[str, Any]], path: str) -> str:
   ax.grid(alpha=0.3)
   if lines:
     ax.legend(lines, [ln.get_label() for ln in lines], loc="upper right")
-  return _save(plt, fig, path)
+  return save_figure(plt, fig, path)
 
 
 def plot_family(family: dict[str, Any], path: str) -> str:
   """FLOPs per member against the baseline·2^φ rule, and accuracy per member where measured."""
   from matplotlib.ticker import FuncFormatter
-  plt, fig, (ax1, ax2) = _figure(FAMILY_FIGSIZE, ncols=2)
+  plt, fig, (ax1, ax2) = figure(FAMILY_FIGSIZE, ncols=2)
   plain = FuncFormatter(lambda v, _: f"{v:g}")  # 0.5, 1, 20 rather than 5×10⁻¹, 10⁰, 2×10¹
   members = family["members"]
   names = [m["name"] for m in members]
@@ -288,12 +202,40 @@ def plot_family(family: dict[str, Any], path: str) -> str:
   ax2.set_ylabel("Accuracy (%)")
   ax2.set_title("Accuracy per member (from metrics.json)")
   ax2.grid(alpha=0.3)
-  return _save(plt, fig, path)
+  return save_figure(plt, fig, path)
 
 
 # ----------------------------------------------------------------------------- summary
 def _fmt(v: Any, spec: str) -> str:
   return "-" if v is None else format(v, spec)
+
+
+def _best_vs_references(best: dict[str, Any] | None,
+                        references: dict[str, dict[str, Any]]) -> list[str]:
+  """The summary's section comparing the best trial with the reference networks."""
+  lines = ["## Best trial vs. references (same proxy task)", ""]
+  if best is None:
+    lines += ["No successful trial yet.", ""]
+  else:
+    rows = [("best", best)] + [(n, references[n]) for n in REFERENCE_NAMES if n in references]
+    rows += [(n, r) for n, r in references.items() if n not in REFERENCE_NAMES]
+    lines += ["| | trial | FLOPs | params | accuracy | reward | best's FLOPs ÷ these | "
+              "best's accuracy − this |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, r in rows:
+      trial = r["trial"] if r is best else None  # references carry a placeholder trial number
+      if r is not best and not usable_reference(r):
+        name, r = f"{name} ({r.get('status', 'no accuracy')})", {**r, "accuracy": None,
+                                                                  "reward": None}
+      ratio = best["flops"] / r["flops"] if r.get("flops") else None
+      delta = best["accuracy"] - r["accuracy"] if r.get("accuracy") is not None else None
+      lines.append(f"| {name} | {_fmt(trial, 'd')} | {_fmt(r.get('flops'), ',')} | "
+                   f"{_fmt(r.get('params'), ',')} | {_fmt(r.get('accuracy'), '.4f')} | "
+                   f"{_fmt(r.get('reward'), '.4f')} | {_fmt(ratio, '.3f')} | "
+                   f"{_fmt(delta, '+.4f')} |")
+    lines += ["", f"Best blocks (trial {best['trial']}):", ""]
+    lines += [f"    {b}" for b in best.get("blocks") or best["arch"]["blocks"]]
+    lines.append("")
+  return lines
 
 
 def summary_markdown(search_dir: str, records: Sequence[dict[str, Any]],
@@ -320,29 +262,7 @@ def summary_markdown(search_dir: str, records: Sequence[dict[str, Any]],
               f"{_fmt(last.get('mean_reward'), '.4f')}).", ""]
   else:
     lines += ["Controller updates: none recorded (no updates.jsonl).", ""]
-  best = best_trial(records)
-  lines += ["## Best trial vs. references (same proxy task)", ""]
-  if best is None:
-    lines += ["No successful trial yet.", ""]
-  else:
-    rows = [("best", best)] + [(n, references[n]) for n in REFERENCE_NAMES if n in references]
-    rows += [(n, r) for n, r in references.items() if n not in REFERENCE_NAMES]
-    lines += ["| | trial | FLOPs | params | accuracy | reward | best's FLOPs ÷ these | "
-              "best's accuracy − this |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for name, r in rows:
-      trial = r["trial"] if r is best else None  # references carry a placeholder trial number
-      if r is not best and not usable_reference(r):
-        name, r = f"{name} ({r.get('status', 'no accuracy')})", {**r, "accuracy": None,
-                                                                  "reward": None}
-      ratio = best["flops"] / r["flops"] if r.get("flops") else None
-      delta = best["accuracy"] - r["accuracy"] if r.get("accuracy") is not None else None
-      lines.append(f"| {name} | {_fmt(trial, 'd')} | {_fmt(r.get('flops'), ',')} | "
-                   f"{_fmt(r.get('params'), ',')} | {_fmt(r.get('accuracy'), '.4f')} | "
-                   f"{_fmt(r.get('reward'), '.4f')} | {_fmt(ratio, '.3f')} | "
-                   f"{_fmt(delta, '+.4f')} |")
-    lines += ["", f"Best blocks (trial {best['trial']}):", ""]
-    lines += [f"    {b}" for b in best.get("blocks") or best["arch"]["blocks"]]
-    lines.append("")
+  lines += _best_vs_references(records_lib.best_by_reward(records), references)
   objectives = ", ".join(f"{k} {'↑' if d == 'max' else '↓'}"
                          for k, d in pareto.default_objectives(records))
   lines += [f"## Pareto front ({objectives}; {len(front)} of "
@@ -378,9 +298,9 @@ def write_report(search_dir: str, out_dir: str | None = None,
     updates.jsonl has records), "family": path (with family_dir), "summary": path}.
   """
   out_dir = out_dir or os.path.join(search_dir, "report")
-  records = read_trials(search_dir)
-  params, references, updates = read_params(search_dir), read_references(search_dir), read_updates(
-      search_dir)
+  records = records_lib.read_trials(search_dir)
+  params, references = read_params(search_dir), records_lib.read_references(search_dir)
+  updates = records_lib.read_updates(search_dir)
   cost, target = search_target(params)
   front = pareto.pareto_front(records)
   family = None

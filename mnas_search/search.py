@@ -32,9 +32,14 @@ from mnas_search import backends as backends_lib
 from mnas_search import pareto as pareto_lib
 from mnas_search.progress import Progress
 from mnas_search.proxy import ProxyTask
-from mnas_search.store import SearchStore
+from mnas_search.records import TrialRecord, best_by_reward
+from mnas_search.rundir import run_resumable
+from mnas_search.store import TRIALS, SearchStore
+from nas_common import FieldError, check_int
 
 # Settings a resume may change; everything else must match params.json.
+# best.json: the best ok trial's summary.
+BEST_KEYS = ("trial", "reward", "accuracy", "flops", "params", "blocks", "arch")
 MAY_CHANGE_ON_RESUME = ("trials", "backend", "workers", "ray_address", "cpus_per_trial",
                         "gpus_per_trial", "strategy", "tpu")
 COST_TARGET_FIELD = {kind: field for kind, (field, _) in rewards_lib.COST_TARGETS.items()}
@@ -101,29 +106,20 @@ class SearchConfig:
 
   def __post_init__(self):
     search_space.get_space(self.space)
-    if self.controller not in controller_lib.NAMES:
-      raise ValueError(f"--controller={self.controller!r} is invalid; allowed: "
-                       f"{', '.join(controller_lib.NAMES)}")
-    if self.reward not in rewards_lib.REWARDS:
-      raise ValueError(f"--reward={self.reward!r} is invalid; allowed: {', '.join(rewards_lib.REWARDS)}")
-    if self.cost not in COST_TARGET_FIELD:
-      raise ValueError(f"--cost={self.cost!r} is invalid; allowed: {', '.join(COST_TARGET_FIELD)}")
+    for name, allowed in (("controller", controller_lib.NAMES), ("reward", rewards_lib.REWARDS),
+                          ("cost", tuple(COST_TARGET_FIELD)), ("backend", backends_lib.BACKENDS)):
+      if getattr(self, name) not in allowed:
+        raise FieldError(name, getattr(self, name), ", ".join(allowed))
     target = self.target
     if target is None or not target > 0 or not math.isfinite(target):
-      raise ValueError(f"--{COST_TARGET_FIELD[self.cost]}={target!r} is invalid for --cost={self.cost}; "
-                       "allowed: a number > 0")
+      raise FieldError(COST_TARGET_FIELD[self.cost], target, "a number > 0",
+                       detail=f" for cost={self.cost}")
     for name in ("trials", "trials_per_update", "cost_resolution", "cost_num_classes", "workers"):
-      v = getattr(self, name)
-      if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValueError(f"--{name}={v!r} is invalid; allowed: an integer >= 1")
-    if self.backend not in backends_lib.BACKENDS:
-      raise ValueError(f"--backend={self.backend!r} is invalid; allowed: {', '.join(backends_lib.BACKENDS)}")
-    if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-      raise ValueError(f"--seed={self.seed!r} is invalid; allowed: an integer >= 0")
+      check_int(name, getattr(self, name), 1)
+    check_int("seed", self.seed, 0)
     for name in self.references:
       if name not in search_space.NAMED:
-        raise ValueError(f"--references: {name!r} is not a named network; allowed: "
-                         f"{sorted(search_space.NAMED)}")
+        raise FieldError("references", name, f"named networks {sorted(search_space.NAMED)}")
     # Check the reward's coefficient now, not after the first child has trained.
     rewards_lib.compute(self.reward, 0.5, target, target, self.w)
 
@@ -208,8 +204,24 @@ class _Board:
     self._writer.close()
 
 
+@dataclasses.dataclass
+class _Batch:
+  """One round in flight: the samples, their records so far and what is left to train."""
+
+  first: int  # the trial number of the first sample
+  samples: list[Any]
+  records: dict[int, dict[str, Any]]  # trial -> record, filled as trials finish
+  jobs: list[backends_lib.Job]
+  extras: dict[str, tuple[Any, Any, tuple]]  # arch key -> (arch, indices, cost tuple) to train
+  deferred: list[tuple[int, Any, Any, str]]  # repeats within the batch, cached after training
+
+
 class Search:
   """One search over one search directory (new or resumed).
+
+  A round is three steps: `_plan` samples K architectures and sorts them into stored, cached and
+  to-train; `_train` stores the cached ones and trains the rest (`rundir.run_resumable`);
+  `_commit` updates the controller, checkpoints it and rewrites pareto.json.
 
   Args:
     search_dir: the search directory.
@@ -234,6 +246,14 @@ class Search:
       # Measured on this machine, lazily: a new block configuration is timed the first time it shows up.
       self._latency = LatencyModel(cache_dir=config.latency_cache_dir, threads=config.latency_threads,
                                    resolution=config.cost_resolution, num_classes=config.cost_num_classes)
+    self._by_trial: dict[int, dict[str, Any]] = {}
+    self._originals: dict[str, dict[str, Any]] = {}  # arch key -> first record of that architecture
+    self._logged_updates: set[int] = set()
+    self._trial = self._update = 0
+    self._first_update_done = False
+    self._t_children = 0.0
+    self._board: _Board | None = None
+    self._progress: Progress | None = None
 
   # --------------------------------------------------------------------------- helpers
   def _cost_of(self, arch) -> tuple[int, int, float | None, float]:
@@ -256,18 +276,16 @@ class Search:
                             deterministic=c.deterministic, strategy=c.strategy, tpu=c.tpu)
 
   def _record(self, trial: int, update: int, arch, indices, result, cost_tuple) -> dict[str, Any]:
+    """The trials.jsonl record of a trained child; indices None for a reference network."""
     flops, params, latency_ms, cost = cost_tuple
-    accuracy = float(result.accuracy) if result.accuracy is not None else 0.0
-    if not math.isfinite(accuracy):
-      accuracy = 0.0
-    return {"trial": trial, "arch": arch.to_dict(), "blocks": arch.block_strings,
-            "indices": list(indices), "flops": int(flops), "params": int(params),
-            "accuracy": accuracy, "reward": self._reward(result.status, accuracy, cost),
-            "status": result.status, "error": result.error,
-            "train_seconds": float(result.train_seconds), "images_per_sec": float(result.images_per_sec),
-            "proxy_flops": int(result.proxy_flops), "update": update,
-            "seed": trial_seed(self.config.seed, trial), "cached_from": None,
-            **({"latency_ms": latency_ms} if latency_ms is not None else {})}
+    return TrialRecord.from_result(
+        trial, update, arch, indices, result, (flops, params, latency_ms),
+        lambda status, accuracy: self._reward(status, accuracy, cost),
+        trial_seed(self.config.seed, trial)).to_json()
+
+  def _cached_record(self, trial: int, update: int, arch, indices, original) -> dict[str, Any]:
+    return TrialRecord.from_json(original).cached_as(
+        trial, update, arch, indices, trial_seed(self.config.seed, trial)).to_json()
 
   def _backend(self):
     c = self.config
@@ -291,8 +309,7 @@ class Search:
     t0 = time.perf_counter()
     for job, result in backend.run(jobs):
       name, arch, cost_tuple = costs[job.trial]
-      rec = self._record(job.trial, -1, arch, (), result, cost_tuple)
-      rec.pop("indices")
+      rec = self._record(job.trial, -1, arch, None, result, cost_tuple)
       refs[name] = rec
       logging.info("reference %s: accuracy %.4f, reward %.4f, %s", name, rec["accuracy"], rec["reward"],
                    rec["status"])
@@ -304,7 +321,28 @@ class Search:
   def run(self) -> SearchSummary:
     c = self.config
     t_start = time.perf_counter()
-    store = self.store
+    ctrl = self._open()
+    best = self.store.read_best()
+    self._board = _Board(self.store.tb_dir)
+    self._progress = Progress(total=c.trials, done=min(len(self._by_trial), c.trials),
+                              enabled=self.show_progress)
+    if best:
+      self._progress.best = best["reward"]
+    with self._backend() as backend:
+      refs = self._score_references(backend)
+      while self._trial < c.trials:
+        batch = self._plan(ctrl, min(c.trials_per_update, c.trials - self._trial))
+        self._train(backend, batch)
+        self._commit(ctrl, batch)
+    self._progress.close()
+    self._board.close()
+    return SearchSummary(trials=len(self._by_trial), updates=self._update,
+                         best=self.store.read_best(), references=refs,
+                         wall_seconds=time.perf_counter() - t_start, timings=dict(self.timings))
+
+  def _open(self):
+    """Makes and restores the controller and reads what the directory holds (a resume)."""
+    c, store = self.config, self.store
     if c.deterministic:
       import keras
       import tensorflow as tf
@@ -316,123 +354,136 @@ class Search:
     resumed = store.write_or_check_params(c.to_params(), MAY_CHANGE_ON_RESUME)
     restored = ctrl.restore(store.controller_dir)
     records = store.read_trials()
-    by_trial = {r["trial"]: r for r in records}
-    if len(by_trial) != len(records):
+    self._by_trial = {r["trial"]: r for r in records}
+    if len(self._by_trial) != len(records):
       raise ValueError(f"{store.path('trials.jsonl')!r} has duplicate trial numbers; it was edited by hand?")
-    originals = {}  # arch key -> first record of that architecture
     for r in sorted(records, key=lambda r: r["trial"]):
-      originals.setdefault(search_space.Architecture.from_dict(r["arch"]).identity(),
-                           r if r.get("cached_from") is None else by_trial.get(r["cached_from"], r))
-    logged_updates = {u["update"] for u in store.read_updates()}
-    best = store.read_best()
-    trial, update = ctrl.num_sampled, ctrl.num_updates
+      self._originals.setdefault(
+          search_space.Architecture.from_dict(r["arch"]).identity(),
+          r if r.get("cached_from") is None else self._by_trial.get(r["cached_from"], r))
+    self._logged_updates = {u["update"] for u in store.read_updates()}
+    self._trial, self._update = ctrl.num_sampled, ctrl.num_updates
+    self._repair_best(records)
     if resumed:
       logging.info("resuming %s: %d trials stored, controller at update %d (%s)", store.directory,
-                   len(records), update, "restored" if restored else "fresh")
-    board = _Board(store.tb_dir)
-    progress = Progress(total=c.trials, done=min(len(records), c.trials), enabled=self.show_progress)
-    if best:
-      progress.best = best["reward"]
-    first_update_done = False
-    with self._backend() as backend:
-      refs = self._score_references(backend)
-      while trial < c.trials:
-        k = min(c.trials_per_update, c.trials - trial)
-        ctrl_key = "controller" if first_update_done else "controller_startup"
-        t0 = time.perf_counter()
-        samples = ctrl.sample(k)
-        self.timings[ctrl_key] += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        batch: dict[int, dict[str, Any]] = {}
-        jobs, extras, deferred = [], {}, []
-        for j, s in enumerate(samples):
-          t = trial + j
-          arch = self.space.decode(s.indices, name=f"trial-{t}")
-          key = arch.identity()
-          if t in by_trial:  # finished before a crash: reuse, never rerun
-            rec = by_trial[t]
-            if list(rec["indices"]) != list(s.indices):
-              logging.error("trial %d: the restored controller sampled %s but trials.jsonl holds %s; "
-                            "keeping the stored trial", t, list(s.indices), rec["indices"])
-            batch[t] = rec
-            continue
-          if key in originals:
-            batch[t] = self._cached_record(t, update, arch, s.indices, originals[key])
-            continue
-          if key in extras:  # the same architecture twice in one batch: train once
-            deferred.append((t, arch, s.indices, key))
-            continue
-          extras[key] = (arch, s.indices, self._cost_of(arch))
-          jobs.append(self._job(t, arch))
-        self.timings["cost"] += time.perf_counter() - t0
-        # Cached records are stored first: they need no training.
-        for t in sorted(batch):
-          if t not in by_trial:
-            self._store_trial(batch[t], by_trial, board, progress)
-        key_of = {job.trial: job.arch.identity() for job in jobs}
-        t_children = time.perf_counter()
-        for job, result in backend.run(jobs):
-          self.timings["children"] += time.perf_counter() - t_children
-          _kill_point("child_trained")  # trained, not yet stored: a resume must retrain it
-          arch, indices, cost_tuple = extras[key_of[job.trial]]
-          rec = self._record(job.trial, update, job.arch, indices, result, cost_tuple)
-          originals[key_of[job.trial]] = rec
-          batch[job.trial] = rec
-          self._store_trial(rec, by_trial, board, progress)
-          t_children = time.perf_counter()
-        for t, arch, indices, key in deferred:
-          batch[t] = self._cached_record(t, update, arch, indices, originals[key])
-          self._store_trial(batch[t], by_trial, board, progress)
-        rewards = [batch[trial + j]["reward"] for j in range(k)]
-        t0 = time.perf_counter()
-        metrics = ctrl.update(samples, rewards)
-        self.timings[ctrl_key] += time.perf_counter() - t0
-        first_update_done = True
-        _kill_point("controller_updated")  # updated in memory, not yet checkpointed
-        t0 = time.perf_counter()
-        metrics = {k_: float(v) for k_, v in metrics.items()}
-        if update not in logged_updates:
-          store.append_update({"update": update, "trials": trial + k, **metrics,
-                               "best_reward": progress.best})
-          logged_updates.add(update)
-        board.scalars("controller", update, metrics)
-        self.timings["store"] += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        ctrl.save(store.controller_dir)  # atomic; after this the batch is consumed
-        self.timings["controller"] += time.perf_counter() - t0
-        _kill_point("checkpoint_saved")
-        t0 = time.perf_counter()
-        ok = [r for r in by_trial.values() if r["status"] == "ok"]
-        pareto_lib.update_pareto_file(store.path("pareto.json"), ok)
-        board.flush()
-        self.timings["store"] += time.perf_counter() - t0
-        trial += k
-        update += 1
-    progress.close()
-    board.close()
-    best = store.read_best()
-    wall = time.perf_counter() - t_start
-    return SearchSummary(trials=len(by_trial), updates=update, best=best, references=refs,
-                         wall_seconds=wall, timings=dict(self.timings))
+                   len(records), self._update, "restored" if restored else "fresh")
+    return ctrl
 
-  def _cached_record(self, trial: int, update: int, arch, indices, original) -> dict[str, Any]:
-    rec = dict(original)
-    rec.update({"trial": trial, "arch": arch.to_dict(), "indices": list(indices), "status": "cached",
-                "train_seconds": 0.0, "update": update, "seed": trial_seed(self.config.seed, trial),
-                "cached_from": original["trial"]})
-    return rec
+  def _repair_best(self, records) -> None:
+    """Rewrites best.json when trials.jsonl holds a better ok trial: a crash (or a full disk)
+    between a trial's append and best.json's write would otherwise leave best.json stale."""
+    top = best_by_reward(records, ("ok",))
+    best = self.store.read_best()
+    if top is not None and (best is None or top["reward"] > best["reward"]):
+      logging.warning("best.json was behind trials.jsonl (a crash between the two writes); "
+                      "rewriting it with trial %d", top["trial"])
+      self.store.write_best({k: top[k] for k in BEST_KEYS})
 
-  def _store_trial(self, rec, by_trial, board, progress) -> None:
+  def _ctrl_key(self) -> str:
+    return "controller" if self._first_update_done else "controller_startup"
+
+  def _plan(self, ctrl, k: int) -> _Batch:
+    """Samples K architectures: stored ones are reused, repeats cached, the rest become jobs."""
+    t0 = time.perf_counter()
+    samples = ctrl.sample(k)
+    self.timings[self._ctrl_key()] += time.perf_counter() - t0
+    t0 = time.perf_counter()
+    batch = _Batch(first=self._trial, samples=samples, records={}, jobs=[], extras={}, deferred=[])
+    for j, s in enumerate(samples):
+      t = self._trial + j
+      arch = self.space.decode(s.indices, name=f"trial-{t}")
+      key = arch.identity()
+      if t in self._by_trial:  # finished before a crash: reuse, never rerun
+        rec = self._by_trial[t]
+        if list(rec["indices"]) != list(s.indices):
+          logging.error("trial %d: the restored controller sampled %s but trials.jsonl holds %s; "
+                        "keeping the stored trial", t, list(s.indices), rec["indices"])
+        batch.records[t] = rec
+      elif key in self._originals:
+        batch.records[t] = self._cached_record(t, self._update, arch, s.indices, self._originals[key])
+      elif key in batch.extras:  # the same architecture twice in one batch: train once
+        batch.deferred.append((t, arch, s.indices, key))
+      else:
+        batch.extras[key] = (arch, s.indices, self._cost_of(arch))
+        batch.jobs.append(self._job(t, arch))
+    self.timings["cost"] += time.perf_counter() - t0
+    return batch
+
+  def _train(self, backend, batch: _Batch) -> None:
+    """Stores the cached records (they need no training), then trains and stores the jobs."""
+    for t in sorted(batch.records):
+      if t not in self._by_trial:
+        self._store_trial(batch.records[t])
+    key_of = {job.trial: job.arch.identity() for job in batch.jobs}
+
+    def to_record(job, result):
+      self.timings["children"] += time.perf_counter() - self._t_children
+      _kill_point("child_trained")  # trained, not yet stored: a resume must retrain it
+      _, indices, cost_tuple = batch.extras[key_of[job.trial]]
+      rec = self._record(job.trial, self._update, job.arch, indices, result, cost_tuple)
+      self._originals[key_of[job.trial]] = rec
+      batch.records[job.trial] = rec
+      return rec
+
+    def stored(rec):
+      self._after_store(rec)
+      self._t_children = time.perf_counter()
+
+    self._t_children = time.perf_counter()
+    run_resumable(self.store, TRIALS, batch.jobs, to_record, backend, stored)
+    for t, arch, indices, key in batch.deferred:
+      batch.records[t] = self._cached_record(t, self._update, arch, indices, self._originals[key])
+      self._store_trial(batch.records[t])
+
+  def _commit(self, ctrl, batch: _Batch) -> None:
+    """Updates the controller with the batch's rewards, logs and checkpoints it, rewrites pareto.json."""
+    k = len(batch.samples)
+    rewards = [batch.records[batch.first + j]["reward"] for j in range(k)]
+    t0 = time.perf_counter()
+    metrics = ctrl.update(batch.samples, rewards)
+    self.timings[self._ctrl_key()] += time.perf_counter() - t0
+    self._first_update_done = True
+    _kill_point("controller_updated")  # updated in memory, not yet checkpointed
+    t0 = time.perf_counter()
+    metrics = {k_: float(v) for k_, v in metrics.items()}
+    if self._update not in self._logged_updates:
+      self.store.append_update({"update": self._update, "trials": self._trial + k, **metrics,
+                                "best_reward": self._progress.best})
+      self._logged_updates.add(self._update)
+    self._board.scalars("controller", self._update, metrics)
+    self.timings["store"] += time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ctrl.save(self.store.controller_dir)  # atomic; after this the batch is consumed
+    self.timings["controller"] += time.perf_counter() - t0
+    _kill_point("checkpoint_saved")
+    t0 = time.perf_counter()
+    ok = [r for r in self._by_trial.values() if r["status"] == "ok"]
+    pareto_lib.update_pareto_file(self.store.path("pareto.json"), ok)
+    self._board.flush()
+    self.timings["store"] += time.perf_counter() - t0
+    self._trial += k
+    self._update += 1
+
+  def _store_trial(self, rec) -> None:
+    """Appends a record that needed no training (stored or cached) and files it."""
     t0 = time.perf_counter()
     self.store.append_trial(rec)
-    by_trial[rec["trial"]] = rec
-    board.scalars("trial", rec["trial"], {k: rec[k] for k in ("accuracy", "reward", "flops", "params")})
+    self.timings["store"] += time.perf_counter() - t0
+    self._after_store(rec)
+
+  def _after_store(self, rec) -> None:
+    """What follows a record's append: TensorBoard, best.json, the log line, progress, on_trial."""
+    t0 = time.perf_counter()
+    self._by_trial[rec["trial"]] = rec
+    self._board.scalars("trial", rec["trial"], {k: rec[k] for k in ("accuracy", "reward", "flops", "params")})
+    progress = self._progress
+    # A new best only when strictly better: on a tie the trial stored first stays best.
     if rec["status"] == "ok" and (progress.best is None or rec["reward"] > progress.best):
-      best = {k: rec[k] for k in ("trial", "reward", "accuracy", "flops", "params", "blocks", "arch")}
+      best = {k: rec[k] for k in BEST_KEYS}
       self.store.write_best(best)
-      board.text("best_architecture", rec["trial"], "\n".join(f"    {b}" for b in rec["blocks"]) +
-                 f"\n\nreward {rec['reward']:.4f}, accuracy {rec['accuracy']:.4f}, "
-                 f"{rec['flops'] / 1e6:.1f}M FLOPs")
+      self._board.text("best_architecture", rec["trial"], "\n".join(f"    {b}" for b in rec["blocks"]) +
+                       f"\n\nreward {rec['reward']:.4f}, accuracy {rec['accuracy']:.4f}, "
+                       f"{rec['flops'] / 1e6:.1f}M FLOPs")
       progress.best = rec["reward"]
     logging.info("trial %d  %-7s acc %.4f  reward %.4f  %6.1fM FLOPs  %5.2fM params  %.1fs%s",
                  rec["trial"], rec["status"], rec["accuracy"], rec["reward"], rec["flops"] / 1e6,

@@ -1,6 +1,6 @@
-"""The search directory: every file a search writes, and the only code that writes them.
+"""The search directory: a `RunDir` of kind "search", with its files by name.
 
-Layout (DESIGN.md §3):
+Layout (the whole contract is in docs/ARCHITECTURE.md, "Run directories"):
   params.json      every setting, written once; a resume with conflicting settings is refused
   trials.jsonl     one JSON object per finished trial, appended and flushed
   updates.jsonl    one JSON object per controller update, appended and flushed
@@ -14,17 +14,15 @@ Layout (DESIGN.md §3):
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
-from absl import logging
+from mnas_search.records import STATUSES
+from mnas_search.rundir import PARAMS_VERSION, RunDir  # noqa: F401  (PARAMS_VERSION re-exported)
 
-from mnas_search import fileio
-
-TRIAL_STATUSES = ("ok", "failed", "timeout", "cached")
-PARAMS_VERSION = 1
+TRIALS, UPDATES = "trials.jsonl", "updates.jsonl"
 
 
-class SearchStore:
+class SearchStore(RunDir):
   """Reads and writes one search directory.
 
   Args:
@@ -32,15 +30,7 @@ class SearchStore:
   """
 
   def __init__(self, directory: str):
-    if not directory:
-      raise ValueError("--search_dir is required; allowed: a folder path (created if missing)")
-    if os.path.exists(directory) and not os.path.isdir(directory):
-      raise ValueError(f"--search_dir={directory!r} exists and is not a folder")
-    self.directory = directory
-    os.makedirs(directory, exist_ok=True)
-
-  def path(self, *parts: str) -> str:
-    return os.path.join(self.directory, *parts)
+    super().__init__(directory, "search")
 
   @property
   def controller_dir(self) -> str:
@@ -50,78 +40,35 @@ class SearchStore:
   def tb_dir(self) -> str:
     return self.path("tb")
 
-  # --------------------------------------------------------------------------- params
-  def read_params(self) -> dict[str, Any] | None:
-    path = self.path("params.json")
-    return fileio.read_json(path) if os.path.isfile(path) else None
+  def repair(self, *logs: str) -> None:
+    """Drops a torn last line of the logs (trials.jsonl and updates.jsonl by default)."""
+    super().repair(*(logs or (TRIALS, UPDATES)))
 
-  def write_or_check_params(self, params: Mapping[str, Any], may_change: Iterable[str]) -> bool:
-    """Writes params.json on the first run; on a resume, refuses conflicting settings.
-
-    Args:
-      params: every setting of the search (JSON-able).
-      may_change: settings a resume may change (e.g. trials, workers); they are
-        updated in params.json.
-
-    Returns:
-      True when this is a resume (params.json already existed).
-
-    Raises:
-      ValueError: naming each conflicting setting with its stored and given values.
-    """
-    params = dict(params, params_version=PARAMS_VERSION)
-    old = self.read_params()
-    if old is None:
-      fileio.atomic_write_json(self.path("params.json"), params)
-      return False
-    may_change = set(may_change)
-    conflicts = [f"--{k}: stored {old.get(k)!r}, given {params.get(k)!r}"
-                 for k in sorted(set(old) | set(params))
-                 if k not in may_change and old.get(k) != params.get(k)]
-    if conflicts:
-      raise ValueError(
-          f"{self.directory!r} holds a run with other settings; a resume must use the same ones "
-          "(or write to a new folder). Conflicts: " + "; ".join(conflicts))
-    if any(old.get(k) != params.get(k) for k in may_change):
-      fileio.atomic_write_json(self.path("params.json"), params)
-    return True
-
-  # --------------------------------------------------------------------------- trials
   def read_trials(self) -> list[dict[str, Any]]:
-    return fileio.read_jsonl(self.path("trials.jsonl"))
-
-  def repair(self) -> None:
-    """Drops a torn last line of the logs left by a crash mid-append."""
-    for name in ("trials.jsonl", "updates.jsonl"):
-      removed = fileio.repair_jsonl(self.path(name))
-      if removed:
-        logging.warning("%s: dropped a torn last line (%d bytes) left by a crash", name, removed)
+    return self.read_log(TRIALS)
 
   def append_trial(self, record: Mapping[str, Any]) -> None:
-    if record.get("status") not in TRIAL_STATUSES:
-      raise ValueError(f"trial status {record.get('status')!r} is invalid; allowed: {TRIAL_STATUSES}")
-    fileio.append_jsonl(self.path("trials.jsonl"), dict(record))
+    if record.get("status") not in STATUSES:
+      raise ValueError(f"trial status {record.get('status')!r} is invalid; allowed: {STATUSES}")
+    self.append(TRIALS, record)
 
   def read_updates(self) -> list[dict[str, Any]]:
-    return fileio.read_jsonl(self.path("updates.jsonl"))
+    return self.read_log(UPDATES)
 
   def append_update(self, record: Mapping[str, Any]) -> None:
-    fileio.append_jsonl(self.path("updates.jsonl"), dict(record))
+    self.append(UPDATES, record)
 
-  # --------------------------------------------------------------------------- snapshots
   def read_best(self) -> dict[str, Any] | None:
-    path = self.path("best.json")
-    return fileio.read_json(path) if os.path.isfile(path) else None
+    return self.read_json("best.json")
 
   def write_best(self, record: Mapping[str, Any]) -> None:
-    fileio.atomic_write_json(self.path("best.json"), dict(record))
+    self.write_json("best.json", dict(record))
 
   def read_references(self) -> dict[str, Any]:
-    path = self.path("references.json")
-    return fileio.read_json(path) if os.path.isfile(path) else {}
+    return self.read_json("references.json", {})
 
   def write_references(self, references: Mapping[str, Any]) -> None:
-    fileio.atomic_write_json(self.path("references.json"), dict(references))
+    self.write_json("references.json", dict(references))
 
 
 def resolve_arch(spec: str):

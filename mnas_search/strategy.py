@@ -38,7 +38,7 @@ def make_strategy(name: str = "auto", tpu: str | None = None) -> Any:
   """
   if name not in STRATEGIES:
     raise ValueError(f"strategy={name!r} is unknown; allowed: {', '.join(STRATEGIES)}")
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   tpu = tpu or os.environ.get(TPU_ENV) or None
   if name == "cpu":
     return tf.distribute.OneDeviceStrategy("/cpu:0")
@@ -57,7 +57,7 @@ def make_strategy(name: str = "auto", tpu: str | None = None) -> Any:
 
 
 def _tpu_strategy(tpu: str | None) -> Any:
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   if not tpu:
     raise ValueError(f"strategy='tpu' needs a TPU: pass tpu= (--tpu=NAME, grpc://ADDRESS or local) "
                      f"or set {TPU_ENV}; none is given")
@@ -73,7 +73,7 @@ def _tpu_strategy(tpu: str | None) -> Any:
 def resolve_strategy(strategy: Any = None, tpu: str | None = None) -> Any:
   """A strategy from None (the current/default one), a name (see `make_strategy`) or a strategy."""
   if strategy is None:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    import tensorflow as tf
     return tf.distribute.get_strategy()
   if isinstance(strategy, str):
     return make_strategy(strategy, tpu)

@@ -140,7 +140,7 @@ def build_proxy_model(child: Architecture, task: ProxyTask, splits: datasets.Spl
 def build_child(child: Architecture, task: ProxyTask, splits: datasets.Splits,
                 total_steps: int) -> Any:
   """The compiled Keras model of a proxy child (call it under the strategy's scope)."""
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
   model = build_proxy_model(child, task, splits)
   model.compile(optimizer=make_optimizer(task, total_steps), loss=make_loss(task, splits.num_classes),
                 metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
@@ -179,7 +179,7 @@ def evaluate(arch: Architecture, task: ProxyTask | None = None, strategy: Any = 
   steps_per_epoch = len(splits.train[1]) // task.batch_size
   total_steps = task.steps or task.epochs * steps_per_epoch
 
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   strategy = resolve_strategy(strategy)
   seed_child(run_seed)
   if deterministic:
@@ -327,7 +327,7 @@ def _train_keras(child: Architecture, task: ProxyTask, splits: datasets.Splits, 
 
 def _keras_guard(clock: StepClock) -> Any:
   """A Keras callback that feeds `clock` and stops model.fit when it says so."""
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
 
   class _Guard(keras.callbacks.Callback):
 
@@ -370,7 +370,7 @@ def graph_optimizer_off_on_cpu():
   there. The setting is process-wide, so it is restored on exit; functions instantiated before
   (e.g. the controller's) keep their own optimized graphs.
   """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   if tf.config.list_logical_devices("GPU"):
     yield
     return
@@ -384,7 +384,7 @@ def graph_optimizer_off_on_cpu():
 
 def lean_accuracy(model: Any, val_ds: Any, strategy: Any) -> float:
   """Top-1 accuracy of `model` (inference mode, fused BN) over the dataset `val_ds`."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
 
   def correct(x, y):
     logits = lean_forward(model, x, training=False)
@@ -405,7 +405,7 @@ def set_bn_momentum(model: Any, momentum: float | None) -> None:
   """Sets the moving-average momentum of every BatchNormalization layer (None keeps it)."""
   if momentum is None:
     return
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
   for layer in model.layers:  # a functional model: every layer is at the top level
     if isinstance(layer, keras.layers.BatchNormalization):
       layer.momentum = momentum
@@ -413,8 +413,8 @@ def set_bn_momentum(model: Any, momentum: float | None) -> None:
 
 def _gradient_registry() -> dict | None:
   try:
-    from tensorflow.python.framework import ops  # pylint: disable=g-direct-tensorflow-import
-    return ops._gradient_registry._registry  # pylint: disable=protected-access
+    from tensorflow.python.framework import ops
+    return ops._gradient_registry._registry
   except (ImportError, AttributeError):  # another TF layout: nothing to clean
     return None
 
@@ -433,11 +433,12 @@ def seed_child(seed: int) -> None:
   seed. Changing that seed makes every tf.function in the process retrace on its next call: the
   PPO controller's update, which shares the process with inline children, went from 0.16 s to 6 s.
   """
-  import random  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from keras.src.backend.common import global_state  # pylint: disable=g-import-not-at-top
-  from keras.src.random import seed_generator  # pylint: disable=g-import-not-at-top
-  from keras.src.utils import rng_utils  # pylint: disable=g-import-not-at-top
+  import random
+
+  import numpy as np
+  from keras.src.backend.common import global_state
+  from keras.src.random import seed_generator
+  from keras.src.utils import rng_utils
   global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)
   global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
   random.seed(seed)
@@ -452,9 +453,10 @@ def release_keras_state() -> None:
   cache is kept: clearing it throws away the instantiated kernels of every tf.function in the
   process, which made the PPO controller's update in the same process 40x slower (0.16 s -> 6 s).
   """
-  import gc  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from keras.src.backend.common import global_state  # pylint: disable=g-import-not-at-top
+  import gc
+
+  import tensorflow as tf
+  from keras.src.backend.common import global_state
   global_state.GLOBAL_STATE_TRACKER = threading.local()
   global_state.GLOBAL_SETTINGS_TRACKER = threading.local()
   tf.compat.v1.reset_default_graph()
@@ -485,7 +487,7 @@ def _error_text(kind: str, e: BaseException) -> str:
 
 def make_lr_schedule(task: ProxyTask, total_steps: int) -> Any:
   """Linear warmup from 0 over task.warmup_fraction of the steps, then cosine decay to 0 or constant."""
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
   warmup = int(task.warmup_fraction * total_steps)
   # alpha=1 keeps the rate at its peak after warmup: a constant schedule.
   alpha = 0.0 if task.lr_schedule == "cosine" else 1.0
@@ -498,7 +500,7 @@ def make_lr_schedule(task: ProxyTask, total_steps: int) -> Any:
 
 def make_optimizer(task: ProxyTask, total_steps: int) -> Any:
   """The task's optimizer (SGD with momentum, or RMSProp as in MnasNet) on its schedule."""
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
   lr = make_lr_schedule(task, total_steps)
   weight_decay = task.weight_decay or None
   if task.optimizer == "sgd":
@@ -509,7 +511,7 @@ def make_optimizer(task: ProxyTask, total_steps: int) -> Any:
 
 def make_loss(task: ProxyTask, num_classes: int) -> Any:
   """Cross-entropy on logits and integer labels, with the task's label smoothing."""
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
   if not task.label_smoothing:
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
   smoothed = keras.losses.CategoricalCrossentropy(from_logits=True,
@@ -531,7 +533,7 @@ def make_loss(task: ProxyTask, num_classes: int) -> Any:
 
 def lean_forward(model: Any, x: Any, training: bool) -> Any:
   """The logits of the functional `model` on `x`, with `lean_layer` for each layer."""
-  out = model._run_through_graph(  # pylint: disable=protected-access
+  out = model._run_through_graph(
       x, operation_fn=lambda layer: lean_layer(layer, training))
   return out[0] if isinstance(out, (list, tuple)) else out
 
@@ -546,8 +548,8 @@ def lean_layer(layer: Any, training: bool) -> Callable[..., Any]:
   Keras calls minus its shape bookkeeping; swish is x * sigmoid(x) without a custom gradient.
   Any other layer (or configuration) is the Keras layer itself.
   """
-  import keras  # pylint: disable=g-import-not-at-top
-  from keras.src.models import functional  # pylint: disable=g-import-not-at-top
+  import keras
+  from keras.src.models import functional
   lay = keras.layers
   kind = type(layer)
   if kind is lay.BatchNormalization and _fusable_bn(layer) and (
@@ -558,7 +560,7 @@ def lean_layer(layer: Any, training: bool) -> Callable[..., Any]:
   if kind is lay.Activation and _lean_activation(layer.activation):
     return lambda x, **_: _activate(layer.activation, x)
   if kind is lay.GlobalAveragePooling2D and layer.data_format == "channels_last":
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    import tensorflow as tf
     return lambda x, **_: tf.reduce_mean(x, [1, 2], keepdims=layer.keepdims)
   if kind is lay.Dense and _lean_activation(layer.activation):
     return lambda x, **_: _dense(layer, x)
@@ -575,7 +577,7 @@ def _lean_activation(fn: Any) -> bool:
 
 
 def _activate(fn: Any, x: Any) -> Any:
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   name = fn.__name__
   if name in ("silu", "swish"):
     return x * tf.sigmoid(x)
@@ -596,11 +598,11 @@ def fused_bn_trains_exactly() -> bool:
   0.81, 0.72, 0.71. So on such CPUs the training step keeps Keras's batch norm (exact); inference
   uses the fused op either way.
   """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   if tf.config.list_logical_devices("GPU"):
     return True  # cuDNN's fused batch norm
   try:
-    from tensorflow.python.util import _pywrap_util_port  # pylint: disable=g-direct-tensorflow-import
+    from tensorflow.python.util import _pywrap_util_port
     return not _pywrap_util_port.IsMklEnabled()
   except (ImportError, AttributeError):
     return False
@@ -612,7 +614,7 @@ def _fusable_bn(layer: Any) -> bool:
 
 
 def _fused_bn(layer: Any, x: Any, training: bool) -> Any:
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   if not (training and layer.trainable):
     return tf.raw_ops.FusedBatchNormV3(
         x=x, scale=layer.gamma.value, offset=layer.beta.value, mean=layer.moving_mean.value,
@@ -634,8 +636,8 @@ def _plain_conv(layer: Any) -> bool:
 
 
 def _conv(layer: Any, x: Any) -> Any:
-  import keras  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import keras
+  import tensorflow as tf
   strides, padding = (1, *layer.strides, 1), layer.padding.upper()
   if isinstance(layer, keras.layers.DepthwiseConv2D):
     y = tf.nn.depthwise_conv2d(x, layer.kernel.value, strides, padding)
@@ -647,7 +649,7 @@ def _conv(layer: Any, x: Any) -> Any:
 
 
 def _dense(layer: Any, x: Any) -> Any:
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   y = tf.matmul(x, layer.kernel.value)
   if layer.use_bias:
     y = tf.nn.bias_add(y, layer.bias.value)
@@ -664,7 +666,7 @@ def lean_train_step(model: Any, task: ProxyTask, num_classes: int, total_steps: 
   m = momentum * m + lr * g / sqrt(v + eps); w -= m). Weight decay is Keras's decoupled one:
   w -= lr * weight_decay * w on every trainable variable, before the update.
   """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   variables = [v.value for v in model.trainable_variables]
   update = _lean_update(task, variables, total_steps)
   loss_fn = make_loss(task, num_classes)
@@ -681,7 +683,7 @@ def lean_train_step(model: Any, task: ProxyTask, num_classes: int, total_steps: 
 
 def _lean_update(task: ProxyTask, variables: list, total_steps: int) -> Callable[[list], None]:
   """The optimizer update `grads -> None` of `lean_train_step`; it creates the slot variables."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
   schedule = make_lr_schedule(task, total_steps)
   slots = lambda: [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]

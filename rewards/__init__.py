@@ -1,7 +1,7 @@
 """Rewards and cost definitions for the search, as pure functions of numbers.
 
 A reward trades a child's accuracy `a` against its cost `c` relative to a
-target `T` (DESIGN.md §4):
+target `T` (see docs/ARCHITECTURE.md):
 
 - `mnas` (soft, MnasNet/EfficientNet): a·(c/T)^w, w ≤ 0 (−0.07 by default).
 - `mnas_hard`: a·min(1, (c/T)^β), β ≤ 0 (−1 by default); only a cost above T

@@ -17,6 +17,8 @@ import os
 import re
 from typing import Any, Sequence
 
+from nas_common import check_int
+
 ACTIVATIONS = ("swish", "relu", "relu6", "hard_swish")
 DEPTH_DIVISOR = 8
 
@@ -238,8 +240,7 @@ class Architecture:
         raise ValueError(f"{field}={v!r} is invalid; allowed: a number in [0, 1)")
     for field in ("resolution", "stem_filters", "head_filters"):
       v = getattr(self, field)
-      if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValueError(f"{field}={v!r} is invalid; allowed: an integer >= 1")
+      check_int(field, v, 1)
     if self.activation not in ACTIVATIONS:
       raise ValueError(f"activation={self.activation!r} is invalid; allowed: {list(ACTIVATIONS)}")
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 
+from nas_common import check_int
 from search_space.blocks import Architecture, ConcreteBlock
 
 
 def _check_positive_int(name: str, value: int) -> None:
-  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-    raise ValueError(f"{name}={value!r} is invalid; allowed: an integer >= 1")
+  check_int(name, value, 1)
 
 
 def conv_output_size(size: int, stride: int) -> int:

@@ -13,6 +13,7 @@ from typing import Sequence
 import keras
 from keras import layers
 
+from nas_common import check_int
 from search_space.blocks import Architecture, ConcreteBlock
 
 BN_MOMENTUM = 0.99
@@ -88,8 +89,7 @@ def build_model(arch: Architecture, input_shape: Sequence[int] | None = None, nu
   if len(input_shape) != 3 or any((not isinstance(v, int)) or v < 1 for v in input_shape):
     raise ValueError(f"input_shape={input_shape!r} is invalid; allowed: (height, width, channels), "
                      "each an integer >= 1")
-  if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-    raise ValueError(f"num_classes={num_classes!r} is invalid; allowed: an integer >= 1")
+  check_int("num_classes", num_classes, 1)
   act = _KERAS_ACTIVATIONS[arch.activation]
   inputs = keras.Input(shape=input_shape, name="image")
   x = layers.Conv2D(arch.stem_channels, 3, strides=2, padding="same", use_bias=False,

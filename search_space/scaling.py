@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from nas_common import FieldError
 from search_space.blocks import Architecture, parse_blocks
 
 EFFICIENTNET_B0_BLOCKS = (
@@ -93,7 +94,7 @@ def round_resolution(resolution: float, multiple: int = 8) -> int:
 def check_coefficients(alpha: float, beta: float, gamma: float) -> None:
   for field, v in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 1.0:
-      raise ValueError(f"{field}={v!r} is invalid; allowed: a number >= 1.0")
+      raise FieldError(field, v, "a number >= 1.0")
 
 
 def compound_member(phi: float, alpha: float = PAPER_ALPHA, beta: float = PAPER_BETA,
@@ -103,7 +104,7 @@ def compound_member(phi: float, alpha: float = PAPER_ALPHA, beta: float = PAPER_
   The dropout rule reproduces the paper's B1–B7 dropout column exactly at integer φ.
   """
   if isinstance(phi, bool) or not isinstance(phi, (int, float)) or not phi > 0:
-    raise ValueError(f"phi={phi!r} is invalid; allowed: a number > 0")
+    raise FieldError("phi", phi, "a number > 0")
   check_coefficients(alpha, beta, gamma)
   return FamilyMember(name=f"phi{phi:g}", width=round(beta ** phi, 6), depth=round(alpha ** phi, 6),
                       resolution=round_resolution(base_resolution * gamma ** phi),

@@ -185,7 +185,7 @@ DEFAULT_FILTERS = ((16,), (16, 24, 32), (24, 32, 40, 48), (64, 80, 96), (96, 112
 
 
 def default_space(activation: str = "swish") -> SearchSpace:
-  """The EfficientNet-B0 search space of DESIGN.md §4 (about 1.44e15 points)."""
+  """The EfficientNet-B0 search space (about 1.44e15 points; see docs/ARCHITECTURE.md)."""
   stages = tuple(StageSpace(stride=s, kernel=(3, 5), expansion=(1, 3, 6), se_ratio=(0.0, 0.25),
                             skip=SKIP_OPTIONS, repeats=repeats_around(r), filters=f)
                  for s, r, f in zip(DEFAULT_STRIDES, DEFAULT_BASE_REPEATS, DEFAULT_FILTERS))

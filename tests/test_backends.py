@@ -1,14 +1,18 @@
 """Tests for mnas_search.backends: inline, process and Ray runs, and failures that lose nothing."""
 
+import multiprocessing
 import os
+import time
 
 import pytest
+import tensorflow as tf
 
 from mnas_search import backends, fileio
 from mnas_search.proxy import ProxyTask
 from mnas_search.search import SearchConfig, run_search
 from search_space import get_space
 
+GPUS = len(tf.config.list_logical_devices("GPU"))
 TASK = ProxyTask(dataset="synthetic", resolution=16, train_images=128, val_images=64, epochs=1,
                  batch_size=64)
 
@@ -25,6 +29,7 @@ def test_inline_runs_jobs_in_order():
   assert all(r.status == "ok" for _, r in results)
 
 
+@pytest.mark.skipif(GPUS > 0, reason="this machine has a GPU, so strategy='mirrored' does not fail")
 def test_run_job_turns_exceptions_into_failed_results():
   job = _jobs(1)[0]
   bad = backends.Job(trial=0, arch=job.arch, task=TASK, seed=0, strategy="mirrored")  # no GPU here
@@ -33,9 +38,9 @@ def test_run_job_turns_exceptions_into_failed_results():
 
 
 def test_make_backend_errors():
-  with pytest.raises(ValueError, match="--backend='gpu' is invalid; allowed: inline, process, ray"):
+  with pytest.raises(ValueError, match="backend='gpu' is invalid; allowed: inline, process, ray"):
     backends.make_backend("gpu")
-  with pytest.raises(ValueError, match="--workers=0 is invalid"):
+  with pytest.raises(ValueError, match="workers=0 is invalid"):
     backends.make_backend("process", workers=0)
 
 
@@ -51,8 +56,11 @@ def test_process_backend_retries_a_lost_worker(tmp_path, monkeypatch):
     results = list(backend.run(_jobs(3)))
   finally:
     backend.close()
-  assert sorted(j.trial for j, _ in results) == [0, 1, 2]
   assert os.path.exists(marker)
+  # One result per job, each the one its own (re)run returned: a job reported as lost, or run
+  # twice, or answered with another job's result, would show here.
+  assert sorted((j.trial, r.status, r.error) for j, r in results) == [
+      (0, "ok", "ran 0"), (1, "ok", "ran 1"), (2, "ok", "ran 2")]
 
 
 def _module_level_crasher(job):
@@ -60,20 +68,71 @@ def _module_level_crasher(job):
   if job.trial == 1 and not os.path.exists(marker):
     open(marker, "w").close()
     os._exit(9)
-  return backends.failed_result(f"ran {job.trial}", status="failed")
+  return backends.failed_result(f"ran {job.trial}", status="ok")
+
+
+def _module_level_hang(job):
+  time.sleep(600)  # a child stuck where the trainer's own timeout cannot stop it
+
+
+def test_process_backend_kills_a_child_past_the_hard_timeout(monkeypatch):
+  backend = backends.ProcessBackend(workers=1, threads_per_worker=1, max_retries=1, hard_timeout_s=2)
+  monkeypatch.setattr(backends, "run_job", _module_level_hang)
+  started = time.monotonic()
+  try:
+    results = list(backend.run(_jobs(1)))
+  finally:
+    backend.close()
+  # Killed at 2 s, retried once, killed again: reported as a timeout, not waited on for 600 s.
+  assert [(j.trial, r.status, r.error, r.accuracy) for j, r in results] == [
+      (0, "timeout", "killed: over the hard wall-clock limit", 0.0)]
+  assert time.monotonic() - started < 60
+  deadline = time.monotonic() + 10
+  while multiprocessing.active_children() and time.monotonic() < deadline:
+    time.sleep(0.1)
+  assert multiprocessing.active_children() == []  # the hung workers were killed
+
+
+def _config(backend, workers=2):
+  return SearchConfig(space="micro", controller="random", trials=4, trials_per_update=4, task=TASK,
+                      references=(), target_flops=30e6, backend=backend, workers=workers, seed=1)
 
 
 def _search(tmp_path, backend):
-  cfg = SearchConfig(space="micro", controller="random", trials=4, trials_per_update=4, task=TASK,
-                     references=(), target_flops=30e6, backend=backend, workers=2, seed=1)
   d = str(tmp_path / backend)
-  summary = run_search(d, cfg, show_progress=False)
+  summary = run_search(d, _config(backend), show_progress=False)
   return summary, fileio.read_jsonl(os.path.join(d, "trials.jsonl"))
+
+
+class _Stop(Exception):
+  pass
+
+
+def _stop(record):
+  raise _Stop(record["trial"])  # the search dies right after storing its first trial
 
 
 def test_process_backend_completes_a_search_with_two_workers(tmp_path):
   summary, trials = _search(tmp_path, "process")
   assert summary.trials == 4
+  assert sorted(r["trial"] for r in trials) == [0, 1, 2, 3]
+  assert all(r["status"] in ("ok", "cached") for r in trials)
+
+
+@pytest.mark.slow  # three worker start-ups, each importing TensorFlow: ~40 s on 2 busy cores
+def test_process_backend_search_stops_and_resumes(tmp_path):
+  d = str(tmp_path / "process")
+  with pytest.raises(_Stop):
+    run_search(d, _config("process"), show_progress=False, on_trial=_stop)
+  (first,) = fileio.read_jsonl(os.path.join(d, "trials.jsonl"))
+  seen = []
+  # --workers may change on resume; one worker keeps this cheap (each starts its own TensorFlow).
+  summary = run_search(d, _config("process", workers=1), show_progress=False, on_trial=seen.append)
+  trials = fileio.read_jsonl(os.path.join(d, "trials.jsonl"))
+  assert summary.trials == 4
+  # The stored trial is kept, not rerun; the other three are trained once each.
+  assert trials[0] == first and sorted(r["trial"] for r in seen) == sorted(
+      {0, 1, 2, 3} - {first["trial"]})
   assert sorted(r["trial"] for r in trials) == [0, 1, 2, 3]
   assert all(r["status"] in ("ok", "cached") for r in trials)
 
@@ -129,9 +188,9 @@ def test_resolve_auto_keeps_an_explicit_backend_and_reads_the_machine(monkeypatc
 
 
 @pytest.mark.parametrize("args, message", [
-    (("gpu", None), "--backend='gpu' is invalid; allowed: auto, inline, process, ray"),
-    (("auto", -1), "--workers=-1 is invalid; allowed: None or an integer >= 0"),
-    (("auto", None, "gpu"), "strategy='gpu' is unknown; allowed: auto, cpu, mirrored, tpu"),
+    (("gpu", None), "backend='gpu' is invalid; allowed: auto, inline, process, ray"),
+    (("auto", -1), "workers=-1 is invalid; allowed: None or 0 (auto) or an integer >= 1"),
+    (("auto", None, "gpu"), "strategy='gpu' is invalid; allowed: auto, cpu, mirrored, tpu"),
 ])
 def test_resolve_auto_errors(args, message):
   with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -162,3 +221,13 @@ def test_process_workers_give_a_seeded_child_the_same_result_wherever_it_runs():
   assert all(r.status == "ok" for r in results.values())
   same = lambda r: (r.accuracy, r.loss, r.steps, r.seed)
   assert same(results[0]) == same(results[2]) and results[1].loss != results[0].loss
+
+def test_pool_processes_private_api_is_still_there():
+  # ProcessPoolExecutor._processes is private; if Python moves it, a hung child could not be killed.
+  import concurrent.futures as cf
+  import multiprocessing
+  with cf.ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as pool:
+    assert pool.submit(abs, -3).result() == 3
+    assert isinstance(pool._processes, dict)
+    procs = backends.pool_processes(pool)
+    assert len(procs) == 1 and procs[0].is_alive()

@@ -135,26 +135,55 @@ def test_export_search_errors(tmp_path):
   assert not (tmp_path / "out").exists()
 
 
-def test_exported_keras_savedmodel_and_tflite_agree(tmp_path):
+def test_a_trained_child_agrees_in_all_four_formats_on_real_images(tmp_path):
   import keras
   import tensorflow as tf
-  arch = search_space.Architecture.from_dict(_arch(0.25, "tiny-b0"))
-  (entry,) = export.export_architecture(arch, str(tmp_path), num_classes=10)
-  folder = tmp_path / "01_tiny-b0"
+  from mnas_search import datasets, train, trainer
+  from mnas_search.proxy import ProxyTask
+  micro = search_space.get_space("micro")
+  task = ProxyTask(dataset="synthetic:size=16,channels=1,classes=4,train=300,test=40",
+                   resolution=16, train_images=None, val_images=50, epochs=1, batch_size=50,
+                   proxy_width=0.5, seed=0)
+  result = train.train(micro.decode([0] * micro.num_decisions, name="tiny"), str(tmp_path / "run"),
+                       train.TrainConfig(task), verbose=0)
+  trained_arch = search_space.Architecture.from_dict(result.metrics["trained_arch"])
+  weights = str(tmp_path / "run" / "model.keras")
+  (entry,) = export.export_architecture(trained_arch, str(tmp_path / "out"), weights=weights)
+  folder = tmp_path / "out" / "01_tiny"
   assert entry["files"] == ["arch.json", "model.keras", "saved_model", "model.tflite", "info.json"]
-  for name in entry["files"]:
-    assert (folder / name).exists()
+  assert sorted(entry["checks"]) == ["keras_max_abs_diff", "savedmodel_max_abs_diff",
+                                     "tflite_max_abs_diff"]
   assert entry["checks"]["keras_max_abs_diff"] == 0.0
-  assert entry["checks"]["tflite_max_abs_diff"] < 1e-4
-  batch = np.random.default_rng(1).standard_normal((3, 32, 32, 3)).astype("float32")
-  model = keras.saving.load_model(str(folder / "model.keras"), safe_mode=True)
-  expected = model(batch, training=False).numpy()
-  assert expected.shape == (3, 10)
-  np.testing.assert_allclose(export.run_tflite(str(folder / "model.tflite"), batch), expected,
-                             atol=1e-4)
+  assert all(v <= export.AGREEMENT_TOLERANCE for v in entry["checks"].values())
+  # The test split's images, as the trainer feeds them (resized, scaled, 1 channel).
+  splits = trainer.load_proxy_splits(task)
+  images = next(iter(datasets.make_dataset(*splits.test, resolution=16, batch_size=40,
+                                           channels=1)))[0].numpy()
+  assert images.shape == (40, 16, 16, 1)
+  expected = keras.saving.load_model(weights, compile=False)(images, training=False).numpy()
+  fresh = search_space.build_model(trained_arch, (16, 16, 1), 4)(images, training=False).numpy()
+  assert np.max(np.abs(fresh - expected)) > 0.05  # the training moved the outputs
+  exported = keras.saving.load_model(str(folder / "model.keras"), safe_mode=True)
+  np.testing.assert_allclose(exported(images, training=False).numpy(), expected, atol=1e-5)
   loaded = tf.saved_model.load(str(folder / "saved_model"))  # keep a reference: it owns the variables
-  served = loaded.serve(batch).numpy()
-  np.testing.assert_allclose(served, expected, atol=1e-5)
+  np.testing.assert_allclose(loaded.serve(images).numpy(), expected, atol=1e-5)
+  np.testing.assert_allclose(export.run_tflite(str(folder / "model.tflite"), images), expected,
+                             atol=1e-4)
+
+
+def test_a_format_that_disagrees_is_an_error_naming_it(tmp_path, monkeypatch):
+  import keras
+  arch = search_space.Architecture.from_dict(_arch(0.1, "tiny-b0"))
+  real = keras.saving.load_model
+
+  def load_a_broken_copy(*args, **kwargs):  # a reload whose outputs are off by 0.25
+    model = real(*args, **kwargs)
+    return lambda x, training: model(x, training=training) + 0.25
+  monkeypatch.setattr(keras.saving, "load_model", load_a_broken_copy)
+  with pytest.raises(ValueError, match=r"01_tiny-b0: the exported keras model disagrees with the "
+                                       r"built Keras model: max abs difference 0.25\d* > tolerance "
+                                       r"0.001; the keras conversion is broken"):
+    export.export_architecture(arch, str(tmp_path), formats="keras", num_classes=4)
 
 
 def test_weights_are_loaded_and_checked(tmp_path):

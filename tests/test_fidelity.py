@@ -9,6 +9,7 @@ import search_space
 from mnas_search import fidelity, fileio, stats
 from mnas_search.proxy import ProxyTask
 from launch_cli import run_launch
+from png_check import colored_pixels
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPACE = search_space.get_space("micro")
@@ -66,7 +67,7 @@ def test_select_top_middle_bottom_is_exact(k, expected):
 
 
 def test_select_bad_input():
-  with pytest.raises(ValueError, match="--sample=1 is invalid; allowed: an integer >= 2"):
+  with pytest.raises(ValueError, match="sample=1 is invalid; allowed: an integer >= 2"):
     fidelity.select_trials(HAND_MADE, 1)
   with pytest.raises(ValueError, match=r"has 1 distinct trial\(s\) with status ok"):
     fidelity.select_trials([HAND_MADE[1], HAND_MADE[5], HAND_MADE[3]], 3)  # ok, cached, failed
@@ -107,6 +108,7 @@ def test_tiny_run_writes_the_files_and_resumes(tmp_path):
   out = os.path.join(search, "fidelity")
   assert sorted(os.listdir(out)) == ["fidelity.json", "fidelity.jsonl", "fidelity.png",
                                      "params.json"]
+  assert colored_pixels(os.path.join(out, "fidelity.png")) > 150  # the three trials' points
   records = fileio.read_jsonl(os.path.join(out, "fidelity.jsonl"))
   assert [(r["group"], r["trial"], r["seed"], r["proxy_accuracy"]) for r in records] == [
       ("top", 0, 100, 0.5), ("middle", 1, 101, 0.6), ("bottom", 3, 103, 0.6)]

@@ -162,7 +162,19 @@ def test_load_refuses_another_device_and_bad_files(tmp_path):
     latency.load_table(path, "gpu", "v", 1)
   with pytest.raises(ValueError, match=r"has threads=1 but 4 was asked for"):
     latency.load_table(path, "cpu", "v", 4)
+  with pytest.raises(ValueError, match=r"has tf_version='v' but '2.21.0' was asked for"):
+    latency.load_table(path, "cpu", "2.21.0", 1)
   data = json.loads(open(path).read())
+  assert data["format"] == latency.TABLE_FORMAT == 1
+  for unknown in (2, None):
+    open(path, "w").write(json.dumps(dict(data, format=unknown)))
+    with pytest.raises(ValueError, match=rf"has format={unknown} but this version reads format=1"):
+      latency.load_table(path, "cpu", "v", 1)
+  del data["format"]
+  open(path, "w").write(json.dumps(data))
+  with pytest.raises(ValueError, match=r"has format=None but this version reads format=1"):
+    latency.load_table(path, "cpu", "v", 1)
+  data["format"] = 1
   data["entries"][0]["resolution"] = -3
   open(path, "w").write(json.dumps(data))
   with pytest.raises(ValueError, match=r"t.json' entry 0: resolution=-3 is invalid"):
@@ -260,3 +272,17 @@ def test_cli_predicts_and_measures(tmp_path):
   assert d["predicted_ms"] == round(sum(table[k] for k in latency.network_keys(
       Architecture(blocks=("r2_k3_s11_e1_i32_o32",), activation="relu"), 16, 10)), 4)
   assert d["measured_ms"] > 0
+
+
+@pytest.mark.slow  # about 25 s on 2 cores, and timing-sensitive: run it on a quiet machine
+def test_table_ranks_whole_networks_as_measured_end_to_end(tmp_path):
+  # Four networks at 32x32 whose costs are a few times apart: the table's sums must rank them as
+  # timing each whole network does.
+  nets = [Architecture(blocks=blocks, stem_filters=16, head_filters=64, activation="relu")
+          for blocks in (("r1_k3_s11_e1_i16_o16",), ("r2_k3_s11_e3_i16_o16",),
+                         ("r2_k5_s11_e6_i16_o32",), ("r3_k5_s11_e6_i16_o64",))]
+  model = latency.LatencyModel(str(tmp_path), resolution=32, num_classes=10, warmup=2, repeats=15)
+  predicted = [model.predict_ms(a) for a in nets]
+  measured = [latency.measure_end_to_end(a, 32, 10, warmup=2, repeats=15) for a in nets]
+  from mnas_search import stats
+  assert stats.spearman(predicted, measured) >= 0.8, (predicted, measured)

@@ -9,7 +9,8 @@ import sys
 import pytest
 
 import search_space
-from mnas_search import family, report
+from mnas_search import family, records, report
+from png_check import colored_pixels
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARCH = search_space.named("efficientnet-b0").to_dict()
@@ -74,7 +75,7 @@ def test_report_writes_pngs_of_the_expected_size(tmp_path):
                      "controller": str(out / "controller.png"), "summary": str(out / "summary.md")}
   for name in ("reward", "accuracy_flops", "controller"):
     assert _png_size(written[name]) == (900, 550)
-    assert os.path.getsize(written[name]) > 10_000  # drawn, not blank
+    assert colored_pixels(written[name]) > 150, name  # the data was drawn, not only axes
 
 
 def test_summary_has_the_counts_best_references_and_front(tmp_path):
@@ -120,6 +121,7 @@ def test_family_plot_and_table(tmp_path):
   (fam / "efficientnet-b0-phi1" / "metrics.json").write_text(json.dumps({"test_accuracy": 0.9}))
   written = report.write_report(str(d), family_dir=str(fam))
   assert _png_size(written["family"]) == (1200, 500)
+  assert colored_pixels(written["family"]) > 150
   lines = open(written["summary"]).read().splitlines()
   ratio = members[1].flops / members[0].flops
   assert f"| efficientnet-b0-phi1 | 1 | {members[1].flops:,} | {ratio:.3f} | 2.000 | 0.9000 |" in lines
@@ -138,8 +140,8 @@ def test_read_family_refuses_bad_metrics(tmp_path):
 
 
 def test_best_and_counts():
-  assert report.best_trial(TRIALS)["trial"] == 2
-  assert report.best_trial(TRIALS[1:2]) is None
+  assert records.best_by_reward(TRIALS)["trial"] == 2
+  assert records.best_by_reward(TRIALS[1:2]) is None
   assert report.status_counts(TRIALS) == {"ok": 4, "failed": 1, "timeout": 1, "cached": 1}
 
 
@@ -154,17 +156,17 @@ def test_best_and_counts():
 def test_malformed_trials_are_refused(tmp_path, record, message):
   _write_jsonl(tmp_path / "trials.jsonl", [TRIALS[0], record, TRIALS[2]])
   with pytest.raises(ValueError, match=message):
-    report.read_trials(str(tmp_path))
+    records.read_trials(str(tmp_path))
 
 
 def test_torn_last_line_is_ignored_but_a_torn_middle_line_is_not(tmp_path):
   path = tmp_path / "trials.jsonl"
   good = json.dumps(TRIALS[0]) + "\n"
   path.write_text(good + '{"trial": 1, "sta')
-  assert [r["trial"] for r in report.read_trials(str(tmp_path))] == [0]
+  assert [r["trial"] for r in records.read_trials(str(tmp_path))] == [0]
   path.write_text('{"trial": 1, "sta\n' + good + good)
   with pytest.raises(ValueError, match="line 1 is not valid JSON"):
-    report.read_trials(str(tmp_path))
+    records.read_trials(str(tmp_path))
 
 
 def test_malformed_optional_files_are_refused(tmp_path):

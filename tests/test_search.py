@@ -8,7 +8,7 @@ import pytest
 from mnas_search import fileio
 from mnas_search.proxy import ProxyTask
 from mnas_search.search import KILL_ENV, SearchConfig, run_search, trial_seed
-from launch_cli import run_launch
+from launch_cli import run_launch, start_launch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_TASK = ProxyTask(dataset="synthetic", resolution=16, train_images=128, val_images=64, epochs=1,
@@ -64,12 +64,71 @@ def test_search_writes_a_consistent_directory(tmp_path):
   assert best["reward"] == max(r["reward"] for r in trials)
   updates = fileio.read_jsonl(os.path.join(d, "updates.jsonl"))
   assert [u["update"] for u in updates] == [0, 1] and [u["trials"] for u in updates] == [3, 6]
+  for u in updates:
+    # Evolution has no loss; its entropy is that of the aged population's option frequencies
+    # (the last population_size=4 trials), and mean_reward is the batch's.
+    batch = trials[3 * u["update"]:3 * u["update"] + 3]
+    population = trials[:3 * u["update"] + 3][-4:]
+    assert u["loss"] == 0.0
+    assert u["entropy"] == pytest.approx(_population_entropy([r["indices"] for r in population]))
+    assert u["mean_reward"] == pytest.approx(sum(r["reward"] for r in batch) / 3)
+    assert u["population_best_reward"] == max(r["reward"] for r in population)
   refs = fileio.read_json(os.path.join(d, "references.json"))
   assert list(refs) == ["mnasnet-a1"] and refs["mnasnet-a1"]["flops"] == 311579072
   pareto = fileio.read_json(os.path.join(d, "pareto.json"))
-  assert pareto["front"] and all(p["status"] == "ok" for p in pareto["front"])
-  assert os.listdir(os.path.join(d, "tb"))
+  front = _brute_force_front([r for r in trials if r["status"] == "ok"])
+  assert pareto == {"objectives": [["accuracy", "max"], ["flops", "min"], ["params", "min"]],
+                    "considered": sum(r["status"] == "ok" for r in trials), "front": front}
+  # TensorBoard: per-trial and per-update scalars, and the best architecture as text.
+  scalars, texts = _read_board(os.path.join(d, "tb"))
+  want = {(f"trial/{k}", r["trial"]): float(r[k]) for r in trials
+          for k in ("accuracy", "reward", "flops", "params")}
+  want.update({(f"controller/{k}", u["update"]): v for u in updates for k, v in u.items()
+               if k not in ("update", "trials", "best_reward")})
+  assert scalars == pytest.approx(want, rel=1e-6)  # float32 on disk
+  assert texts[("best_architecture", best["trial"])] == (
+      "\n".join(f"    {b}" for b in best["blocks"]) + f"\n\nreward {best['reward']:.4f}, "
+      f"accuracy {best['accuracy']:.4f}, {best['flops'] / 1e6:.1f}M FLOPs")
   assert os.listdir(os.path.join(d, "controller"))
+
+
+def _population_entropy(indices):
+  """Sum over decisions of the entropy of the option frequencies, in nats."""
+  import math
+  from collections import Counter
+  total = 0.0
+  for column in zip(*indices):
+    for count in Counter(column).values():
+      p = count / len(column)
+      total -= p * math.log(p)
+  return total
+
+
+def _brute_force_front(ok):
+  """Trials no other beats on accuracy (up), FLOPs and params (down); twins kept once, the first."""
+  def vec(r):
+    return (-r["accuracy"], r["flops"], r["params"])
+  def dominates(a, b):
+    return all(x <= y for x, y in zip(a, b)) and a != b
+  front = [r for r in ok if not any(dominates(vec(o), vec(r)) for o in ok)
+           and not any(vec(o) == vec(r) and o["trial"] < r["trial"] for o in ok)]
+  return sorted(front, key=lambda r: (r["flops"], r["trial"]))
+
+
+def _read_board(logdir):
+  """{(tag, step): value} of the scalars and {(tag, step): text} of the text summaries."""
+  import glob
+  import tensorflow as tf
+  scalars, texts = {}, {}
+  for path in sorted(glob.glob(os.path.join(logdir, "events.out.tfevents.*"))):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for v in event.summary.value:
+        value = tf.make_ndarray(v.tensor)
+        if v.metadata.plugin_data.plugin_name == "text":
+          texts[(v.tag, event.step)] = value.item().decode()
+        else:
+          scalars[(v.tag, event.step)] = float(value)
+  return scalars, texts
 
 
 def test_resume_extends_and_refuses_conflicts(tmp_path):
@@ -97,6 +156,20 @@ def test_failed_children_are_recorded_and_the_search_goes_on(tmp_path):
   assert any(r["error"] for r in trials)
 
 
+def test_timed_out_children_get_reward_0_and_the_search_goes_on(tmp_path):
+  task = TINY_TASK.replace(timeout_s=1e-3)  # over before the first step ends
+  d = str(tmp_path / "s")
+  summary = run_search(d, tiny_config(task=task, trials=2, trials_per_update=2, controller="random",
+                                      controller_hparams=()), show_progress=False)
+  trials = fileio.read_jsonl(os.path.join(d, "trials.jsonl"))
+  assert summary.trials == 2 and summary.updates == 1
+  assert [(r["trial"], r["status"], r["reward"]) for r in trials] == [(0, "timeout", 0.0),
+                                                                      (1, "timeout", 0.0)]
+  assert all(r["error"].startswith("timeout_s=0.001 reached after") for r in trials)
+  assert [u["mean_reward"] for u in fileio.read_jsonl(os.path.join(d, "updates.jsonl"))] == [0.0]
+  assert fileio.read_json(os.path.join(d, "pareto.json"))["front"] == []
+
+
 def test_duplicate_architectures_are_cached_not_retrained(tmp_path):
   # A space with one point: every trial after the first is the same architecture.
   d = str(tmp_path / "s")
@@ -122,13 +195,17 @@ def test_duplicate_architectures_are_cached_not_retrained(tmp_path):
 def _kill_and_resume(tmp_path, controller_flags, kill_points):
   """Runs the CLI search uninterrupted, and again killed at each point then resumed."""
   ref = str(tmp_path / "ref")
-  p = run_cli("search", f"--search_dir={ref}", *TINY_FLAGS, *controller_flags)
-  assert p.returncode == 0, p.stderr[-3000:]
+  # The uninterrupted run goes on beside the killed ones (the machine has cores to spare).
+  reference = start_launch("search", f"--search_dir={ref}", *TINY_FLAGS, *controller_flags)
   crashed = str(tmp_path / "crashed")
-  for point in kill_points:
-    p = run_cli("search", f"--search_dir={crashed}", *TINY_FLAGS, *controller_flags,
-                env={KILL_ENV: point})
-    assert p.returncode == -signal.SIGKILL, (point, p.returncode, p.stderr[-3000:])
+  try:
+    for point in kill_points:
+      p = run_cli("search", f"--search_dir={crashed}", *TINY_FLAGS, *controller_flags,
+                  env={KILL_ENV: point})
+      assert p.returncode == -signal.SIGKILL, (point, p.returncode, p.stderr[-3000:])
+  finally:
+    _, stderr = reference.communicate(timeout=600)
+  assert reference.returncode == 0, stderr[-3000:]
   p = run_cli("search", f"--search_dir={crashed}", *TINY_FLAGS, *controller_flags)
   assert p.returncode == 0, p.stderr[-3000:]
   got = trial_essence(os.path.join(crashed, "trials.jsonl"))
@@ -138,6 +215,12 @@ def _kill_and_resume(tmp_path, controller_flags, kill_points):
   assert got == want
   updates = fileio.read_jsonl(os.path.join(crashed, "updates.jsonl"))
   assert [u["update"] for u in updates] == sorted({t[6] for t in want})
+  # The controller learned the same: each update's loss and entropy as in the uninterrupted run.
+  ref_updates = fileio.read_jsonl(os.path.join(ref, "updates.jsonl"))
+  assert len(updates) == len(ref_updates)
+  for u, v in zip(updates, ref_updates):
+    assert u == pytest.approx(v, rel=1e-6)
+  return crashed
 
 
 COMMON = ["--trials=6", "--trials_per_update=3", "--seed=5", "--deterministic"]
@@ -148,6 +231,27 @@ def test_sigkill_at_three_points_then_resume_equals_uninterrupted_run(tmp_path):
   # During training (a child trained but not stored), during the controller update (updated in
   # memory, not checkpointed), and right after a checkpoint.
   _kill_and_resume(tmp_path, flags, ["child_trained:2", "controller_updated:1", "checkpoint_saved:1"])
+
+
+def test_sigkill_mid_update_then_resume_with_small_ppo_equals_uninterrupted_run(tmp_path):
+  # PPO, the default controller, killed after its first update and checkpoint, while the second
+  # child was trained but not stored: the resume restores the checkpoint (weights and RNG), must
+  # sample that child again exactly, train it, and make the same second update.
+  flags = ["--trials=2", "--trials_per_update=1", "--seed=5", "--deterministic", "--controller=ppo",
+           "--controller_hparams=lstm_size=16,num_epochs=1", "--proxy_train_images=64"]
+  d = _kill_and_resume(tmp_path, flags, ["child_trained:2"])
+  trials = sorted(fileio.read_jsonl(os.path.join(d, "trials.jsonl")), key=lambda r: r["trial"])
+  updates = fileio.read_jsonl(os.path.join(d, "updates.jsonl"))
+  import math
+  import search_space
+  uniform = sum(math.log(a) for a in search_space.get_space("micro").arities)
+  for u, r in zip(updates, trials):
+    assert u["mean_reward"] == r["reward"]
+    assert math.isfinite(u["loss"]) and 0.0 < u["entropy"] <= uniform
+  # The moving-average baseline (decay 0.9) starts at the first batch's mean, then moves:
+  # update 1 subtracts 0.9 * r0 + 0.1 * r0 = r0.
+  r0 = trials[0]["reward"]
+  assert [u["baseline"] for u in updates] == pytest.approx([r0, r0])
 
 
 @pytest.mark.slow
@@ -183,7 +287,11 @@ def test_trial_seeds_are_distinct_and_cover_references():
   seeds = [trial_seed(0, t) for t in range(-3, 100)]
   assert len(set(seeds)) == len(seeds)
   assert all(0 <= s < 2 ** 31 - 1 for s in seeds)
-  assert trial_seed(0, 5) != trial_seed(1, 5) and trial_seed(0, 5) == trial_seed(0, 5)
+  assert trial_seed(0, 5) != trial_seed(1, 5)
+  # Fixed values, not just per-process consistency: a resumed search (a new process, maybe another
+  # machine) must give trial t the seed it had, so these may never change.
+  assert [trial_seed(0, 0), trial_seed(0, 5), trial_seed(0, -1), trial_seed(1, 5)] == [
+      821328063, 1387925762, 901243215, 60518626]
 
 
 def test_latency_cost_search_records_measured_latency(tmp_path):
@@ -201,5 +309,5 @@ def test_latency_cost_search_records_measured_latency(tmp_path):
 
 
 def test_latency_cost_needs_its_target():
-  with pytest.raises(ValueError, match="--target_latency_ms=None is invalid for --cost=latency"):
+  with pytest.raises(ValueError, match="target_latency_ms=None is invalid for cost=latency"):
     tiny_config(cost="latency")

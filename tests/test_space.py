@@ -11,7 +11,7 @@ from search_space import default_space, get_space, named
 def test_default_space_size_and_decisions():
   space = default_space()
   assert space.num_decisions == 42
-  assert space.size == 1444408272617472  # about 1.44e15, as DESIGN.md §4 says
+  assert space.size == 1444408272617472  # about 1.44e15
   assert space.size == math.prod(space.arities)
   assert space.decisions[0].name == "s1/kernel"
   assert space.decisions[4].options == (1, 2)          # repeats of a base-1 stage: min 1

@@ -43,5 +43,5 @@ def test_bad_directory(tmp_path):
   f.write_text("x")
   with pytest.raises(ValueError, match="exists and is not a folder"):
     SearchStore(str(f))
-  with pytest.raises(ValueError, match="--search_dir is required"):
+  with pytest.raises(ValueError, match="search_dir is required for a search"):
     SearchStore("")

@@ -59,6 +59,22 @@ def test_stopped_after_epoch_1_continues_at_epoch_2_and_scores_above_chance(tmp_
   assert (m["augment"], m["ema_decay"], m["label_smoothing"]) == (["crop"], 0.5, 0.1)
   model = keras.saving.load_model(os.path.join(out, "model.keras"), compile=False)
   assert model.count_params() == m["params"] and model.input_shape == (None, 16, 16, 1)
+  # model.keras holds the EMA weights: the last checkpoint's raw weights differ from them, and its
+  # optimizer's moving averages equal them.
+  assert sorted(os.listdir(os.path.join(out, "checkpoint"))) == ["checkpoint.json",
+                                                                "epoch-0002.weights.h5"]
+  raw = keras.saving.load_model(os.path.join(out, "model.keras"), compile=False)
+  optimizer = trainer.make_optimizer(TASK, 20)  # the run's optimizer, with its EMA slots
+  raw.compile(optimizer=type(optimizer).from_config(dict(optimizer.get_config(), use_ema=True,
+                                                         ema_momentum=0.5)))
+  raw.optimizer.build(raw.trainable_variables)
+  raw.load_weights(os.path.join(out, "checkpoint", "epoch-0002.weights.h5"))
+  averages = [v for v in raw.optimizer.variables if v.path.endswith("_average")]
+  assert int(raw.optimizer.iterations) == 20 and len(averages) == len(model.trainable_weights) > 0
+  for saved, average in zip(model.trainable_weights, averages):
+    np.testing.assert_array_equal(saved.numpy(), average.numpy())
+  assert max(float(np.max(np.abs(s.numpy() - w.numpy())))
+             for s, w in zip(model.trainable_weights, raw.trainable_weights)) > 1e-3
   assert os.listdir(os.path.join(out, "tb"))
 
   # Finished: a third run trains nothing and returns the stored metrics.
@@ -67,6 +83,62 @@ def test_stopped_after_epoch_1_continues_at_epoch_2_and_scores_above_chance(tmp_
   # Other settings on the same directory are refused.
   with pytest.raises(ValueError, match="--task: stored"):
     train.train(ARCH, out, train.TrainConfig(TASK.replace(epochs=3)), verbose=0)
+
+
+def test_nan_loss_fails_keeps_the_good_checkpoint_and_a_rerun_restarts_from_it(tmp_path,
+                                                                               monkeypatch):
+  out = str(tmp_path / "run")
+  config = train.TrainConfig(TASK)
+  monkeypatch.setenv(train.NAN_ENV, "14")  # NaN weights before step 14: epoch 2, batch 4
+  r1 = train.train(ARCH, out, config, verbose=0)
+  error = "non-finite loss nan at step 14 (epoch 2, batch 4)"
+  assert (r1.status, r1.error, r1.finished, r1.epochs_done, r1.resumed_from) == (
+      "failed", error, False, 1, 0)
+  m = fileio.read_json(os.path.join(out, "metrics.json"))
+  assert m == r1.metrics
+  assert (m["status"], m["error"], m["failed_step"], m["failed_epoch"]) == ("failed", error, 14, 2)
+  assert (m["checkpoint_epoch"], m["checkpoint_weights"], m["steps"]) == (
+      1, "epoch-0001.weights.h5", 10)
+  assert [h["epoch"] for h in m["history"]] == [1]
+  # Epoch 2 was not saved: the checkpoint is still epoch 1's, and its weights are finite.
+  state = train.read_checkpoint(out)
+  assert (state["epoch"], state["steps"], state["weights"]) == (1, 10, "epoch-0001.weights.h5")
+  assert sorted(os.listdir(os.path.join(out, "checkpoint"))) == ["checkpoint.json",
+                                                                "epoch-0001.weights.h5"]
+  model = trainer.build_child(search_space.scale(ARCH, width=1.0, resolution=16), TASK,
+                              trainer.load_proxy_splits(TASK), 20)
+  model.load_weights(os.path.join(out, "checkpoint", "epoch-0001.weights.h5"))
+  assert all(np.isfinite(np.asarray(w)).all() for w in model.weights)
+  assert not os.path.exists(os.path.join(out, "model.keras"))
+
+  monkeypatch.delenv(train.NAN_ENV)
+  r2 = train.train(ARCH, out, config, verbose=0)
+  assert (r2.status, r2.error, r2.finished, r2.epochs_done, r2.resumed_from) == (
+      "ok", None, True, 2, 1)
+  m = fileio.read_json(os.path.join(out, "metrics.json"))
+  assert "status" not in m and m["steps"] == 20 and m["test_accuracy"] > 0.5
+  assert [(h["epoch"], h["session"]) for h in m["history"]] == [(1, 0), (2, 1)]
+
+
+class _PoisonAfterLastBatch(keras.callbacks.Callback):
+  """NaN weights after the loss of step 10 was computed: only the epoch-end check can see them."""
+
+  def on_train_batch_end(self, batch, logs=None):
+    if int(self.model.optimizer.iterations) == 10:
+      for v in self.model.trainable_variables:
+        v.assign(np.full(v.shape, np.nan, dtype=v.dtype))
+
+
+def test_nan_weights_at_epoch_end_are_not_checkpointed(tmp_path):
+  out = str(tmp_path / "run")
+  r = train.train(ARCH, out, train.TrainConfig(TASK.replace(epochs=1)), verbose=0,
+                  callbacks=[_PoisonAfterLastBatch()])
+  error = "non-finite weights after step 10 (epoch 1)"
+  assert (r.status, r.error, r.epochs_done) == ("failed", error, 0)
+  assert (r.metrics["failed_step"], r.metrics["checkpoint_epoch"], r.metrics["history"]) == (
+      10, 0, [])
+  assert train.read_checkpoint(out) is None  # nothing good to keep: a rerun starts afresh
+  assert not os.path.exists(os.path.join(out, "checkpoint"))
 
 
 def test_augment_batch_crops_and_flips_whole_pixels():
@@ -134,9 +206,9 @@ def _launch(*args, env=None):
     (["--arch=efficientnet-b0", "--out=/tmp/x", "--ema_decay=1"],
      "error: --ema_decay=1.0 is invalid"),
     (["--arch=efficientnet-b0", "--out=/tmp/x", "--augment=crop,rotate"],
-     "error: --augment=crop,rotate is invalid; allowed: any of crop, flip"),
+     "error: --augment='crop,rotate' is invalid; allowed: any of crop, flip"),
     (["--arch=efficientnet-b0", "--out=/tmp/x", "--train_resolution=0"],
-     "error: --train_resolution=0 is invalid; allowed: a number > 0"),
+     "error: --train_resolution=0 is invalid; allowed: an integer >= 1"),
 ])
 def test_cli_bad_input(args, message):
   r = _launch(*args)

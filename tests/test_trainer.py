@@ -14,11 +14,11 @@ import pytest
 import tensorflow as tf
 
 import search_space
+from launch_cli import run_launch
 from mnas_search import trainer
 from mnas_search.proxy import ProxyTask
 from mnas_search.trainer import TrialResult, evaluate
 from search_space import Architecture
-from launch_cli import run_launch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_BLOCKS = ("r1_k3_s11_e1_i32_o16_se0.25", "r1_k3_s22_e3_i16_o24")
@@ -32,7 +32,7 @@ TASK = ProxyTask(dataset=DATASET, resolution=16, train_images=512, val_images=25
 @pytest.fixture
 def restore_determinism():
   """Op determinism is process-wide: switch it back off after the test if it was off."""
-  from tensorflow.python.framework import config  # pylint: disable=g-direct-tensorflow-import
+  from tensorflow.python.framework import config
   was = config.is_op_determinism_enabled()
   yield
   if not was:
@@ -215,12 +215,12 @@ def test_cli_evaluate_json():
     (["--arch=efficientnet-b0", "--proxy_epochs=-1"],
      "error: --proxy_epochs=-1 is invalid; allowed: an integer >= 1"),
     (["--arch=efficientnet-b0", "--dataset=imagenet"],
-     "error: --dataset='imagenet' is unknown; allowed: fashion_mnist, cifar10, synthetic, tfds:NAME, "
+     "error: --dataset='imagenet' is invalid; allowed: fashion_mnist, cifar10, synthetic, tfds:NAME, "
      "dir:PATH"),
     (["--arch=efficientnet-b0", "--proxy_optimizer=adam"],
      "error: --proxy_optimizer='adam' is invalid; allowed: sgd or rmsprop"),
     (["--arch=efficientnet-b0", "--cost_resolution=0"],
-     "error: --cost_resolution=0 is invalid; allowed: a number > 0"),
+     "error: --cost_resolution=0 is invalid; allowed: an integer >= 1"),
     (["--arch=efficientnet-b0", "--dataset=dir:/no/such/folder"],
      "error: dataset='dir:/no/such/folder': folder '/no/such/folder' does not exist"),
 ])
@@ -353,3 +353,17 @@ def test_grappler_setting_is_restored():
     inside = tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
   assert inside is (not tf.config.list_logical_devices("GPU"))
   assert tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False) == before
+
+def test_a_small_child_learns_real_fashion_mnist():
+  # The default dataset, read offline as `make test` provides it (scripts/get_data.sh).
+  from mnas_search import datasets
+  if datasets.fashion_mnist_dir() is None:
+    pytest.skip("Fashion-MNIST is not available offline here (neither the Debian package "
+                "dataset-fashion-mnist nor ~/.keras/datasets/fashion-mnist); `make data` installs it")
+  micro = search_space.get_space("micro")
+  task = ProxyTask(dataset="fashion_mnist", resolution=16, train_images=8000, val_images=1000,
+                   epochs=2, batch_size=64, proxy_width=0.5)
+  r = evaluate(micro.decode([0] * micro.num_decisions, name="tiny"), task, seed=0)
+  assert r.status == "ok", r.error
+  # 10 classes: chance is 0.1. Seeds 0, 1, 2 measured 0.73, 0.77, 0.74 (2 CPU cores).
+  assert r.accuracy > 0.6

@@ -1,0 +1,130 @@
+"""Tests for mnas_search/cli: per-command flags, errors that name the flag, a quiet start-up."""
+
+import re
+
+import pytest
+from absl import flags
+
+import launch
+from launch_cli import run_launch
+from mnas_search import cli
+from mnas_search.cli import common, quiet
+from mnas_search.proxy import ProxyTask, ProxyTaskError
+
+# Lines of TF's C++ start-up (oneDNN, the CUDA stub, cuInit, absl's pre-init banner).
+TF_STARTUP = re.compile(r"cuInit|oneDNN|absl::InitializeLog|cuda_|cudart|E0000|I0000|W0000")
+TINY_PROXY = ["--dataset=synthetic:size=16,channels=3,classes=4,train=96,test=32",
+              "--proxy_resolution=16", "--proxy_train_images=64", "--proxy_val_images=32",
+              "--proxy_batch_size=32", "--proxy_steps=1", "--proxy_width=0.25"]
+
+
+def run_in_process(command, *args, capsys):
+  """`launch.py command *args` in this process on a fresh FlagValues: (exit code, stderr lines)."""
+  with pytest.raises(SystemExit) as e:
+    launch.run_command(command, ["launch.py", *args], flags.FlagValues())
+  return e.value.code, capsys.readouterr().err.splitlines()
+
+
+def command_flags(command):
+  fv = flags.FlagValues()
+  cli.command_module(command).define_flags(fv)
+  return fv
+
+
+@pytest.mark.parametrize("command, flag", [
+    ("describe", "--trials=5"), ("describe", "--proxy_epochs=2"), ("report", "--json"),
+    ("scale", "--backend=process"), ("train", "--tpu=local"), ("grid", "--cost_resolution=224"),
+    ("export", "--dataset=cifar10"),
+])
+def test_a_command_refuses_flags_it_does_not_use(command, flag, capsys):
+  code, err = run_in_process(command, flag, capsys=capsys)
+  name = flag.split("=")[0]
+  assert code == 2 and len(err) == 1
+  assert err[0].startswith(f"error: {name} is not taken by {command}; allowed: --")
+
+
+def test_the_refusal_lists_exactly_the_commands_flags(capsys):
+  _, err = run_in_process("describe", "--trials=5", capsys=capsys)
+  assert err == ["error: --trials is not taken by describe; allowed: --activation, --arch, --blocks, "
+                 "--depth_coefficient, --json, --num_classes, --resolution, --width_coefficient"]
+
+
+def test_every_flag_of_every_command_refuses_a_bad_value(capsys):
+  """Walks the flag registry: a wrong-typed value, and one below the bound where there is one."""
+  checked = 0
+  for command in cli.COMMANDS:
+    fv = command_flags(command)
+    for name in common.own_flags(fv):
+      parser = fv[name].parser
+      bad = []
+      if isinstance(parser, (flags.IntegerParser, flags.FloatParser)):
+        bad.append(("x1", "an integer" if isinstance(parser, flags.IntegerParser) else "a number"))
+        if parser.lower_bound is not None:
+          bad.append((str(parser.lower_bound - 1), f">= {parser.lower_bound}"))
+      elif isinstance(parser, flags.BooleanParser):
+        bad.append(("maybe", "true or false"))
+      elif isinstance(parser, flags.EnumParser):
+        bad.append(("nope", ", ".join(parser.enum_values)))
+      for value, allowed in bad:
+        code, err = run_in_process(command, f"--{name}={value}", capsys=capsys)
+        assert (code, len(err)) == (2, 1), (command, name, err)
+        assert err[0].startswith(f"error: --{name}={value} is invalid; allowed: "), err
+        assert allowed in err[0] and "Traceback" not in err[0]
+        checked += 1
+  assert checked > 60
+
+
+def test_shared_flag_groups_are_defined_once():
+  for command in ("evaluate", "search", "grid", "fidelity"):
+    fv = command_flags(command)
+    for name in ("dataset", "proxy_resolution", "proxy_lr", "seed"):
+      assert fv[name].default == command_flags("evaluate")[name].default
+    assert {f.name for f in fv.get_flags_for_module("mnas_search.cli.common")} >= {
+        "dataset", "proxy_epochs", "proxy_grayscale_to_rgb", "seed", "strategy"}
+  assert "backend" in command_flags("grid") and "backend" not in command_flags("evaluate")
+
+
+@pytest.mark.parametrize("command, field, flag", [
+    ("evaluate", "resolution", "proxy_resolution"), ("train", "resolution", "train_resolution"),
+    ("fidelity", "epochs", "fidelity_epochs"), ("search", "epochs", "proxy_epochs"),
+    ("grid", "tolerance", "grid_tolerance"), ("search", "trials", "trials"),
+    ("describe", "trials", None),  # a field whose flag the command lacks
+])
+def test_field_to_flag_table(command, field, flag):
+  assert common.flag_of(command, field, command_flags(command)) == flag
+
+
+def test_library_field_errors_name_the_flag():
+  fv = command_flags("train")
+  with pytest.raises(ProxyTaskError) as e:
+    ProxyTask(resolution=0)
+  assert common.error_line(e.value, "train", fv) == (
+      "--train_resolution=0 is invalid; allowed: an integer >= 1")
+  assert common.error_line(e.value, "evaluate", command_flags("evaluate")).startswith(
+      "--proxy_resolution=0 is invalid")
+  assert common.error_line(ValueError("plain words"), "train", fv) == "plain words"
+
+
+@pytest.mark.parametrize("line, level, hidden", [
+    ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n", 1, True),
+    ("I0000 00:00:1795698969.760144    5811 port.cc:153] oneDNN custom operations are on.\n", 1, True),
+    ("E0000 00:00:1795698970.948126    5811 cuda_platform.cc:52] failed call to cuInit: X\n", 2, False),
+    ("E0000 00:00:1795698970.948126    5811 cuda_platform.cc:52] failed call to cuInit: X\n", 3, True),
+    ("I0000 00:00:1795698969.760144    5811 port.cc:153] oneDNN custom operations are on.\n", 0, False),
+    ("UserWarning: something real\n", 3, False),
+])
+def test_startup_lines_obey_the_log_level(line, level, hidden):
+  assert quiet.is_hidden(line, level) is hidden
+
+
+def test_describe_prints_no_tf_startup_lines():
+  p = run_launch("describe", "--arch=efficientnet-b0", unset=("TF_CPP_MIN_LOG_LEVEL",))
+  assert p.returncode == 0 and not TF_STARTUP.search(p.stderr), p.stderr
+
+
+def test_evaluate_prints_no_tf_startup_lines():
+  """The user sets no variable (run_launch's TF_CPP_MIN_LOG_LEVEL is removed)."""
+  p = run_launch("evaluate", "--arch=mnasnet-a1", *TINY_PROXY, "--json",
+                 unset=("TF_CPP_MIN_LOG_LEVEL",))
+  assert p.returncode == 0, p.stderr
+  assert [line for line in p.stderr.splitlines() if TF_STARTUP.search(line)] == []

@@ -1,0 +1,135 @@
+"""Tests of benchmarks/search_quality.py: end to end on synthetic data, recomputation, resume."""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "benchmarks", "search_quality.py")
+ARMS = ("ppo", "evolution", "random", "reinforce")
+REFERENCES = ("efficientnet-b0", "mnasnet-a1")
+
+
+def run_script(*args):
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
+  p = subprocess.run([sys.executable, SCRIPT, "--quick", *args], cwd=ROOT, env=env,
+                     capture_output=True, text=True, timeout=900)
+  assert p.returncode == 0, p.stderr[-3000:]
+  return p.stdout
+
+
+def read_jsonl(path):
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def snapshot(out):
+  """(path, mtime, size) of every record file the stages write."""
+  files = []
+  for base, _, names in os.walk(out):
+    for n in names:
+      if n in ("trials.jsonl", "noise.jsonl", "metrics.json", "fidelity.jsonl", "timings.jsonl",
+               "updates.jsonl", "best.json"):
+        p = os.path.join(base, n)
+        files.append((os.path.relpath(p, out), os.stat(p).st_mtime_ns, os.path.getsize(p)))
+  return sorted(files)
+
+
+@pytest.mark.slow
+def test_quick_run_recomputes_from_records_and_resumes_without_retraining(tmp_path):
+  out = str(tmp_path / "sq")
+  first = run_script(f"--out={out}")
+  assert "stage searches: 16 trained" in first  # 4 arms x 2 seeds x 2 children
+  res = json.load(open(os.path.join(out, "results.json")))
+  assert set(res) >= {"options", "proxy", "retrain_recipe", "noise", "runs", "arms", "models",
+                      "fidelity", "wall_seconds", "target_flops", "reward", "w"}
+  assert (res["target_flops"], res["reward"], res["w"]) == (400e6, "mnas", -0.07)
+  for name in ("results.md", "curves.png", "final.png", ".gitignore"):
+    assert os.path.getsize(os.path.join(out, name)) > 0
+
+  # Noise: B0 and A1 on the quick proxy, 2 child seeds each, recomputed from noise.jsonl.
+  noise = read_jsonl(os.path.join(out, "noise.jsonl"))
+  assert sorted((r["arch"], r["seed"]) for r in noise) == [
+      ("efficientnet-b0", 0), ("efficientnet-b0", 1), ("mnasnet-a1", 0), ("mnasnet-a1", 1)]
+  for n in res["noise"]:
+    accs = [r["accuracy"] for r in sorted(noise, key=lambda r: r["seed"]) if r["arch"] == n["arch"]]
+    assert n["accuracy"] == accs
+    assert n["accuracy_stats"]["mean"] == statistics.fmean(accs)
+    assert n["accuracy_stats"]["std"] == statistics.stdev(accs)
+  b0 = next(n for n in res["noise"] if n["arch"] == "efficientnet-b0")
+  assert res["proxy"]["b0_accuracy"] == b0["accuracy_stats"]
+  assert res["proxy"]["within_limit"] == (b0["accuracy_stats"]["std"] <= 0.015)
+
+  # Searches: every arm x seed, the best-so-far curve and best reward from trials.jsonl.
+  assert sorted((r["arm"], r["seed"]) for r in res["runs"]) == sorted(
+      (a, s) for a in ARMS for s in (0, 1))
+  top1 = {}
+  for run in res["runs"]:
+    trials = sorted(read_jsonl(os.path.join(out, "searches", f"{run['arm']}-s{run['seed']}",
+                                            "trials.jsonl")), key=lambda r: r["trial"])
+    assert len(trials) == run["children"] == 2
+    rewards = [r["reward"] for r in trials]
+    assert run["curve"] == [max(rewards[:i + 1]) for i in range(len(rewards))]
+    assert run["best_reward"] == max(rewards)
+    ok = [r for r in trials if r["status"] == "ok"]
+    best = max(ok, key=lambda r: (r["reward"], -r["trial"]))
+    top1[(run["arm"], run["seed"])] = best["blocks"]
+  for arm in ARMS:
+    bests = [r["best_reward"] for r in res["runs"] if r["arm"] == arm]
+    assert res["arms"][arm]["best_reward"]["mean"] == statistics.fmean(bests)
+    assert res["arms"][arm]["best_reward"]["std"] == statistics.stdev(bests)
+
+  # Retraining: each run's top-1 architecture once (deduplicated) plus B0 and A1, 2 seeds each,
+  # test accuracies from the train directories' metrics.json.
+  models = {m["key"]: m for m in res["models"]}
+  assert set(REFERENCES) <= set(models)
+  found = {(f["arm"], f["seed"]) for m in res["models"] for f in m["found_by"]}
+  assert found == {(a, s) for a in ARMS for s in (0, 1)}
+  distinct_blocks = {tuple(b) for b in top1.values()}
+  assert len(models) == len(distinct_blocks) + 2
+  train_root = os.path.join(out, "train")
+  assert sorted(os.listdir(train_root)) == sorted(models)
+  for key, m in models.items():
+    assert sorted(os.listdir(os.path.join(train_root, key))) == ["seed0", "seed1"]
+    metrics = [json.load(open(os.path.join(train_root, key, f"seed{s}", "metrics.json")))
+               for s in (0, 1)]
+    accs = [x["test_accuracy"] for x in metrics]
+    assert m["test_accuracy"] == accs
+    assert m["test_accuracy_stats"]["mean"] == statistics.fmean(accs)
+    assert m["test_accuracy_stats"]["std"] == statistics.stdev(accs)
+    assert [x["test_images"] for x in metrics] == [100, 100]
+    assert m["deploy_flops"] > 0 and m["deploy_params"] > 0
+    for f in m["found_by"]:
+      assert tuple(metrics[0]["arch"]["blocks"]) == tuple(top1[(f["arm"], f["seed"])])
+  for run in res["runs"]:  # each run's retrained top-1, with that model's mean test accuracy
+    (x,) = run["retrained"]
+    assert (x["rank"], x["key"] in models) == (0, True)
+    assert x["test_accuracy_mean"] == models[x["key"]]["test_accuracy_stats"]["mean"]
+    assert x["trial"] == next(f["trial"] for f in models[x["key"]]["found_by"]
+                              if (f["arm"], f["seed"]) == (run["arm"], run["seed"]))
+  assert models["efficientnet-b0"]["deploy_flops"] == 385814752
+  assert res["fidelity"]["selected"] == 2
+  # No weights under the committed folders' eyes: .gitignore covers them.
+  assert "*.keras" in open(os.path.join(out, ".gitignore")).read()
+
+  # Second run: nothing is retrained, no record file is touched, results.json is identical.
+  before = snapshot(out)
+  second = run_script(f"--out={out}")
+  for stage in ("noise", "searches", "fidelity", "retrain"):
+    assert f"stage {stage}: 0 trained" in second
+  assert snapshot(out) == before
+  assert json.load(open(os.path.join(out, "results.json"))) == res
+
+
+def test_bad_options_are_refused_with_the_flag_name(tmp_path):
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  p = subprocess.run([sys.executable, SCRIPT, f"--out={tmp_path}", "--arms=ppo,bogus",
+                      "--stages=noise"], cwd=ROOT, env=env, capture_output=True, text=True,
+                     timeout=300)
+  assert p.returncode == 2
+  assert "--arms=ppo,bogus is invalid; allowed: any of ppo, evolution, random, reinforce" in p.stderr
+  assert os.listdir(tmp_path) == []

@@ -1,0 +1,125 @@
+"""Tests for mnas_search.oneshot.supernet and runner: masks, exactness against build_model, tracing."""
+
+import numpy as np
+import pytest
+
+import search_space
+from mnas_search.oneshot import supernet as sn
+
+SPACE = search_space.get_space("micro")
+SHAPE = (16, 16, 3)
+CLASSES = 4
+# Three paths of the micro space: smallest choices, largest choices, and a mix (expansion 1 with
+# SE, a skipped repeat, a stride-1 first block that keeps its skip, k3 crop of a k5 slot).
+ARCHS = [(0, 0, 0, 0, 0, 0) * 3,
+         (1, 2, 1, 0, 1, 0, 1, 2, 1, 0, 1, 1, 1, 2, 1, 0, 1, 1),
+         (0, 0, 1, 0, 0, 0, 1, 1, 0, 1, 1, 1, 0, 2, 1, 0, 0, 1)]
+
+
+@pytest.fixture(scope="module")
+def runner():
+  import keras
+  from mnas_search.oneshot.runner import SupernetRunner
+  net = sn.make_supernet(SPACE, 1.0, SHAPE, CLASSES, bn_momentum=0.9, seed=1)
+  return SupernetRunner(net, keras.optimizers.SGD(0.05, momentum=0.9),
+                        keras.losses.SparseCategoricalCrossentropy(from_logits=True), calib_rows=8)
+
+
+def batch(seed, n=8):
+  rng = np.random.default_rng(seed)
+  return rng.normal(size=(n,) + SHAPE).astype(np.float32), rng.integers(0, CLASSES, n).astype(np.int32)
+
+
+def test_slot_shapes_hold_the_largest_choices():
+  got = [(s.key, s.stride, s.cin, s.cout, s.cexp, s.kernel, s.se_max, s.optional)
+         for s in sn.slot_shapes(SPACE, 1.0)]
+  assert got == [("s1b1", 1, 8, 8, 48, 5, 2, False), ("s1b2", 1, 8, 8, 48, 5, 2, True),
+                 ("s2b1", 2, 8, 16, 48, 5, 2, False), ("s2b2", 1, 16, 16, 96, 5, 4, True),
+                 ("s3b1", 2, 16, 24, 96, 5, 4, False), ("s3b2", 1, 24, 24, 144, 5, 6, True)]
+
+
+def test_encode_path_asks_for_exactly_the_architectures_channels():
+  arch = SPACE.decode(ARCHS[2])  # s1: k3 e1 se skip r1 f8; s2: k5 e3 noskip r2 f16; s3: k3 e6 se r1 f24
+  p = sn.encode_path(SPACE, 1.0, arch)
+  assert p["s1b1/kmask"].tolist() == [[0] * 5, [0, 1, 1, 1, 0], [0, 1, 1, 1, 0], [0, 1, 1, 1, 0], [0] * 5]
+  assert p["s2b1/kmask"].sum() == 25
+  assert (p["s1b1/e1"], p["s1b1/se"], p["s1b1/skip"], p["s1b1/active"]) == (1, 1, 1, 1)
+  assert p["s1b1/exp"].sum() == 8 and p["s1b1/exp"][:8].all() and p["s1b1/semask"].tolist() == [1, 1]
+  assert p["s1b2/active"] == 0
+  assert (p["s2b1/e1"], p["s2b1/se"], p["s2b1/skip"]) == (0, 0, 0)
+  assert p["s2b1/exp"].sum() == 24 and p["s2b1/out"].sum() == 16  # cin 8 x e3; filters 16
+  assert p["s2b2/active"] == 1 and p["s2b2/exp"].sum() == 48 and p["s2b2/skip"] == 0  # noskip
+  assert p["s3b1/exp"].sum() == 96 and p["s3b1/semask"].sum() == 4 and p["s3b1/out"].sum() == 24
+  assert p["s3b2/active"] == 0
+  shapes = {k: v.shape for k, v in p.items()}
+  assert shapes == {k: v.shape for k, v in sn.encode_path(SPACE, 1.0, SPACE.decode(ARCHS[1])).items()}
+
+
+def test_encode_path_refuses_scaled_or_foreign_architectures():
+  arch = SPACE.decode(ARCHS[0])
+  with pytest.raises(ValueError, match="allowed: a base architecture"):
+    sn.encode_path(SPACE, 1.0, search_space.scale(arch, width=0.5))
+  with pytest.raises(ValueError, match="has 7 stages; this space has 3"):
+    sn.encode_path(SPACE, 1.0, search_space.named("efficientnet-b0"))
+
+
+@pytest.mark.parametrize("indices", ARCHS)
+def test_a_path_equals_its_standalone_network_with_the_shared_weights(runner, indices):
+  arch = SPACE.decode(indices)
+  path = sn.encode_path(SPACE, 1.0, arch)
+  # Train a little so no weight is at its initial value, then give BN the same statistics.
+  rng = np.random.default_rng(0)
+  for i in range(2):
+    runner.train_step(*batch(10 + i), sn.encode_path(SPACE, 1.0, SPACE.decode(SPACE.sample_indices(rng))))
+  for bn in runner.net.bn_layers():
+    bn.moving_mean.assign(rng.normal(size=bn.channels).astype(np.float32) * 0.1)
+    bn.moving_variance.assign(rng.uniform(0.5, 2.0, size=bn.channels).astype(np.float32))
+  model = sn.build_standalone(runner.net, arch)
+  assert model.count_params() == search_space.count_params(arch, CLASSES, 3)
+  x, _ = batch(3)
+  want = np.asarray(model(x, training=False))
+  got = runner.logits(x, path)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+  assert np.abs(want).max() > 1e-2  # the comparison is not between two zero outputs
+
+
+def test_recalibration_sets_bn_to_the_batch_statistics(runner):
+  arch = SPACE.decode(ARCHS[1])
+  path = runner.path_tensors(sn.encode_path(SPACE, 1.0, arch))
+  x, _ = batch(5)
+  assert runner.recalibrate(path, [x]) == 1
+  assert float(runner.net.bn_momentum) == pytest.approx(0.9)  # the training momentum is back
+  batch_stats = np.asarray(runner.net.apply(x, path, "score", calib_rows=len(x)))
+  np.testing.assert_allclose(runner.logits(x, path), batch_stats, rtol=1e-4, atol=1e-4)
+  x2, _ = batch(6)
+  runner.recalibrate(path, [x, x2])  # the mean of the two batches' statistics
+  mean = runner.net.stem_bn.moving_mean.numpy()
+  runner.recalibrate(path, [x])
+  m1 = runner.net.stem_bn.moving_mean.numpy()
+  runner.recalibrate(path, [x2])
+  np.testing.assert_allclose(mean, (m1 + runner.net.stem_bn.moving_mean.numpy()) / 2, rtol=1e-5, atol=1e-6)
+
+
+def test_sampling_paths_never_retraces(runner):
+  rng = np.random.default_rng(7)
+  x, y = batch(1)
+  for _ in range(6):
+    path = sn.encode_path(SPACE, 1.0, SPACE.decode(SPACE.sample_indices(rng)))
+    runner.train_step(x, y, path)
+    runner.score(x, x, y, path)
+    runner.recalibrate(path, [x])
+    runner.logits(x, path)
+    runner.accuracy(x[:5], y[:5], path, batch_size=8)  # padded to the traced batch size
+  assert runner.trace_counts == {"train": 1, "score": 1, "recalibrate": 1, "infer": 1}
+
+
+def test_weights_round_trip_through_a_checkpoint(runner, tmp_path):
+  path = sn.encode_path(SPACE, 1.0, SPACE.decode(ARCHS[1]))
+  x, y = batch(2)
+  f = str(tmp_path / "w.npz")
+  runner.save_weights(f)
+  before = runner.logits(x, path)
+  runner.train_step(x, y, path)
+  assert np.abs(runner.logits(x, path) - before).max() > 0
+  runner.load_weights(f)
+  np.testing.assert_array_equal(runner.logits(x, path), before)
