@@ -94,17 +94,34 @@ class InlineBackend(Backend):
 
 
 def _init_worker(threads: int) -> None:
-  """Pins a worker's TF thread pools so that N workers share the cores without oversubscription."""
+  """Pins a worker's thread pools so that N workers share the cores without oversubscription.
+
+  TF's intra- and inter-op pools get `threads` threads; so do OpenMP/oneDNN and BLAS (through their
+  environment variables, read when TF loads them, i.e. before TF's first import in this worker).
+  """
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   from mnas_search import interrupt
   interrupt.ignore_in_worker()
+  for var in THREAD_ENV_VARS:
+    os.environ[var] = str(threads)
   import tensorflow as tf
   tf.config.threading.set_intra_op_parallelism_threads(threads)
   tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def available_cores() -> int:
+  """The CPU cores this process may run on (its affinity mask, e.g. a container's CPU set)."""
+  try:
+    return max(1, len(os.sched_getaffinity(0)))
+  except (AttributeError, OSError):  # no sched_getaffinity on this platform
+    return os.cpu_count() or 1
+
+
 def default_threads_per_worker(workers: int) -> int:
-  return max(1, (os.cpu_count() or 1) // max(1, workers))
+  return max(1, available_cores() // max(1, workers))
 
 
 def pool_processes(pool: cf.ProcessPoolExecutor) -> list:
@@ -280,19 +297,89 @@ class RayBackend(Backend):
     for ref in list(self._running):  # the tasks in flight: cancelled, their workers killed
       try:
         self._ray.cancel(ref, force=True)
-      except Exception as e:  # pylint: disable=broad-except
+      except Exception as e:
         logging.warning("ray backend: could not cancel a task: %s", e)
     self._running = {}
     self.close()
 
 
-def default_workers(backend: str) -> int:
+def default_workers(backend: str, cores: int | None = None) -> int:
   """Concurrent children when --workers is not given.
 
   process: one per core, each pinned to one thread (on 2 cores that trained 1.37x
   more children per hour than one process on both); ray: 2; inline: 1.
   """
-  return {"process": os.cpu_count() or 1, "ray": 2}.get(backend, 1)
+  return {"process": cores or available_cores(), "ray": 2}.get(backend, 1)
+
+
+# Memory set aside per process worker (TF, its runtime and one B0-sized proxy child): an estimate, not measured.
+WORKER_MEMORY_BYTES = 2 * 2**30
+
+
+def resolve_auto(backend: str, workers: int | None, strategy: str = "auto", cores: int | None = None,
+                 gpus: int | None = None,
+                 memory_bytes: int | None = None) -> tuple[str, int, int]:
+  """The backend, worker count and threads per worker that pack this machine, for backend "auto".
+
+  CPU only (strategy cpu, or auto with no GPU and no TPU): `process` with one single-threaded
+  worker per core (on 2 cores: two 1-thread workers, which trained 1.37x more children per hour
+  than one process on both cores), capped at one worker per WORKER_MEMORY_BYTES of RAM, the cores
+  shared out among them. Proxy children are too small to use many threads well, so this is the
+  most children per hour. A single core: `inline`.
+  An accelerator (strategy mirrored or tpu, or auto with a visible GPU or a named TPU): `inline`
+  with one worker, which uses every GPU through the strategy (one worker per GPU would need a
+  device mask per worker, which the process backend does not set).
+  A backend other than "auto" is kept, with `workers` or `default_workers(backend)`.
+
+  Args:
+    backend: "auto" or one of BACKENDS.
+    workers: concurrent children; None (or 0) to choose. Given with "auto", it caps the workers.
+    strategy: the children's strategy name (`strategy.STRATEGIES`).
+    cores: usable cores; None reads this process's affinity mask.
+    gpus: visible GPUs; None asks TF (only when strategy is "auto").
+    memory_bytes: physical memory; None reads it from the OS.
+
+  Returns:
+    (backend, workers, threads_per_worker).
+  """
+  if backend != "auto" and backend not in BACKENDS:
+    raise FieldError("backend", backend, f"auto, {', '.join(BACKENDS)}")
+  if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
+    raise FieldError("workers", workers, "None or 0 (auto) or an integer >= 1")
+  cores = available_cores() if cores is None else cores
+  if backend != "auto":
+    workers = workers or default_workers(backend, cores)
+    return backend, workers, max(1, cores // workers)
+  if _uses_accelerator(strategy, gpus) or cores <= 1:
+    return "inline", 1, cores
+  memory_bytes = _physical_memory() if memory_bytes is None else memory_bytes
+  n = min(cores, workers or cores, max(1, memory_bytes // WORKER_MEMORY_BYTES))
+  if n <= 1:
+    return "inline", 1, cores
+  return "process", n, max(1, cores // n)
+
+
+def _uses_accelerator(strategy: str, gpus: int | None) -> bool:
+  from mnas_search.strategy import STRATEGIES, TPU_ENV  # pylint: disable=g-import-not-at-top
+  if strategy not in STRATEGIES:
+    raise FieldError("strategy", strategy, ", ".join(STRATEGIES))
+  if strategy in ("mirrored", "tpu"):
+    return True
+  if strategy == "cpu":
+    return False
+  if os.environ.get(TPU_ENV):
+    return True
+  if gpus is None:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    gpus = len(tf.config.list_physical_devices("GPU"))
+  return gpus > 0
+
+
+def _physical_memory() -> int:
+  try:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+  except (AttributeError, ValueError, OSError):
+    return 2**40  # unknown: no cap
 
 
 def hard_timeout_for(timeout_s: float | None) -> float | None:

@@ -145,6 +145,83 @@ def test_ray_backend_completes_a_search_with_two_workers(tmp_path):
   assert all(r["status"] in ("ok", "cached") for r in trials)
 
 
+# ----------------------------------------------------------------------------- backend "auto"
+GB = 2**30
+
+
+@pytest.mark.parametrize("args, expected", [
+    # CPU only: one single-threaded process worker per core.
+    (dict(cores=2, gpus=0), ("process", 2, 1)),
+    (dict(cores=16, gpus=0, memory_bytes=128 * GB), ("process", 16, 1)),
+    # Memory caps the workers (2 GB each); the cores are shared out among them.
+    (dict(cores=16, gpus=0, memory_bytes=8 * GB), ("process", 4, 4)),
+    (dict(cores=4, gpus=0, memory_bytes=3 * GB), ("inline", 1, 4)),
+    # --workers given with auto caps the workers.
+    (dict(workers=3, cores=8, gpus=0), ("process", 3, 2)),
+    (dict(cores=1, gpus=0), ("inline", 1, 1)),
+    # An accelerator: inline, one worker, which uses every GPU through the strategy.
+    (dict(cores=8, gpus=1), ("inline", 1, 8)),
+    (dict(cores=8, gpus=4), ("inline", 1, 8)),
+    (dict(cores=8, gpus=0, strategy="mirrored"), ("inline", 1, 8)),
+    (dict(cores=8, gpus=0, strategy="tpu"), ("inline", 1, 8)),
+    # strategy cpu ignores a visible GPU.
+    (dict(cores=2, gpus=1, strategy="cpu"), ("process", 2, 1)),
+])
+def test_resolve_auto(args, expected, monkeypatch):
+  monkeypatch.delenv("TPU_NAME", raising=False)
+  args = {"workers": None, "strategy": "auto", "memory_bytes": 64 * GB, **args}
+  assert backends.resolve_auto("auto", **args) == expected
+
+
+def test_resolve_auto_keeps_an_explicit_backend_and_reads_the_machine(monkeypatch):
+  assert backends.resolve_auto("inline", None, cores=2) == ("inline", 1, 2)
+  assert backends.resolve_auto("process", None, cores=4) == ("process", 4, 1)
+  assert backends.resolve_auto("process", 2, cores=4) == ("process", 2, 2)
+  assert backends.resolve_auto("ray", None, cores=4) == ("ray", 2, 2)
+  monkeypatch.setenv("TPU_NAME", "my-tpu")
+  assert backends.resolve_auto("auto", None, cores=4, gpus=0) == ("inline", 1, 4)
+  monkeypatch.delenv("TPU_NAME")
+  monkeypatch.setattr(backends.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+  assert backends.available_cores() == 3
+  assert backends.resolve_auto("auto", None, gpus=0, memory_bytes=64 * GB) == ("process", 3, 1)
+  assert backends.default_threads_per_worker(2) == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (("gpu", None), "backend='gpu' is invalid; allowed: auto, inline, process, ray"),
+    (("auto", -1), "workers=-1 is invalid; allowed: None or 0 (auto) or an integer >= 1"),
+    (("auto", None, "gpu"), "strategy='gpu' is invalid; allowed: auto, cpu, mirrored, tpu"),
+])
+def test_resolve_auto_errors(args, message):
+  with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    backends.resolve_auto(*args, cores=2, gpus=0)
+
+
+def _report_threads(job):
+  import tensorflow as tf
+  pools = (tf.config.threading.get_intra_op_parallelism_threads(),
+           tf.config.threading.get_inter_op_parallelism_threads(), os.environ["OMP_NUM_THREADS"])
+  return backends.failed_result(f"threads {pools}")
+
+
+def test_process_workers_are_pinned(monkeypatch):
+  monkeypatch.setattr(backends, "run_job", _report_threads)
+  with backends.ProcessBackend(workers=2, threads_per_worker=1) as backend:
+    results = [r.error for _, r in backend.run(_jobs(2))]
+  assert results == ["threads (1, 1, '1')"] * 2
+
+
+def test_process_workers_give_a_seeded_child_the_same_result_wherever_it_runs():
+  # Exact resume relies on it: a resumed trial may run in another worker, after other children.
+  job = _jobs(1)[0]
+  jobs = [backends.Job(trial=i, arch=job.arch, task=TASK, seed=seed, deterministic=True)
+          for i, seed in enumerate([7, 8, 7])]
+  with backends.ProcessBackend(workers=2, threads_per_worker=1) as backend:
+    results = {j.trial: r for j, r in backend.run(jobs)}
+  assert all(r.status == "ok" for r in results.values())
+  same = lambda r: (r.accuracy, r.loss, r.steps, r.seed)
+  assert same(results[0]) == same(results[2]) and results[1].loss != results[0].loss
+
 def test_pool_processes_private_api_is_still_there():
   # ProcessPoolExecutor._processes is private; if Python moves it, a hung child could not be killed.
   import concurrent.futures as cf

@@ -14,11 +14,11 @@ import pytest
 import tensorflow as tf
 
 import search_space
+from launch_cli import run_launch
 from mnas_search import trainer
 from mnas_search.proxy import ProxyTask
 from mnas_search.trainer import TrialResult, evaluate
 from search_space import Architecture
-from launch_cli import run_launch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_BLOCKS = ("r1_k3_s11_e1_i32_o16_se0.25", "r1_k3_s22_e3_i16_o24")
@@ -229,6 +229,130 @@ def test_cli_evaluate_errors_are_one_line(args, line):
   assert p.returncode == 2 and p.stdout == ""
   assert p.stderr.strip().splitlines()[-1] == line
 
+
+# ----------------------------------------------------------------------------- the lean step
+def _keras_and_lean_models(task, seed=3):
+  """The same child twice (same seed: same initial weights): compiled for Keras, and plain."""
+  splits = trainer.load_proxy_splits(task)
+  child = trainer.proxy_child(ARCH, task)
+  trainer.seed_child(seed)
+  keras_model = trainer.build_child(child, task, splits, total_steps=8)
+  trainer.seed_child(seed)
+  lean_model = trainer.build_proxy_model(child, task, splits)
+  return splits, keras_model, lean_model
+
+
+@pytest.mark.parametrize("changes", [
+    dict(weight_decay=0.01),
+    dict(optimizer="rmsprop", learning_rate=0.01, weight_decay=0.001, label_smoothing=0.1),
+    dict(momentum=0.0, warmup_fraction=0.0),
+])
+@pytest.mark.parametrize("fused_bn", [False, True])
+def test_lean_step_updates_weights_as_the_keras_optimizer(changes, fused_bn, monkeypatch):
+  # Same weights, same batches: after 3 steps (warmup then cosine; decoupled weight decay; the
+  # momentum / RMSProp slots) both must hold the same weights, up to float rounding; with Keras's
+  # batch norm or the fused one in the training step.
+  monkeypatch.setattr(trainer, "fused_bn_trains_exactly", lambda: fused_bn)
+  task = TASK.replace(**changes)
+  splits, keras_model, lean_model = _keras_and_lean_models(task)
+  for a, b in zip(keras_model.weights, lean_model.weights):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+  step = trainer.lean_train_step(lean_model, task, 4, total_steps=8,
+                                 strategy=tf.distribute.get_strategy())
+  train_ds, _ = trainer.proxy_datasets(task, splits, seed=3)
+  keras_losses, lean_losses = [], []
+  for x, y in train_ds.take(3):
+    keras_losses.append(float(keras_model.train_on_batch(x, y, return_dict=True)["loss"]))
+    lean_losses.append(float(step(x, y)))
+  np.testing.assert_allclose(lean_losses[0], keras_losses[0], rtol=1e-6)  # same weights, same loss
+  np.testing.assert_allclose(lean_losses, keras_losses, rtol=1e-3)
+  moved = 0
+  for a, b in zip(keras_model.trainable_weights, lean_model.trainable_weights):
+    np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-3, atol=1e-5, err_msg=a.path)
+  for a, b in zip(keras_model.non_trainable_weights, lean_model.non_trainable_weights):
+    if a.path.endswith("moving_mean"):
+      np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-3, atol=1e-5, err_msg=a.path)
+      moved += int(np.any(a.numpy() != 0))
+  assert moved == 7  # every batch norm's running mean was updated
+  trainer.release_keras_state()
+
+
+def _reference_fit(task, seed):
+  """(validation accuracy, last-epoch loss) of a plain Keras model.fit of the child."""
+  import keras
+  splits = trainer.load_proxy_splits(task)
+  trainer.seed_child(seed)
+  train_ds, val_ds = trainer.proxy_datasets(task, splits, seed)
+  model = trainer.build_child(trainer.proxy_child(ARCH, task), task, splits,
+                              task.epochs * (len(splits.train[1]) // task.batch_size))
+  history = model.fit(train_ds, epochs=task.epochs, verbose=0)
+  accuracy = model.evaluate(val_ds, verbose=0, return_dict=True)["accuracy"]
+  del model
+  keras.backend.clear_session()
+  return accuracy, history.history["loss"][-1]
+
+
+FASHION_TASK = ProxyTask(resolution=16, train_images=2048, val_images=512, epochs=2, batch_size=64,
+                         proxy_width=0.25)
+
+
+def _fashion_mnist_or_skip():
+  from mnas_search import datasets
+  try:
+    datasets.load_arrays("fashion_mnist")
+  except (FileNotFoundError, ValueError) as e:
+    pytest.skip(f"Fashion-MNIST is not available here: {e}")
+
+
+@pytest.mark.parametrize("dataset", ["synthetic", "fashion_mnist"])
+def test_lean_child_learns_as_well_as_model_fit(dataset):
+  if dataset == "fashion_mnist":
+    _fashion_mnist_or_skip()
+  task = TASK.replace(epochs=4) if dataset == "synthetic" else FASHION_TASK
+  reference, reference_loss = _reference_fit(task, seed=1)
+  r = evaluate(ARCH, task, seed=1)
+  assert r.status == "ok" and r.steps == task.epochs * (task.train_images // task.batch_size)
+  # Same initial weights and batches; only float rounding differs, which a few dozen steps amplify.
+  assert abs(r.accuracy - reference) <= 0.08, (r.accuracy, reference)
+  assert abs(r.loss - reference_loss) <= 0.1 * reference_loss, (r.loss, reference_loss)
+  assert r.accuracy > (0.5 if dataset == "synthetic" else 0.6)
+
+
+def test_fixed_and_steady_seconds_split_the_wall_time():
+  started = time.monotonic()
+  r = evaluate(ARCH, TASK)
+  wall = time.monotonic() - started
+  assert r.steps == 16 and r.steady_seconds > 0 and r.fixed_seconds > 0
+  assert r.fixed_seconds + r.steady_seconds == pytest.approx(wall, abs=0.05)
+  per_step = r.steady_seconds / r.steps
+  assert r.images_per_sec == pytest.approx(64 / per_step, rel=0.01)
+
+
+def test_old_trial_result_dicts_still_load():
+  old = dict(status="ok", accuracy=0.5, train_seconds=1.0, images_per_sec=10.0, proxy_flops=3,
+             proxy_params=4, error=None, epochs_completed=1, steps=2, loss=0.1, seed=7)
+  r = TrialResult.from_dict(old)
+  assert (r.fixed_seconds, r.steady_seconds) == (0.0, 0.0)
+  assert list(r.to_dict())[-2:] == ["fixed_seconds", "steady_seconds"]
+
+
+def test_lean_step_is_used_on_one_replica_and_model_fit_otherwise(monkeypatch):
+  assert trainer.lean_supported(tf.distribute.get_strategy())
+  assert trainer.lean_supported(tf.distribute.OneDeviceStrategy("/cpu:0"))
+  calls = []
+  real = trainer._train_keras
+  monkeypatch.setattr(trainer, "lean_supported", lambda strategy: False)
+  monkeypatch.setattr(trainer, "_train_keras", lambda *a: calls.append(1) or real(*a))
+  r = evaluate(ARCH, TASK.replace(epochs=1))
+  assert r.status == "ok" and r.steps == 8 and calls == [1] and r.fixed_seconds > 0
+
+
+def test_grappler_setting_is_restored():
+  before = tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
+  with trainer.graph_optimizer_off_on_cpu():
+    inside = tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
+  assert inside is (not tf.config.list_logical_devices("GPU"))
+  assert tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False) == before
 
 def test_a_small_child_learns_real_fashion_mnist():
   # The default dataset, read offline as `make test` provides it (scripts/get_data.sh).
