@@ -50,7 +50,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import dataclasses
 import hashlib
-import json
 import math
 import multiprocessing
 import os
@@ -69,9 +68,9 @@ import search_space  # noqa: E402
 from mnas_search import backends as backends_lib  # noqa: E402
 from mnas_search import fidelity as fidelity_lib  # noqa: E402
 from mnas_search import fileio, records, report  # noqa: E402
-from mnas_search.rundir import RunDir, run_resumable  # noqa: E402
 from mnas_search.progress import Progress  # noqa: E402
 from mnas_search.proxy import ProxyTask  # noqa: E402
+from mnas_search.rundir import RunDir, run_resumable  # noqa: E402
 from mnas_search.search import SearchConfig, run_search  # noqa: E402
 
 STAGES = ("noise", "searches", "fidelity", "retrain", "summarize")
@@ -609,9 +608,9 @@ def results_markdown(res: dict[str, Any]) -> str:
 
 
 def _figure():
-  import matplotlib  # pylint: disable=g-import-not-at-top
+  import matplotlib
   matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import matplotlib.pyplot as plt
   fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
   return plt, fig, ax
 

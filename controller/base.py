@@ -270,13 +270,14 @@ class Controller(abc.ABC):
     """JSON-serializable state beyond the RNG and counters."""
     return {}
 
-  def _load_state(self, state: Mapping[str, Any]) -> None:
+  # Optional hooks, empty on purpose: a controller with no extra state overrides none of them.
+  def _load_state(self, state: Mapping[str, Any]) -> None:  # noqa: B027
     """Inverse of `_state`."""
 
-  def _write_files(self, folder: str) -> None:
+  def _write_files(self, folder: str) -> None:  # noqa: B027
     """Writes state that is not JSON (such as TF variables) into `folder`."""
 
-  def _read_files(self, folder: str) -> None:
+  def _read_files(self, folder: str) -> None:  # noqa: B027
     """Inverse of `_write_files`."""
 
   # --------------------------------------------------------------------------- checkpoints

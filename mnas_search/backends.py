@@ -360,7 +360,7 @@ def resolve_auto(backend: str, workers: int | None, strategy: str = "auto", core
 
 
 def _uses_accelerator(strategy: str, gpus: int | None) -> bool:
-  from mnas_search.strategy import STRATEGIES, TPU_ENV  # pylint: disable=g-import-not-at-top
+  from mnas_search.strategy import STRATEGIES, TPU_ENV
   if strategy not in STRATEGIES:
     raise FieldError("strategy", strategy, ", ".join(STRATEGIES))
   if strategy in ("mirrored", "tpu"):
@@ -370,7 +370,7 @@ def _uses_accelerator(strategy: str, gpus: int | None) -> bool:
   if os.environ.get(TPU_ENV):
     return True
   if gpus is None:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    import tensorflow as tf
     gpus = len(tf.config.list_physical_devices("GPU"))
   return gpus > 0
 
@@ -389,12 +389,17 @@ def hard_timeout_for(timeout_s: float | None) -> float | None:
 
 def make_backend(name: str, workers: int = 1, ray_address: str | None = None,
                  cpus_per_trial: float = 1, gpus_per_trial: float = 0,
-                 hard_timeout_s: float | None = None) -> Backend:
-  """The backend called `name` (inline, process or ray)."""
+                 hard_timeout_s: float | None = None, threads_per_worker: int | None = None,
+                 strategy: str = "auto") -> Backend:
+  """The backend called `name` (auto, inline, process or ray); auto and workers=0 as `resolve_auto`."""
+  if name == "auto" or not workers:
+    name, workers, threads = resolve_auto(name, workers or None, strategy)
+    threads_per_worker = threads_per_worker or threads
   if name == "inline":
     return InlineBackend()
   if name == "process":
-    return ProcessBackend(workers=workers, hard_timeout_s=hard_timeout_s)
+    return ProcessBackend(workers=workers, threads_per_worker=threads_per_worker,
+                          hard_timeout_s=hard_timeout_s)
   if name == "ray":
     return RayBackend(workers=workers, address=ray_address, cpus_per_trial=cpus_per_trial,
                       gpus_per_trial=gpus_per_trial)

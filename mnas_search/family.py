@@ -13,9 +13,9 @@ import os
 from typing import Any, Sequence
 
 import search_space
-from search_space import Architecture
 from mnas_search import fileio
 from nas_common import FieldError
+from search_space import Architecture
 
 FAMILIES = ("paper", "compound")
 DEFAULT_PHIS = (1, 2, 3, 4, 5, 6, 7)

@@ -243,7 +243,7 @@ def format_table(rows: Sequence[dict[str, Any]], baseline_name: str = "") -> str
 
 def plot_grid(rows: Sequence[dict[str, Any]], path: str, baseline_name: str = "") -> str:
   """Accuracy per candidate (best first); the paper's triple and the best one marked."""
-  from mnas_search import report  # pylint: disable=g-import-not-at-top
+  from mnas_search import report
   n = len(rows)
   width = max(report.FIGSIZE[0], 0.22 * n + 2)  # room for one rotated label per candidate
   plt, fig, ax = report.figure((width, report.FIGSIZE[1]))

@@ -42,7 +42,7 @@ _requested: int | None = None  # the first signal, while handlers() is active
 _depth = 0  # nesting of deferred() sections
 
 
-def _handle(signum, frame) -> None:  # pylint: disable=unused-argument
+def _handle(signum, frame) -> None:
   global _requested
   if _requested is not None:  # the second signal: exit at once
     os._exit(128 + signum)

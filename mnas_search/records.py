@@ -179,8 +179,11 @@ class TrialRecord(Record):
 
   def cached_as(self, trial: int, update: int, arch, indices: Sequence[int], seed: int):
     """This (trained) record repeated as trial `trial`: status cached, nothing retrained."""
+    # Nothing trained, so no child time: the split stays only where the original had one.
+    timings = {k: 0.0 for k in ("fixed_seconds", "steady_seconds") if getattr(self, k) is not MISSING}
     return self.replace(trial=trial, arch=arch.to_dict(), indices=list(indices), status="cached",
-                        train_seconds=0.0, update=update, seed=seed, cached_from=self.trial)
+                        train_seconds=0.0, update=update, seed=seed, cached_from=self.trial,
+                        **timings)
 
 
 @dataclasses.dataclass(frozen=True)

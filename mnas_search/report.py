@@ -239,6 +239,12 @@ def _best_vs_references(best: dict[str, Any] | None,
   return lines
 
 
+def child_time_split(records: Sequence[dict[str, Any]]) -> tuple[float, float]:
+  """(fixed, steady) seconds summed over the trained children that recorded the split."""
+  timed = [r for r in records if r.get("status") != "cached" and "fixed_seconds" in r]
+  return (sum(r["fixed_seconds"] for r in timed), sum(r["steady_seconds"] for r in timed))
+
+
 def summary_markdown(search_dir: str, records: Sequence[dict[str, Any]],
                      front: Sequence[dict[str, Any]], params: dict[str, Any],
                      references: dict[str, dict[str, Any]], updates: Sequence[dict[str, Any]],
@@ -263,6 +269,11 @@ def summary_markdown(search_dir: str, records: Sequence[dict[str, Any]],
               f"{_fmt(last.get('mean_reward'), '.4f')}).", ""]
   else:
     lines += ["Controller updates: none recorded (no updates.jsonl).", ""]
+  fixed, steady = child_time_split(records)
+  if fixed + steady > 0:
+    lines += [f"Child time: {fixed:.1f} s fixed (build, tracing, evaluation, clean-up) + "
+              f"{steady:.1f} s of steady training steps; fixed fraction "
+              f"{fixed / (fixed + steady):.3f}.", ""]
   lines += _best_vs_references(records_lib.best_by_reward(records), references)
   objectives = ", ".join(f"{k} {'↑' if d == 'max' else '↓'}"
                          for k, d in pareto.default_objectives(records))

@@ -22,8 +22,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 from absl import logging
 
 from mnas_search import backends as backends_lib
-from mnas_search import fileio
-from mnas_search import interrupt
+from mnas_search import fileio, interrupt
 from nas_common import FieldError
 
 PARAMS_VERSION = 1

@@ -31,10 +31,10 @@ import search_space
 from mnas_search import backends as backends_lib
 from mnas_search import interrupt
 from mnas_search import pareto as pareto_lib
+from mnas_search import rundir as rundir_lib
 from mnas_search.progress import Progress
 from mnas_search.proxy import ProxyTask
 from mnas_search.records import TrialRecord, best_by_reward
-from mnas_search import rundir as rundir_lib
 from mnas_search.rundir import run_resumable
 from mnas_search.store import TRIALS, SearchStore
 from nas_common import FieldError, check_int
@@ -42,7 +42,8 @@ from nas_common import FieldError, check_int
 # Settings a resume may change; everything else must match params.json.
 # best.json: the best ok trial's summary.
 BEST_KEYS = ("trial", "reward", "accuracy", "flops", "params", "blocks", "arch")
-MAY_CHANGE_ON_RESUME = ("trials", "backend", "workers", "ray_address", "cpus_per_trial",
+MAY_CHANGE_ON_RESUME = ("trials", "backend", "workers", "backend_requested", "threads_per_worker",
+                        "ray_address", "cpus_per_trial",
                         "gpus_per_trial", "strategy", "tpu")
 COST_TARGET_FIELD = {kind: field for kind, (field, _) in rewards_lib.COST_TARGETS.items()}
 # What must match for a warm start to reuse an earlier search's scores (the proxy task and the cost).
@@ -100,8 +101,8 @@ class SearchConfig:
   cost_resolution: int = 224
   cost_num_classes: int = 1000
   task: ProxyTask = dataclasses.field(default_factory=ProxyTask)
-  backend: str = "inline"
-  workers: int = 1
+  backend: str = "auto"
+  workers: int = 0
   ray_address: str | None = None
   cpus_per_trial: float = 1.0
   gpus_per_trial: float = 0.0
@@ -111,25 +112,45 @@ class SearchConfig:
   deterministic: bool = False
   references: tuple[str, ...] = ("efficientnet-b0", "mnasnet-a1")
   warm_start_from: str | None = None
+  backend_requested: str | None = None
+  threads_per_worker: int | None = None
 
   def __post_init__(self):
     search_space.get_space(self.space)
     for name, allowed in (("controller", controller_lib.NAMES), ("reward", rewards_lib.REWARDS),
-                          ("cost", tuple(COST_TARGET_FIELD)), ("backend", backends_lib.BACKENDS)):
+                          ("cost", tuple(COST_TARGET_FIELD)),
+                          ("backend", ("auto",) + backends_lib.BACKENDS)):
       if getattr(self, name) not in allowed:
         raise FieldError(name, getattr(self, name), ", ".join(allowed))
     target = self.target
     if target is None or not target > 0 or not math.isfinite(target):
       raise FieldError(COST_TARGET_FIELD[self.cost], target, "a number > 0",
                        detail=f" for cost={self.cost}")
-    for name in ("trials", "trials_per_update", "cost_resolution", "cost_num_classes", "workers"):
+    for name in ("trials", "trials_per_update", "cost_resolution", "cost_num_classes"):
       check_int(name, getattr(self, name), 1)
+    check_int("workers", self.workers, 0)  # 0: auto
     check_int("seed", self.seed, 0)
     for name in self.references:
       if name not in search_space.NAMED:
         raise FieldError("references", name, f"named networks {sorted(search_space.NAMED)}")
     # Check the reward's coefficient now, not after the first child has trained.
     rewards_lib.compute(self.reward, 0.5, target, target, self.w)
+
+  def resolved(self) -> "SearchConfig":
+    """This config with backend "auto" / workers 0 replaced by what `backends.resolve_auto` picks for
+    this machine and strategy; the choice is kept in params.json (backend_requested, and
+    threads_per_worker)."""
+    if self.backend != "auto" and self.workers:
+      return self
+    backend, workers, threads = backends_lib.resolve_auto(self.backend, self.workers or None,
+                                                          self.strategy)
+    if self.backend == "auto":
+      logging.info("--backend=auto chose %s with %d worker(s) of %d thread(s) (%d usable cores, "
+                   "strategy %s)", backend, workers, threads, backends_lib.available_cores(),
+                   self.strategy)
+    return dataclasses.replace(self, backend=backend, workers=workers,
+                               backend_requested=self.backend_requested or self.backend,
+                               threads_per_worker=threads if backend == "process" else None)
 
   @property
   def target(self) -> float | None:
@@ -277,7 +298,7 @@ class Search:
 
   def __init__(self, search_dir: str, config: SearchConfig,
                on_trial: Callable[[dict[str, Any]], None] | None = None, show_progress: bool = True):
-    self.config = config
+    self.config = config.resolved()
     self.store = SearchStore(search_dir)
     self.space = search_space.get_space(config.space)
     self.on_trial = on_trial
@@ -335,6 +356,7 @@ class Search:
   def _backend(self):
     c = self.config
     return backends_lib.make_backend(c.backend, workers=c.workers, ray_address=c.ray_address,
+                                     threads_per_worker=c.threads_per_worker,
                                      cpus_per_trial=c.cpus_per_trial, gpus_per_trial=c.gpus_per_trial,
                                      hard_timeout_s=backends_lib.hard_timeout_for(c.task.timeout_s))
 

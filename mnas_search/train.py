@@ -37,15 +37,15 @@ import signal
 import time
 from typing import Any, Sequence
 
-from absl import logging
 import numpy as np
+from absl import logging
 
 import search_space
 from mnas_search import datasets, fileio, trainer
 from mnas_search.proxy import ProxyTask
 from mnas_search.rundir import RunDir
-from nas_common import FieldError
 from mnas_search.strategy import resolve_strategy
+from nas_common import FieldError
 from search_space import Architecture
 
 AUGMENTATIONS = ("crop", "flip")

@@ -4,15 +4,33 @@ Everything here is pure Python and numpy except `build_model`, which imports
 Keras on first use so that counting FLOPs never pays for a TF import.
 """
 
-from search_space.blocks import (ACTIVATIONS, Architecture, BlockArgs, ConcreteBlock, parse_block,
-                                 parse_blocks, round_filters, round_repeats)
-from search_space.costs import (BlockCost, block_costs, count_flops, count_params,
-                                count_trainable_params)
-from search_space.scaling import (NAMED, PAPER_ALPHA, PAPER_BETA, PAPER_FAMILY, PAPER_GAMMA,
-                                  FamilyMember, compound_family, compound_member, named,
-                                  paper_family, round_resolution, scale, check_coefficients)
-from search_space.space import (Decision, SearchSpace, StageSpace, default_space, get_space,
-                                SPACES)
+from search_space.blocks import (
+  ACTIVATIONS,
+  Architecture,
+  BlockArgs,
+  ConcreteBlock,
+  parse_block,
+  parse_blocks,
+  round_filters,
+  round_repeats,
+)
+from search_space.costs import BlockCost, block_costs, count_flops, count_params, count_trainable_params
+from search_space.scaling import (
+  NAMED,
+  PAPER_ALPHA,
+  PAPER_BETA,
+  PAPER_FAMILY,
+  PAPER_GAMMA,
+  FamilyMember,
+  check_coefficients,
+  compound_family,
+  compound_member,
+  named,
+  paper_family,
+  round_resolution,
+  scale,
+)
+from search_space.space import SPACES, Decision, SearchSpace, StageSpace, default_space, get_space
 
 
 def build_model(*args, **kwargs):

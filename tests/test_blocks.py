@@ -5,10 +5,16 @@ import json
 import numpy as np
 import pytest
 
-from search_space import (Architecture, BlockArgs, default_space, named, parse_block, round_filters,
-                          round_repeats)
-from search_space.scaling import EFFICIENTNET_B0_BLOCKS, MNASNET_A1_BLOCKS, MOBILENET_V2_BLOCKS
-from search_space.scaling import NAMED
+from search_space import (
+  Architecture,
+  BlockArgs,
+  default_space,
+  named,
+  parse_block,
+  round_filters,
+  round_repeats,
+)
+from search_space.scaling import EFFICIENTNET_B0_BLOCKS, MNASNET_A1_BLOCKS, MOBILENET_V2_BLOCKS, NAMED
 
 
 def test_parse_b0_first_block_exact():

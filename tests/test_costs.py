@@ -58,7 +58,7 @@ def test_count_params_equals_built_model(name):
 def test_count_params_equals_built_model_for_50_random_architectures():
   space = default_space()
   rng = np.random.default_rng(2024)
-  for i in range(50):
+  for _ in range(50):
     arch = space.decode(space.sample_indices(rng))
     num_classes = int(rng.integers(2, 1001))
     assert count_params(arch, num_classes) == _built_params(arch, num_classes), arch.block_strings

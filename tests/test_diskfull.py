@@ -84,7 +84,7 @@ def _config():
   return SearchConfig(space="micro", controller="evolution",
                       controller_hparams=(("population_size", 2), ("tournament_size", 2)),
                       trials=4, trials_per_update=2, task=TASK, references=(), target_flops=30e6,
-                      deterministic=True, seed=3)
+                      deterministic=True, seed=3, backend="inline", workers=1)
 
 
 def _essence(search_dir):

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import search_space
-from mnas_search import export
 from launch_cli import run_launch
+from mnas_search import export
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = search_space.named("efficientnet-b0").replace(width_coefficient=0.1, depth_coefficient=0.1,
@@ -138,6 +138,7 @@ def test_export_search_errors(tmp_path):
 def test_a_trained_child_agrees_in_all_four_formats_on_real_images(tmp_path):
   import keras
   import tensorflow as tf
+
   from mnas_search import datasets, train, trainer
   from mnas_search.proxy import ProxyTask
   micro = search_space.get_space("micro")

@@ -6,8 +6,8 @@ import os
 import pytest
 
 import search_space
-from mnas_search import family
 from launch_cli import run_launch
+from mnas_search import family
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -4,12 +4,12 @@ import os
 from decimal import Decimal
 
 import pytest
+from png_check import colored_pixels
 
 import search_space
+from launch_cli import run_launch
 from mnas_search import family, fileio, grid
 from mnas_search.proxy import ProxyTask
-from launch_cli import run_launch
-from png_check import colored_pixels
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _MICRO = search_space.get_space("micro")

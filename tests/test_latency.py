@@ -6,11 +6,11 @@ import os
 import numpy as np
 import pytest
 
+from launch_cli import run_launch
 from mnas_search import latency
 from mnas_search.latency import BlockKey, HeadKey, StemKey
 from search_space import Architecture, get_space
 from search_space.space import SearchSpace, StageSpace
-from launch_cli import run_launch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

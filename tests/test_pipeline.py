@@ -8,13 +8,13 @@ import json
 import os
 
 import pytest
+from png_check import colored_pixels
 
 import search_space
+from launch_cli import run_launch
 from mnas_search import export, fidelity, fileio, report
 from mnas_search.proxy import ProxyTask
 from mnas_search.search import SearchConfig, run_search
-from launch_cli import run_launch
-from png_check import colored_pixels
 
 # A search, then the commands that read it: about 30 s on 2 cores, so with -m slow.
 pytestmark = pytest.mark.slow
@@ -27,7 +27,8 @@ TASK = ProxyTask(dataset="synthetic:size=16,channels=1,classes=4,train=300,test=
 def search_dir(tmp_path_factory):
   d = str(tmp_path_factory.mktemp("pipeline") / "s")
   run_search(d, SearchConfig(space="micro", controller="random", trials=4, trials_per_update=4,
-                             task=TASK, references=(), target_flops=30e6, seed=2),
+                             task=TASK, references=(), target_flops=30e6, seed=2,
+                             backend="inline", workers=1),
              show_progress=False)
   return d
 

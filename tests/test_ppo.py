@@ -2,13 +2,12 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf  # noqa: E402  (after controller.ppo, which selects legacy Keras)
 
 from controller import base
 from controller.landscapes import make_landscape
 from controller.ppo import PPOConfig, PPOController
 from search_space import default_space
-
-import tensorflow as tf  # noqa: E402  (after controller.ppo, which selects legacy Keras)
 
 ARITIES = default_space().arities
 SMALL = {"lstm_size": 16, "num_epochs": 1}  # short graph tracing where learning is not tested

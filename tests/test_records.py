@@ -66,17 +66,22 @@ def test_new_records_match_the_old_writers():
   reward = lambda status, accuracy: 1.625 if status == "ok" else 0.0  # noqa: E731
   first = TrialRecord.from_result(11, 2, arch, indices, ok, (1000, 200, 1.625), reward,
                                   golden[0]["seed"])
-  assert first.to_json() == {**golden[0], "reward": 1.625}
-  assert list(first.to_json()) == list(golden[0])
+  # Today's trainer also reports its fixed/steady split: two keys appended after the old ones.
+  split = {"fixed_seconds": 0.0, "steady_seconds": 0.0}
+  assert first.to_json() == {**golden[0], "reward": 1.625, **split}
+  assert list(first.to_json()) == list(golden[0]) + list(split)
   cached = first.replace(reward=golden[0]["reward"]).cached_as(
       13, 3, arch.replace(name="trial-13"), indices, golden[2]["seed"])
-  assert json.dumps(cached.to_json()) == json.dumps(golden[2])
+  assert json.dumps(cached.to_json()) == json.dumps({**golden[2], **split})
+  old = TrialRecord.from_json(golden[0]).cached_as(13, 3, arch.replace(name="trial-13"), indices,
+                                                   golden[2]["seed"])
+  assert "fixed_seconds" not in old.to_json()  # a record without the split stays without it
   inf = TrialResult(status="ok", accuracy=float("inf"), train_seconds=1.0, images_per_sec=2.0,
                     proxy_flops=3, proxy_params=4)
   second = TrialRecord.from_result(12, 2, arch.replace(name="trial-11"), indices, inf,
                                    (1000, 200, None), lambda s, a: golden[1]["reward"],
                                    golden[1]["seed"])
-  assert json.dumps(second.to_json()) == json.dumps(golden[1])
+  assert json.dumps(second.to_json()) == json.dumps({**golden[1], **split})
 
 
 def test_trainer_timings_are_appended_only_when_reported():
@@ -90,6 +95,8 @@ def test_trainer_timings_are_appended_only_when_reported():
   rec = TrialRecord.from_result(0, 0, arch, [0], Timed(), (1, 2, None), lambda s, a: a, 7).to_json()
   assert list(rec)[-3:] == ["cached_from", "fixed_seconds", "steady_seconds"]
   assert (rec["fixed_seconds"], rec["steady_seconds"]) == (1.5, 0.5)
+  cached = TrialRecord.from_json(rec).cached_as(1, 0, arch, [0], 8).to_json()
+  assert (cached["fixed_seconds"], cached["steady_seconds"], cached["train_seconds"]) == (0.0, 0.0, 0.0)
 
 
 def test_unknown_keys_and_bad_values_are_refused_by_name():
@@ -134,7 +141,8 @@ def test_fixture_search_resumes_without_training(tmp_path):
                         controller_hparams=tuple(p["controller_hparams"].items()),
                         trials=p["trials"], trials_per_update=p["trials_per_update"],
                         task=ProxyTask.from_dict(p["task"]), references=tuple(p["references"]),
-                        target_flops=p["target_flops"], deterministic=True, seed=p["seed"])
+                        target_flops=p["target_flops"], deterministic=True, seed=p["seed"],
+                        backend=p["backend"], workers=p["workers"])
   summary = run_search(str(d), config, show_progress=False)
   assert (summary.trials, summary.updates, summary.best["trial"]) == (4, 2, 0)
   assert {n: (d / n).read_text() for n in before} == before

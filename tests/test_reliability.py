@@ -11,13 +11,13 @@ import sys
 import time
 
 import pytest
+from test_diskfull import fill, tiny_fs  # noqa: F401  (the tmpfs fixture)
+from test_search import TINY_FLAGS, tiny_config
 
+from launch_cli import ROOT, run_launch
 from mnas_search import fileio
 from mnas_search.search import run_search
 from mnas_search.store import SearchStore
-from launch_cli import ROOT, run_launch
-from test_diskfull import fill, tiny_fs  # noqa: F401  (the tmpfs fixture)
-from test_search import TINY_FLAGS, tiny_config
 
 EVOLUTION = ["--controller=evolution", "--controller_hparams=population_size=4,tournament_size=2",
              "--trials_per_update=2"]

@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import pytest
+from png_check import colored_pixels
 
 import search_space
 from mnas_search import family, records, report
-from png_check import colored_pixels
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARCH = search_space.named("efficientnet-b0").to_dict()
@@ -137,6 +137,15 @@ def test_read_family_refuses_bad_metrics(tmp_path):
   (tmp_path / "mobilenet-v2" / "metrics.json").write_text(json.dumps({"loss": 0.3}))
   with pytest.raises(ValueError, match=r"has none of the keys \['test_accuracy', 'accuracy'"):
     family.read_family(str(tmp_path))
+
+
+def test_child_time_split_sums_trained_children_only():
+  recs = [{"status": "ok", "fixed_seconds": 2.5, "steady_seconds": 10.0},
+          {"status": "failed", "fixed_seconds": 1.0, "steady_seconds": 0.5},
+          {"status": "cached", "fixed_seconds": 0.0, "steady_seconds": 0.0, "cached_from": 0},
+          {"status": "ok", "train_seconds": 4.0}]  # an old record: no split
+  assert report.child_time_split(recs) == (3.5, 10.5)
+  assert report.child_time_split([]) == (0.0, 0.0)
 
 
 def test_best_and_counts():

@@ -2,9 +2,15 @@
 
 import pytest
 
-from search_space import (PAPER_FAMILY, compound_family, compound_member, named, paper_family,
-                          round_resolution, scale)
-
+from search_space import (
+  PAPER_FAMILY,
+  compound_family,
+  compound_member,
+  named,
+  paper_family,
+  round_resolution,
+  scale,
+)
 
 # The named B0-B7 against keras.applications' trainable parameters: one copy, in
 # tests/test_family.py (B3-B7 there are marked slow).

@@ -5,23 +5,24 @@ import signal
 
 import pytest
 
-from mnas_search import fileio
+from launch_cli import run_launch, start_launch
+from mnas_search import backends, fileio
 from mnas_search.proxy import ProxyTask
 from mnas_search.search import KILL_ENV, SearchConfig, run_search, trial_seed
-from launch_cli import run_launch, start_launch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_TASK = ProxyTask(dataset="synthetic", resolution=16, train_images=128, val_images=64, epochs=1,
                       batch_size=64, proxy_width=0.25)
 TINY_FLAGS = ["--search_space=micro", "--dataset=synthetic", "--proxy_resolution=16",
               "--proxy_train_images=128", "--proxy_val_images=64", "--proxy_epochs=1",
-              "--proxy_batch_size=64", "--proxy_width=0.25", "--references=", "--target_flops=30e6", "--noprogress"]
+              "--proxy_batch_size=64", "--proxy_width=0.25", "--references=", "--target_flops=30e6", "--noprogress",
+              "--backend=inline"]
 
 
 def tiny_config(**kw):
   base = dict(space="micro", controller="evolution", controller_hparams=(("population_size", 4),
               ("tournament_size", 2)), trials=6, trials_per_update=3, task=TINY_TASK, references=(),
-              target_flops=30e6, deterministic=True, seed=3)
+              target_flops=30e6, deterministic=True, seed=3, backend="inline", workers=1)
   base.update(kw)
   return SearchConfig(**base)
 
@@ -118,6 +119,7 @@ def _brute_force_front(ok):
 def _read_board(logdir):
   """{(tag, step): value} of the scalars and {(tag, step): text} of the text summaries."""
   import glob
+
   import tensorflow as tf
   scalars, texts = {}, {}
   for path in sorted(glob.glob(os.path.join(logdir, "events.out.tfevents.*"))):
@@ -243,6 +245,7 @@ def test_sigkill_mid_update_then_resume_with_small_ppo_equals_uninterrupted_run(
   trials = sorted(fileio.read_jsonl(os.path.join(d, "trials.jsonl")), key=lambda r: r["trial"])
   updates = fileio.read_jsonl(os.path.join(d, "updates.jsonl"))
   import math
+
   import search_space
   uniform = sum(math.log(a) for a in search_space.get_space("micro").arities)
   for u, r in zip(updates, trials):
@@ -311,3 +314,18 @@ def test_latency_cost_search_records_measured_latency(tmp_path):
 def test_latency_cost_needs_its_target():
   with pytest.raises(ValueError, match="target_latency_ms=None is invalid for cost=latency"):
     tiny_config(cost="latency")
+
+
+def test_auto_backend_packs_the_cores_and_records_its_choice(monkeypatch):
+  monkeypatch.setattr(backends, "available_cores", lambda: 2)
+  config = SearchConfig(strategy="cpu").resolved()  # the defaults: backend auto, workers 0
+  assert (config.backend, config.workers, config.threads_per_worker) == ("process", 2, 1)
+  params = config.to_params()
+  assert (params["backend"], params["workers"], params["backend_requested"],
+          params["threads_per_worker"]) == ("process", 2, "auto", 1)
+  # An explicit choice is kept as given; a given worker count caps auto.
+  assert SearchConfig(backend="inline", workers=1).resolved().backend_requested is None
+  capped = SearchConfig(strategy="cpu", workers=1).resolved()
+  assert (capped.backend, capped.workers, capped.backend_requested) == ("inline", 1, "auto")
+  with pytest.raises(ValueError, match="workers=-1 is invalid; allowed: an integer >= 0"):
+    SearchConfig(workers=-1)

@@ -19,6 +19,7 @@ ARCHS = [(0, 0, 0, 0, 0, 0) * 3,
 @pytest.fixture(scope="module")
 def runner():
   import keras
+
   from mnas_search.oneshot.runner import SupernetRunner
   net = sn.make_supernet(SPACE, 1.0, SHAPE, CLASSES, bn_momentum=0.9, seed=1)
   return SupernetRunner(net, keras.optimizers.SGD(0.05, momentum=0.9),

@@ -9,9 +9,9 @@ import pytest
 import tensorflow as tf
 
 import search_space
+from launch_cli import run_launch
 from mnas_search import fileio, train, trainer
 from mnas_search.proxy import ProxyTask
-from launch_cli import run_launch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _MICRO = search_space.get_space("micro")

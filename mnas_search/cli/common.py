@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 from absl import flags
 
 import search_space
+from mnas_search.backends import BACKENDS
 from mnas_search.proxy import ProxyTask
 from nas_common import FieldError
 from search_space import Architecture
@@ -286,10 +287,12 @@ def define_deterministic(fv: FlagValues) -> None:
 
 def define_backend(fv: FlagValues) -> None:
   """--backend, --workers, --ray_address, --*_per_trial: where the children train."""
-  flags.DEFINE_string("backend", "inline", "Where children train: inline, process or ray.",
-                      flag_values=fv)
-  flags.DEFINE_integer("workers", None, "Concurrent children (process: CPU cores; ray: 2).",
-                       lower_bound=1, flag_values=fv)
+  flags.DEFINE_enum("backend", "auto", ["auto", *BACKENDS],
+                    "Where children train. auto packs this machine: one 1-thread process worker per "
+                    "core on a CPU, inline with a GPU or TPU; or inline, process or ray.",
+                    flag_values=fv)
+  flags.DEFINE_string("workers", "auto", "Concurrent children: auto (process: one per core; ray: 2) "
+                      "or an integer >= 1.", flag_values=fv)
   flags.DEFINE_string("ray_address", None, "Join this Ray cluster (default: start a local one).",
                       flag_values=fv)
   flags.DEFINE_float("cpus_per_trial", 1.0, "Ray CPUs per trial.", flag_values=fv)
@@ -339,8 +342,16 @@ def proxy_task_from_flags(fv: FlagValues) -> ProxyTask:
 
 
 def workers_from_flags(fv: FlagValues) -> int:
-  from mnas_search import backends
-  return fv.workers if fv.workers is not None else backends.default_workers(fv.backend)
+  """--workers as an int; 0 for auto (the backends choose)."""
+  if fv.workers == "auto":
+    return 0
+  try:
+    workers = int(fv.workers)
+  except ValueError:
+    workers = None
+  if workers is None or workers < 1:
+    raise FieldError("workers", fv.workers, "auto or an integer >= 1")
+  return workers
 
 
 def backend_options(fv: FlagValues) -> dict[str, Any]:
@@ -353,5 +364,5 @@ def backend_from_flags(fv: FlagValues, task: ProxyTask):
   """The backend that the backend group describes, for children of `task`."""
   from mnas_search import backends
   options = backend_options(fv)
-  return backends.make_backend(options.pop("backend"), **options,
+  return backends.make_backend(options.pop("backend"), **options, strategy=fv.strategy,
                                hard_timeout_s=backends.hard_timeout_for(task.timeout_s))

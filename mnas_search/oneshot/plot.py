@@ -37,9 +37,9 @@ def plot_oneshot(records: Sequence[dict[str, Any]], path: str,
     if [len(p) for p in r["probabilities"]] != shape:
       raise ValueError(f"oneshot.jsonl record of controller step {r.get('controller_step')} has "
                        f"probabilities of shape {[len(p) for p in r['probabilities']]}; expected {shape}")
-  import matplotlib  # pylint: disable=g-import-not-at-top
+  import matplotlib
   matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import matplotlib.pyplot as plt
   n = len(shape)
   ncols = 6 if n % 6 == 0 else min(n, 6)
   nrows = (n + ncols - 1) // ncols
@@ -77,7 +77,7 @@ def write_oneshot_plot(search_dir: str, out_dir: str | None = None) -> str | Non
   names = None
   params_path = os.path.join(search_dir, "params.json")
   if os.path.isfile(params_path):
-    import search_space  # pylint: disable=g-import-not-at-top
+    import search_space
     space_name = fileio.read_json(params_path).get("space")
     if space_name in search_space.SPACES:
       names = [d.name for d in search_space.get_space(space_name).decisions]

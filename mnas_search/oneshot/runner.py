@@ -26,7 +26,7 @@ class SupernetRunner:
   """
 
   def __init__(self, net: Any, optimizer: Any, loss: Any, calib_rows: int):
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    import tensorflow as tf
     self._tf = tf
     self.net = net
     self.optimizer = optimizer

@@ -37,11 +37,9 @@ import controller as controller_lib
 import rewards as rewards_lib
 import search_space
 from controller import base as controller_base
-from mnas_search import datasets
-from mnas_search import fileio
+from mnas_search import datasets, fileio, trainer
 from mnas_search import pareto as pareto_lib
 from mnas_search import search as search_lib
-from mnas_search import trainer
 from mnas_search.progress import Progress
 from mnas_search.proxy import ProxyTask
 
@@ -146,7 +144,8 @@ class OneShotConfig:
         reward=self.reward, w=self.w, cost=self.cost, target_flops=self.target_flops,
         target_params=self.target_params, trials=self.oneshot_top_k + 1, trials_per_update=1,
         cost_resolution=self.cost_resolution, cost_num_classes=self.cost_num_classes, task=self.task,
-        strategy=self.strategy, seed=self.seed, references=tuple(self.references))
+        strategy=self.strategy, seed=self.seed, references=tuple(self.references),
+        backend="inline", workers=1)  # finalists train one at a time, here
 
   def to_params(self) -> dict[str, Any]:
     d = self.search_config().to_params()
@@ -312,8 +311,8 @@ class OneShotSearch:
 
   def build(self):
     """Loads the data, builds the supernet, its optimizer and the runner."""
-    from mnas_search.oneshot import runner as runner_lib  # pylint: disable=g-import-not-at-top
-    from mnas_search.oneshot import supernet as supernet_lib  # pylint: disable=g-import-not-at-top
+    from mnas_search.oneshot import runner as runner_lib
+    from mnas_search.oneshot import supernet as supernet_lib
     c, task = self.config, self.config.task
     self.feed = ArrayFeed(task, seed=c.seed)
     total = self.total_steps
@@ -331,7 +330,7 @@ class OneShotSearch:
     return self.config.oneshot_epochs * self.feed.steps_per_epoch
 
   def path(self, indices) -> dict[str, np.ndarray]:
-    from mnas_search.oneshot import supernet as supernet_lib  # pylint: disable=g-import-not-at-top
+    from mnas_search.oneshot import supernet as supernet_lib
     return supernet_lib.encode_path(self.space, self.config.task.proxy_width, self.space.decode(indices))
 
   # --------------------------------------------------------------------------- checkpoints

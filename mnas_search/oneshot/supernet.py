@@ -322,7 +322,7 @@ def make_supernet(space: SearchSpace, width: float, input_shape: Sequence[int], 
   if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
     raise ValueError(f"num_classes={num_classes!r} is invalid; allowed: an integer >= 1")
   if seed is not None:
-    from mnas_search.trainer import seed_child  # pylint: disable=g-import-not-at-top
+    from mnas_search.trainer import seed_child
     seed_child(seed)
   return Supernet(space, width, input_shape, num_classes, bn_momentum, name="supernet")
 
