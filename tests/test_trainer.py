@@ -367,3 +367,20 @@ def test_a_small_child_learns_real_fashion_mnist():
   assert r.status == "ok", r.error
   # 10 classes: chance is 0.1. Seeds 0, 1, 2 measured 0.73, 0.77, 0.74 (2 CPU cores).
   assert r.accuracy > 0.6
+
+
+def test_private_tf_and_keras_apis_are_still_where_the_trainer_uses_them():
+  # Each of these is behind one trainer function; if TF or Keras moves one, this fails loudly
+  # instead of the trainer silently leaking memory, losing determinism or the lean step.
+  from keras.src.backend.common import global_state
+  from keras.src.models import functional
+  from keras.src.random import seed_generator
+  from keras.src.utils import rng_utils
+  from tensorflow.python.util import _pywrap_util_port
+  assert isinstance(trainer._gradient_registry(), dict)
+  assert callable(functional.operation_fn) and callable(_pywrap_util_port.IsMklEnabled)
+  assert hasattr(functional.Functional, "_run_through_graph")
+  assert hasattr(global_state, "GLOBAL_STATE_TRACKER") and hasattr(global_state, "GLOBAL_SETTINGS_TRACKER")
+  assert isinstance(rng_utils.GLOBAL_RANDOM_SEED, str) and isinstance(seed_generator.GLOBAL_SEED_GENERATOR, str)
+  trainer.seed_child(123)
+  assert global_state.get_global_attribute(rng_utils.GLOBAL_RANDOM_SEED) == 123
