@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 
 import search_space  # noqa: E402
 from controller import base as controller_base  # noqa: E402
-from mnas_search import stats, trainer  # noqa: E402
+from mnas_search import backends, stats, trainer  # noqa: E402
 from mnas_search.oneshot import search as oneshot  # noqa: E402
 from mnas_search.oneshot import supernet as supernet_lib  # noqa: E402
 from mnas_search.proxy import ProxyTask  # noqa: E402
@@ -51,7 +51,15 @@ def main() -> None:
   parser.add_argument("--archs", type=int, default=16)
   parser.add_argument("--calib_batches", type=int, default=4)
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--reuse_oneshot", default=None,
+                      help="a finished one-shot search directory of the same settings (as "
+                      "`launch.py search --mode=oneshot` writes it): step 1 is skipped")
+  parser.add_argument("--oneshot_wall", type=float, default=None,
+                      help="with --reuse_oneshot: the wall seconds that search took (its --json "
+                      "summary's wall_seconds), the multi-trial search's budget")
   args = parser.parse_args()
+  if (args.reuse_oneshot is None) != (args.oneshot_wall is None):
+    parser.error("--reuse_oneshot and --oneshot_wall go together")
   if args.quick:
     task = ProxyTask(dataset="synthetic", resolution=16, train_images=256, val_images=128, epochs=1,
                      batch_size=32, proxy_width=0.25, seed=args.seed)
@@ -60,15 +68,15 @@ def main() -> None:
     task = ProxyTask(dataset=args.dataset, resolution=args.resolution, proxy_width=args.proxy_width,
                      seed=args.seed)
     epochs, n_archs, calib = args.epochs, args.archs, args.calib_batches
-  config = oneshot.OneShotConfig(task=task, oneshot_epochs=epochs, references=(), seed=args.seed)
+  config = oneshot.OneShotConfig(task=task, oneshot_epochs=epochs, seed=args.seed)
   os.makedirs(args.out, exist_ok=True)
   stamp = time.strftime("%Y%m%d-%H%M%S")
 
   # 1. One one-shot search (the supernet is trained once, here).
-  os_dir = os.path.join(args.out, f"oneshot-{stamp}")
+  os_dir = args.reuse_oneshot or os.path.join(args.out, f"oneshot-{stamp}")
   t0 = time.perf_counter()
-  summary = oneshot.run_oneshot(os_dir, config, show_progress=False)
-  oneshot_wall = time.perf_counter() - t0
+  summary = oneshot.run_oneshot(os_dir, config, show_progress=False)  # a finished one: reads it back
+  oneshot_wall = args.oneshot_wall or time.perf_counter() - t0
 
   # 2. Fidelity: supernet accuracy vs stand-alone proxy accuracy.
   search = oneshot.OneShotSearch(os_dir, config, show_progress=False)
@@ -99,8 +107,9 @@ def main() -> None:
         f"{summary.controller_steps} controller steps); one stand-alone child {child_s:.1f}s; "
         f"one-shot search wall {oneshot_wall:.1f}s (finalists {summary.finalist_seconds:.1f}s)")
 
-  # 3. The same wall clock for a multi-trial ppo search.
-  trials = max(2, int(oneshot_wall // max(child_s, 1e-3)))
+  # 3. The same wall clock for a multi-trial ppo search, packed as --backend=auto packs it.
+  workers = backends.resolve_auto("auto", None)[1]
+  trials = max(2, int(oneshot_wall * workers // max(child_s, 1e-3)))
   mt_dir = os.path.join(args.out, f"multitrial-{stamp}")
   t0 = time.perf_counter()
   mt = run_search(mt_dir, SearchConfig(controller="ppo", reward=config.reward, trials=trials,
