@@ -22,7 +22,7 @@ $(DEV_STAMP): pyproject.toml | $(VENV)/bin/python
 # The data step as for the demo: one default test trains on real Fashion-MNIST (skipped without it).
 test: $(DEV_STAMP) data
 	$(VENV)/bin/ruff check
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=20
 
 test-slow: $(DEV_STAMP) data
 	$(PY) -m pytest -q -m slow
