@@ -40,8 +40,17 @@ def test_run_job_turns_exceptions_into_failed_results():
 def test_make_backend_errors():
   with pytest.raises(ValueError, match="backend='gpu' is invalid; allowed: inline, process, ray"):
     backends.make_backend("gpu")
-  with pytest.raises(ValueError, match="workers=0 is invalid"):
-    backends.make_backend("process", workers=0)
+  with pytest.raises(ValueError, match="workers=-1 is invalid"):
+    backends.make_backend("process", workers=-1)
+
+
+def test_make_backend_auto_and_zero_workers_pack_the_cores(monkeypatch):
+  monkeypatch.setattr(backends, "available_cores", lambda: 2)
+  auto = backends.make_backend("auto", workers=0, strategy="cpu")
+  assert (type(auto).__name__, auto.workers, auto.threads) == ("ProcessBackend", 2, 1)
+  process = backends.make_backend("process", workers=0)  # 0: as many as auto would pick
+  assert (process.workers, process.threads) == (2, 1)
+  assert type(backends.make_backend("auto", workers=1, strategy="cpu")).__name__ == "InlineBackend"
 
 
 
