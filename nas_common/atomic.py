@@ -27,7 +27,7 @@ def fsync_dir(path: str) -> None:
 def naming(e: OSError, path: str) -> OSError:
   """`e` with `path` as its filename: a failed write or flush names no file, and the user's
   one-line error must say which file the disk refused."""
-  if e.filename == path:
+  if e.filename == path or e.errno is None:  # no errno: not the system refusing a file
     return e
   return OSError(e.errno, e.strerror, path)  # PermissionError for EACCES, ... as OSError picks
 

@@ -266,7 +266,7 @@ def test_sigkill_resume_with_ppo_equals_uninterrupted_run(tmp_path):
 @pytest.mark.parametrize("flag, fragment", [
     ("--controller=bogus", "--controller='bogus' is invalid; allowed: ppo"),
     ("--reward=bogus", "--reward='bogus' is invalid; allowed: mnas"),
-    ("--backend=bogus", "--backend='bogus' is invalid; allowed: inline, process, ray"),
+    ("--backend=bogus", "--backend=bogus is invalid; allowed: auto, inline, process, ray"),
     ("--dataset=bogus", "bogus"),
     ("--target_flops=-5", "--target_flops=-5.0 is invalid"),
     ("--trials=0", "--trials=0 is invalid; allowed: an integer >= 1"),

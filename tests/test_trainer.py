@@ -312,9 +312,11 @@ def test_lean_child_learns_as_well_as_model_fit(dataset):
   reference, reference_loss = _reference_fit(task, seed=1)
   r = evaluate(ARCH, task, seed=1)
   assert r.status == "ok" and r.steps == task.epochs * (task.train_images // task.batch_size)
-  # Same initial weights and batches; only float rounding differs, which a few dozen steps amplify.
+  # Same initial weights and batches; only float rounding (and the order of multithreaded sums)
+  # differs, which a few dozen steps amplify: seen up to 12% of a small synthetic loss (0.142 vs
+  # 0.161), hence the 0.03 floor. A broken update or schedule misses both bounds by far.
   assert abs(r.accuracy - reference) <= 0.08, (r.accuracy, reference)
-  assert abs(r.loss - reference_loss) <= 0.1 * reference_loss, (r.loss, reference_loss)
+  assert abs(r.loss - reference_loss) <= max(0.1 * reference_loss, 0.03), (r.loss, reference_loss)
   assert r.accuracy > (0.5 if dataset == "synthetic" else 0.6)
 
 
