@@ -20,7 +20,7 @@ import math
 import os
 import signal
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from absl import logging
@@ -169,7 +169,7 @@ KILL_POINTS = ("child_trained", "controller_updated", "checkpoint_saved")
 _kill_counts: dict[str, int] = {}
 
 
-def _kill_point(name: str) -> None:
+def kill_point(name: str) -> None:
   """Fault injection for the crash tests: SIGKILL this process at the n-th pass of a named point.
 
   Set `MNAS_SEARCH_KILL_AT=name:n` (name in `KILL_POINTS`). A real SIGKILL, not an
@@ -245,7 +245,7 @@ class SearchSummary:
   timings: dict[str, float]
 
 
-class _Board:
+class Board:
   """TensorBoard scalars and text, written lazily (TF is imported on first use)."""
 
   def __init__(self, logdir: str):
@@ -318,11 +318,11 @@ class Search:
     self._trial = self._update = 0
     self._first_update_done = False
     self._t_children = 0.0
-    self._board: _Board | None = None
+    self._board: Board | None = None
     self._progress: Progress | None = None
 
   # --------------------------------------------------------------------------- helpers
-  def _cost_of(self, arch) -> tuple[int, int, float | None, float]:
+  def cost_of(self, arch) -> tuple[int, int, float | None, float]:
     """(flops, params, latency_ms or None, the cost the reward uses) at the deploy resolution."""
     c = self.config
     flops = search_space.count_flops(arch, c.cost_resolution, c.cost_num_classes)
@@ -372,7 +372,7 @@ class Search:
       arch = search_space.named(name)
       job = self._job(-1 - i, arch)
       jobs.append(job)
-      costs[job.trial] = (name, arch, self._cost_of(arch))
+      costs[job.trial] = (name, arch, self.cost_of(arch))
     t0 = time.perf_counter()
     for job, result in backend.run(jobs):
       name, arch, cost_tuple = costs[job.trial]
@@ -382,6 +382,38 @@ class Search:
                    rec["status"])
     self.timings["children"] += time.perf_counter() - t0
     self.store.write_references(refs)
+    return refs
+
+  # --------------------------------------------------------------------------- given architectures
+  def train_given(self, items: Sequence[tuple[int, Any, Sequence[int]]], update: int,
+                  by_trial: dict[int, dict[str, Any]], board: Board, progress: Progress
+                  ) -> dict[str, Any]:
+    """Trains architectures chosen elsewhere (the one-shot finalists) as this search's trials.
+
+    Each is stored exactly as a sampled child would be (trials.jsonl, best.json, TensorBoard,
+    the log line); a trial already in `by_trial` is never trained twice. The references are
+    scored first on the same proxy. The caller holds the directory (lock, params.json).
+
+    Args:
+      items: (trial, architecture, indices) in the order to train them.
+      update: the controller update the records name.
+      by_trial: the stored trials by number; filled as trials finish.
+      board: the TensorBoard writer.
+      progress: the progress bar (its `best` is the best reward so far).
+
+    Returns:
+      The references' records by name.
+    """
+    self._by_trial, self._board, self._progress = by_trial, board, progress
+    with self._backend() as backend:
+      refs = self._score_references(backend)
+      for trial, arch, indices in items:
+        if trial in by_trial:  # trained before a crash: never twice
+          continue
+        cost_tuple = self.cost_of(arch)
+        for job, result in backend.run([self._job(trial, arch)]):
+          kill_point("child_trained")
+          self._store_trial(self._record(job.trial, update, arch, indices, result, cost_tuple))
     return refs
 
   # --------------------------------------------------------------------------- main loop
@@ -408,7 +440,7 @@ class Search:
     t_start = time.perf_counter()
     ctrl = self._open()
     best = self.store.read_best()
-    self._board = _Board(self.store.tb_dir)
+    self._board = Board(self.store.tb_dir)
     self._progress = Progress(total=c.trials, done=min(len(self._by_trial), c.trials),
                               enabled=self.show_progress)
     if best:
@@ -512,7 +544,7 @@ class Search:
       elif key in batch.extras:  # the same architecture twice in one batch: train once
         batch.deferred.append((t, arch, s.indices, key))
       else:
-        batch.extras[key] = (arch, s.indices, self._cost_of(arch))
+        batch.extras[key] = (arch, s.indices, self.cost_of(arch))
         batch.jobs.append(self._job(t, arch))
     self.timings["cost"] += time.perf_counter() - t0
     return batch
@@ -526,7 +558,7 @@ class Search:
 
     def to_record(job, result):
       self.timings["children"] += time.perf_counter() - self._t_children
-      _kill_point("child_trained")  # trained, not yet stored: a resume must retrain it
+      kill_point("child_trained")  # trained, not yet stored: a resume must retrain it
       _, indices, cost_tuple = batch.extras[key_of[job.trial]]
       rec = self._record(job.trial, self._update, job.arch, indices, result, cost_tuple)
       self._originals[key_of[job.trial]] = rec
@@ -551,7 +583,7 @@ class Search:
     metrics = ctrl.update(batch.samples, rewards)
     self.timings[self._ctrl_key()] += time.perf_counter() - t0
     self._first_update_done = True
-    _kill_point("controller_updated")  # updated in memory, not yet checkpointed
+    kill_point("controller_updated")  # updated in memory, not yet checkpointed
     t0 = time.perf_counter()
     metrics = {k_: float(v) for k_, v in metrics.items()}
     if self._update not in self._logged_updates:
@@ -563,7 +595,7 @@ class Search:
     t0 = time.perf_counter()
     ctrl.save(self.store.controller_dir)  # atomic; after this the batch is consumed
     self.timings["controller"] += time.perf_counter() - t0
-    _kill_point("checkpoint_saved")
+    kill_point("checkpoint_saved")
     t0 = time.perf_counter()
     ok = [r for r in self._by_trial.values() if r["status"] == "ok"]
     pareto_lib.update_pareto_file(self.store.path("pareto.json"), ok)

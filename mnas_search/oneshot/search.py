@@ -396,7 +396,7 @@ class OneShotSearch:
         board.scalars("oneshot", state["controller_steps"],
                       {k: rec[k] for k in ("entropy", "reward", "accuracy", "cost", "loss")})
         state["controller_steps"] += 1
-      search_lib._kill_point("oneshot_step")
+      search_lib.kill_point("oneshot_step")
       progress.advance()
       if (step + 1) % c.checkpoint_every == 0 or step + 1 == total:
         now = time.perf_counter()
@@ -405,7 +405,7 @@ class OneShotSearch:
         t_last = now
         self._save(ctrl, state)
         board.flush()
-        search_lib._kill_point("oneshot_checkpoint_saved")
+        search_lib.kill_point("oneshot_checkpoint_saved")
     progress.close()
     return ctrl, state
 
@@ -417,7 +417,7 @@ class OneShotSearch:
       arch = self.space.decode(s.indices)
       x_val, y_val = self.feed.val_batch(cstep * c.controller_batch + i)
       acc = self.runner.score(x_calib, x_val, y_val, self.path(s.indices))
-      cost = self.trials._cost_of(arch)[3]
+      cost = self.trials.cost_of(arch)[3]
       rewards.append(float(rewards_lib.compute(c.reward, acc, cost, c.target, c.w)))
       accs.append(acc)
       costs.append(cost)
@@ -455,7 +455,7 @@ class OneShotSearch:
     self.make_controller()  # a bad hparam is refused before anything is written
     store.repair()
     store.write_or_check_params(c.to_params(), search_lib.MAY_CHANGE_ON_RESUME + MAY_CHANGE_ON_RESUME)
-    board = search_lib._Board(store.tb_dir)
+    board = search_lib.Board(store.tb_dir)
     finalists, state = self.finalists(board)
     self.runner = None  # the supernet is no longer needed; free it before training children
     t_children = time.perf_counter()
@@ -467,18 +467,9 @@ class OneShotSearch:
       progress.best = best["reward"]
     update = max(0, state.get("controller_updates", 0) - 1)
     # The multi-trial Search stores the finalists: same records, best.json, TensorBoard and log lines.
-    self.trials._by_trial, self.trials._board, self.trials._progress = by_trial, board, progress
-    with self.trials._backend() as backend:
-      refs = self.trials._score_references(backend)
-      for f in finalists:
-        if f["trial"] in by_trial:  # scored before a crash: never twice
-          continue
-        arch = self.space.decode(f["indices"], name=f"oneshot-{f['trial']}")
-        cost_tuple = self.trials._cost_of(arch)
-        for job, result in backend.run([self.trials._job(f["trial"], arch)]):
-          search_lib._kill_point("child_trained")
-          rec = self.trials._record(job.trial, update, arch, f["indices"], result, cost_tuple)
-          self.trials._store_trial(rec)
+    items = [(f["trial"], self.space.decode(f["indices"], name=f"oneshot-{f['trial']}"), f["indices"])
+             for f in finalists]
+    refs = self.trials.train_given(items, update, by_trial, board, progress)
     ok = [r for r in by_trial.values() if r["status"] == "ok"]
     pareto_lib.update_pareto_file(store.path("pareto.json"), ok)
     progress.close()
