@@ -47,7 +47,6 @@ out of git by OUT/.gitignore.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import dataclasses
 import hashlib
 import math
@@ -67,7 +66,7 @@ import rewards as rewards_lib  # noqa: E402
 import search_space  # noqa: E402
 from mnas_search import backends as backends_lib  # noqa: E402
 from mnas_search import fidelity as fidelity_lib  # noqa: E402
-from mnas_search import fileio, records, report  # noqa: E402
+from mnas_search import fileio, interrupt, records, report  # noqa: E402
 from mnas_search.progress import Progress  # noqa: E402
 from mnas_search.proxy import ProxyTask  # noqa: E402
 from mnas_search.rundir import RunDir, run_resumable  # noqa: E402
@@ -362,7 +361,9 @@ def _init_train_worker(threads: int) -> None:
 
 def run_retrain(opts: Options) -> int:
   todo = []
-  for entry in retrain_selection(opts.out, opts.arms, opts.search_seeds, opts.retrain_top):
+  # The references first: a run stopped part-way still has the baselines every row is read against.
+  entries = retrain_selection(opts.out, opts.arms, opts.search_seeds, opts.retrain_top)
+  for entry in sorted(entries, key=lambda e: e["key"] not in REFERENCES):
     for seed in range(opts.retrain_seeds):
       d = train_dir(opts.out, entry["key"], seed)
       if not os.path.isfile(os.path.join(d, "metrics.json")):
@@ -372,9 +373,11 @@ def run_retrain(opts: Options) -> int:
   t0 = time.perf_counter()
   if opts.backend == "process" and opts.workers > 1:
     threads = max(1, (os.cpu_count() or 1) // opts.workers)
-    with cf.ProcessPoolExecutor(opts.workers, mp_context=multiprocessing.get_context("spawn"),
-                                initializer=_init_train_worker, initargs=(threads,)) as pool:
-      for d, finished in pool.map(_train_one, todo):
+    # A multiprocessing pool, not concurrent.futures: leaving the block on a stop signal
+    # terminates the trainings at once (their files are written atomically; a rerun redoes them).
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(opts.workers, initializer=_init_train_worker, initargs=(threads,)) as pool:
+      for d, finished in pool.imap(_train_one, todo):
         logging.info("retrained %s (finished: %s)", d, finished)
   else:
     for args in todo:
@@ -400,6 +403,21 @@ def best_so_far(records: Sequence[dict[str, Any]]) -> list[float]:
     best = max(best, float(r["reward"]))
     curve.append(best)
   return curve
+
+
+def quarter_means(recs: Sequence[dict[str, Any]]) -> dict[str, float | None]:
+  """The mean reward of the first and of the last quarter of the children (in trial order).
+
+  The best-so-far curve rewards luck on a noisy proxy; what a learning controller changes is
+  what it samples, so its later children should score higher on average. Random search's
+  quarters differ only by noise. Failed children count with their reward (0).
+  """
+  recs = sorted(recs, key=lambda r: r["trial"])
+  q = len(recs) // 4
+  if not q:
+    return {"first_quarter_mean_reward": None, "last_quarter_mean_reward": None}
+  return {"first_quarter_mean_reward": statistics.fmean(float(r["reward"]) for r in recs[:q]),
+          "last_quarter_mean_reward": statistics.fmean(float(r["reward"]) for r in recs[-q:])}
 
 
 def summarize(opts: Options) -> dict[str, Any]:
@@ -453,7 +471,8 @@ def summarize(opts: Options) -> dict[str, Any]:
              "distinct": len({search_space.Architecture.from_dict(r["arch"]).identity()
                               for r in recs}),
              "child_train_seconds": round(sum(r["train_seconds"] for r in recs), 3),
-             "wall_seconds": timings.get(f"search/{arm}-s{seed}"), "curve": curve}
+             "wall_seconds": timings.get(f"search/{arm}-s{seed}"), "curve": curve,
+             **quarter_means(recs)}
       runs.append(run)
       by_arm.setdefault(arm, []).append(run)
 
@@ -505,6 +524,8 @@ def summarize(opts: Options) -> dict[str, Any]:
                for f in m["found_by"]) and test_of[m["key"]] is not None:
           top1.append(test_of[m["key"]])
     arms[arm] = {"runs": len(rs), "best_reward": mean_std([r["best_reward"] for r in rs]),
+                 "first_quarter_mean_reward": mean_std([r["first_quarter_mean_reward"] for r in rs]),
+                 "last_quarter_mean_reward": mean_std([r["last_quarter_mean_reward"] for r in rs]),
                  "top1_test_accuracy": mean_std(top1),
                  "wall_seconds": round(sum(r["wall_seconds"] or 0.0 for r in rs), 3)}
 
@@ -559,6 +580,12 @@ def _pct(v: Any, std: Any = None) -> str:
   return f"{100 * v:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
 
 
+def _num(v: Any, std: Any = None) -> str:
+  if v is None:
+    return "n/a"
+  return f"{v:.4f}" + (f" ± {std:.4f}" if std is not None else "")
+
+
 def results_markdown(res: dict[str, Any]) -> str:
   """The tables of results.md."""
   lines = ["# Search quality: PPO, evolution, REINFORCE and random search against B0 and A1", ""]
@@ -577,13 +604,25 @@ def results_markdown(res: dict[str, Any]) -> str:
     lines.append(f"| {n['proxy']} | {n['arch']} | {s['n']} | {_pct(s['mean'], s['std'])} | "
                  f"{_pct(s['min'])}–{_pct(s['max'])} | {n['mean_train_seconds']:.1f} |")
   lines += ["", "## Searches (best proxy reward within the budget)", "",
-            "| arm | runs | best reward (mean ± std) | top-1 test accuracy % | wall s |",
-            "|---|---|---|---|---|"]
+            "| arm | runs | best reward (mean ± std) | mean reward, first → last quarter | "
+            "top-1 test accuracy % | wall s |",
+            "|---|---|---|---|---|---|"]
   for arm, a in res["arms"].items():
     b, t1 = a["best_reward"], a["top1_test_accuracy"]
-    std = f" ± {b['std']:.4f}" if b["std"] is not None else ""
-    lines.append(f"| {arm} | {a['runs']} | {b['mean']:.4f}{std} | {_pct(t1['mean'], t1['std'])} | "
-                 f"{a['wall_seconds']:.0f} |")
+    first, last = a["first_quarter_mean_reward"]["mean"], a["last_quarter_mean_reward"]["mean"]
+    quarters = f"{first:.4f} → {last:.4f}" if first is not None and last is not None else "n/a"
+    lines.append(f"| {arm} | {a['runs']} | {_num(b['mean'], b['std'])} | {quarters} | "
+                 f"{_pct(t1['mean'], t1['std'])} | {a['wall_seconds']:.0f} |")
+  lines += ["", "Per run:", "", "| run | children | failed | best reward (trial) | "
+            "mean reward, first → last quarter | distinct | wall s |", "|---|---|---|---|---|---|---|"]
+  for r in res["runs"]:
+    failed = sum(v for k, v in r["status"].items() if k != "ok")
+    first, last = r["first_quarter_mean_reward"], r["last_quarter_mean_reward"]
+    quarters = f"{first:.4f} → {last:.4f}" if first is not None and last is not None else "n/a"
+    wall = f"{r['wall_seconds']:.0f}" if r["wall_seconds"] is not None else "n/a"
+    lines.append(f"| {r['arm']}-s{r['seed']} | {r['children']} | {failed} | "
+                 f"{_num(r['best_reward'])} ({r['best_trial']}) | {quarters} | {r['distinct']} | "
+                 f"{wall} |")
   lines += ["", "## Retrained models (test split)", "",
             "| model | found by | proxy reward | test accuracy % (mean ± std) | seeds | "
             "MFLOPs @224 | params (M) |", "|---|---|---|---|---|---|---|"]
@@ -771,7 +810,13 @@ def main(argv):
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
-  run(opts)
+  try:
+    with interrupt.handlers():  # SIGINT/SIGTERM: stop at the next safe point, files whole
+      run(opts)
+  except interrupt.Stopped as e:
+    print(f"stopped{' at ' + e.where if e.where else ''}; run the same command to resume",
+          file=sys.stderr)
+    sys.exit(e.exit_code)
   print(f"results: {os.path.join(opts.out, 'results.json')}")
 
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -133,3 +134,80 @@ def test_bad_options_are_refused_with_the_flag_name(tmp_path):
   assert p.returncode == 2
   assert "--arms=ppo,bogus is invalid; allowed: any of ppo, evolution, random, reinforce" in p.stderr
   assert os.listdir(tmp_path) == []
+
+
+RESULTS = os.path.join(ROOT, "results", "search_quality")
+RECOMPUTE = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("search_quality", sys.argv[1])
+sq = sys.modules["search_quality"] = importlib.util.module_from_spec(spec)  # for dataclasses
+spec.loader.exec_module(sq)
+opts = json.load(open(sys.argv[3]))["options"]
+opts = {k: tuple(v) if isinstance(v, list) else v for k, v in opts.items()}
+sq.summarize(sq.Options(out=sys.argv[2], **opts))
+"""
+
+
+def test_quarter_means_are_the_first_and_last_quarter_in_trial_order():
+  recs = [{"trial": t, "reward": r} for t, r in
+          [(7, 0.8), (0, 0.1), (1, 0.3), (2, 0.5), (3, 0.2), (4, 0.0), (5, 0.4), (6, 0.6)]]
+  code = ("import importlib.util, json, sys\n"
+          "spec = importlib.util.spec_from_file_location('sq', sys.argv[1])\n"
+          "sq = sys.modules['sq'] = importlib.util.module_from_spec(spec)\n"
+          "spec.loader.exec_module(sq)\n"
+          "recs = json.loads(sys.argv[2])\n"
+          "print(json.dumps([sq.quarter_means(recs), sq.quarter_means(recs[:3])]))")
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+  p = subprocess.run([sys.executable, "-c", code, SCRIPT, json.dumps(recs)], cwd=ROOT, env=env,
+                     capture_output=True, text=True, timeout=300)
+  assert p.returncode == 0, p.stderr[-3000:]
+  eight, three = json.loads(p.stdout.strip().splitlines()[-1])
+  assert eight == {"first_quarter_mean_reward": statistics.fmean([0.1, 0.3]),
+                   "last_quarter_mean_reward": statistics.fmean([0.6, 0.8])}
+  assert three == {"first_quarter_mean_reward": None, "last_quarter_mean_reward": None}
+
+
+def test_the_committed_results_are_recomputed_from_the_committed_records(tmp_path):
+  """results.json and results.md under results/search_quality follow from its records alone."""
+  committed = os.path.join(RESULTS, "results.json")
+  assert os.path.isfile(committed), "results/search_quality/results.json is not committed"
+  res = json.load(open(committed))
+  out = tmp_path / "sq"
+  shutil.copytree(RESULTS, out, ignore=shutil.ignore_patterns(
+      "results.json", "results.md", "*.png", "*.keras", "tb", "controller"))
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
+  p = subprocess.run([sys.executable, "-c", RECOMPUTE, SCRIPT, str(out), committed], cwd=ROOT,
+                     env=env, capture_output=True, text=True, timeout=300)
+  assert p.returncode == 0, p.stderr[-3000:]
+  assert json.load(open(out / "results.json")) == res
+  assert open(out / "results.md").read() == open(os.path.join(RESULTS, "results.md")).read()
+
+  # The acceptance: all four arms, at least 2 seeds each, with the full budget; B0 and A1
+  # retrained with 2 seeds; B0's proxy noise over 5 seeds.
+  children = res["options"]["children"]
+  assert sorted({r["arm"] for r in res["runs"]}) == sorted(ARMS)
+  for arm in ARMS:
+    assert res["arms"][arm]["runs"] >= 2
+  b0 = res["proxy"]["b0_accuracy"]
+  assert b0["n"] == 5 and b0["std"] > 0
+  models = {m["key"]: m for m in res["models"]}
+  for name in REFERENCES:
+    assert len(models[name]["test_accuracy"]) == 2
+
+  # Independent recomputation of the headline numbers from the raw files.
+  for run in res["runs"]:
+    trials = sorted(read_jsonl(os.path.join(RESULTS, run["dir"], "trials.jsonl")),
+                    key=lambda r: r["trial"])
+    assert [r["trial"] for r in trials] == list(range(children)) == list(range(run["children"]))
+    rewards = [r["reward"] for r in trials]
+    assert run["best_reward"] == max(rewards)
+    q = children // 4
+    assert run["first_quarter_mean_reward"] == statistics.fmean(rewards[:q])
+    assert run["last_quarter_mean_reward"] == statistics.fmean(rewards[-q:])
+  for arm in ARMS:
+    bests = [r["best_reward"] for r in res["runs"] if r["arm"] == arm]
+    assert res["arms"][arm]["best_reward"]["mean"] == statistics.fmean(bests)
+  for m in models.values():
+    accs = [json.load(open(os.path.join(RESULTS, d, "metrics.json")))["test_accuracy"]
+            for d in m["dirs"]]
+    assert m["test_accuracy"] == accs and m["test_accuracy_stats"]["mean"] == statistics.fmean(accs)
