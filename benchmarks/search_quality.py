@@ -47,6 +47,7 @@ out of git by OUT/.gitignore.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import math
@@ -55,7 +56,7 @@ import os
 import statistics
 import sys
 import time
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # tf-agents (the PPO controller) needs it
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -212,6 +213,19 @@ def record_timing(out: str, part: str, seconds: float) -> None:
                       {"part": part, "seconds": round(seconds, 3), "time": round(time.time(), 1)})
 
 
+@contextlib.contextmanager
+def timed(out: str, part: str) -> Iterator[dict[str, bool]]:
+  """Appends the block's wall time to timings.jsonl, also when a stop signal or an error ends it,
+  so that a part run over several sessions adds up. Set `["record"] = False` to skip it."""
+  t0 = time.perf_counter()
+  state = {"record": True}
+  try:
+    yield state
+  finally:
+    if state["record"]:
+      record_timing(out, part, time.perf_counter() - t0)
+
+
 def search_config(opts: Options, arm: str, seed: int) -> SearchConfig:
   return SearchConfig(space=opts.space, controller=arm,
                       controller_hparams=opts.arm_hparams.get(arm, ()), reward=opts.reward,
@@ -259,15 +273,13 @@ def run_noise(opts: Options) -> int:
             "train_seconds": float(result.train_seconds), "steps": int(result.steps),
             "loss": result.loss, "error": result.error}
 
-  t0 = time.perf_counter()
-  backend = backends_lib.make_backend(opts.backend, workers=opts.workers)
-  with backend:
+  with timed(opts.out, "noise"), backends_lib.make_backend(opts.backend,
+                                                           workers=opts.workers) as backend:
     run_resumable(RunDir(opts.out, "experiment"), os.path.basename(path), [j for _, j in todo],
                   to_record, backend,
                   lambda r: logging.info("noise %s %s seed %d: %s %.4f", r["proxy"], r["arch"],
                                          r["seed"], r["status"], r["accuracy"]),
                   Progress(total=len(todo), enabled=False, label="noise children"))
-  record_timing(opts.out, "noise", time.perf_counter() - t0)
   return len(todo)
 
 
@@ -281,9 +293,8 @@ def run_searches(opts: Options) -> int:
       before = len(fileio.read_jsonl(path)) if os.path.isfile(path) else 0
       if before >= opts.children:
         continue
-      t0 = time.perf_counter()
-      summary = run_search(d, search_config(opts, arm, seed), show_progress=False)
-      record_timing(opts.out, f"search/{arm}-s{seed}", time.perf_counter() - t0)
+      with timed(opts.out, f"search/{arm}-s{seed}"):
+        summary = run_search(d, search_config(opts, arm, seed), show_progress=False)
       trained += summary.trials - before
   return trained
 
@@ -305,13 +316,11 @@ def run_fidelity_stage(opts: Options) -> int:
     if done.get("selected") == min(opts.fidelity_sample, done.get("distinct_ok_trials", 0)):
       return 0
   task = fidelity_lib.longer_task(opts.proxy_task, epochs=opts.fidelity_epochs)
-  t0 = time.perf_counter()
-  backend = backends_lib.make_backend(opts.backend, workers=opts.workers)
-  with backend:
+  with timed(opts.out, "fidelity") as timing, backends_lib.make_backend(
+      opts.backend, workers=opts.workers) as backend:
     s = fidelity_lib.run_fidelity(d, fidelity_lib.FidelityConfig(opts.fidelity_sample, task),
                                   out_dir=out, backend=backend)
-  if s["trained"]:
-    record_timing(opts.out, "fidelity", time.perf_counter() - t0)
+    timing["record"] = bool(s["trained"])
   return s["trained"]
 
 
@@ -370,7 +379,13 @@ def run_retrain(opts: Options) -> int:
         todo.append((entry["arch"], d, opts.retrain_task.replace(seed=seed).to_dict()))
   if not todo:
     return 0
-  t0 = time.perf_counter()
+  with timed(opts.out, "retrain"):
+    retrain_all(opts, todo)
+  return len(todo)
+
+
+def retrain_all(opts: Options, todo: list[tuple[dict[str, Any], str, dict[str, Any]]]) -> None:
+  """Trains every (arch, directory, task) of `todo`: in `workers` processes with --backend=process."""
   if opts.backend == "process" and opts.workers > 1:
     threads = max(1, (os.cpu_count() or 1) // opts.workers)
     # A multiprocessing pool, not concurrent.futures: leaving the block on a stop signal
@@ -383,8 +398,6 @@ def run_retrain(opts: Options) -> int:
     for args in todo:
       d, finished = _train_one(args)
       logging.info("retrained %s (finished: %s)", d, finished)
-  record_timing(opts.out, "retrain", time.perf_counter() - t0)
-  return len(todo)
 
 
 # ----------------------------------------------------------------------------- stage: summarize
@@ -418,6 +431,19 @@ def quarter_means(recs: Sequence[dict[str, Any]]) -> dict[str, float | None]:
     return {"first_quarter_mean_reward": None, "last_quarter_mean_reward": None}
   return {"first_quarter_mean_reward": statistics.fmean(float(r["reward"]) for r in recs[:q]),
           "last_quarter_mean_reward": statistics.fmean(float(r["reward"]) for r in recs[-q:])}
+
+
+def late_vs_random(late: dict[str, list[float]], arm: str) -> float | None:
+  """P(a second-half child of `arm` out-scores one of random search), seeds pooled (None for
+  random itself or without it).
+
+  0.5 means the arm samples no better than random at the end of its budget. Children of one run
+  are not independent (the controller links them), so this is an effect size, not a test.
+  """
+  from mnas_search import stats
+  if arm == "random" or not late.get(arm) or not late.get("random"):
+    return None
+  return round(stats.prob_greater(late[arm], late["random"]), 6)
 
 
 def summarize(opts: Options) -> dict[str, Any]:
@@ -454,6 +480,7 @@ def summarize(opts: Options) -> dict[str, Any]:
 
   # Searches.
   runs, by_arm = [], {}
+  late: dict[str, list[float]] = {}  # arm -> the rewards of the second half of its runs' children
   for arm in opts.arms:
     for seed in range(opts.search_seeds):
       d = search_dir(out, arm, seed)
@@ -474,6 +501,7 @@ def summarize(opts: Options) -> dict[str, Any]:
              "wall_seconds": timings.get(f"search/{arm}-s{seed}"), "curve": curve,
              **quarter_means(recs)}
       runs.append(run)
+      late.setdefault(arm, []).extend(float(r["reward"]) for r in recs[len(recs) // 2:])
       by_arm.setdefault(arm, []).append(run)
 
   # Retrained models.
@@ -526,6 +554,7 @@ def summarize(opts: Options) -> dict[str, Any]:
     arms[arm] = {"runs": len(rs), "best_reward": mean_std([r["best_reward"] for r in rs]),
                  "first_quarter_mean_reward": mean_std([r["first_quarter_mean_reward"] for r in rs]),
                  "last_quarter_mean_reward": mean_std([r["last_quarter_mean_reward"] for r in rs]),
+                 "late_children_beat_random": late_vs_random(late, arm),
                  "top1_test_accuracy": mean_std(top1),
                  "wall_seconds": round(sum(r["wall_seconds"] or 0.0 for r in rs), 3)}
 
@@ -605,15 +634,19 @@ def results_markdown(res: dict[str, Any]) -> str:
                  f"{_pct(s['min'])}–{_pct(s['max'])} | {n['mean_train_seconds']:.1f} |")
   lines += ["", "## Searches (best proxy reward within the budget)", "",
             "| arm | runs | best reward (mean ± std) | mean reward, first → last quarter | "
-            "top-1 test accuracy % | wall s |",
-            "|---|---|---|---|---|---|"]
+            "P(late child > random's) | top-1 test accuracy % | wall s |",
+            "|---|---|---|---|---|---|---|"]
   for arm, a in res["arms"].items():
     b, t1 = a["best_reward"], a["top1_test_accuracy"]
     first, last = a["first_quarter_mean_reward"]["mean"], a["last_quarter_mean_reward"]["mean"]
     quarters = f"{first:.4f} → {last:.4f}" if first is not None and last is not None else "n/a"
+    vs = a["late_children_beat_random"]
     lines.append(f"| {arm} | {a['runs']} | {_num(b['mean'], b['std'])} | {quarters} | "
-                 f"{_pct(t1['mean'], t1['std'])} | {a['wall_seconds']:.0f} |")
-  lines += ["", "Per run:", "", "| run | children | failed | best reward (trial) | "
+                 f"{'n/a' if vs is None else f'{vs:.3f}'} | {_pct(t1['mean'], t1['std'])} | "
+                 f"{a['wall_seconds']:.0f} |")
+  lines += ["", "P(late child > random's): the chance that a child from the second half of the "
+            "arm's runs out-scores one from the second half of random search's (seeds pooled; "
+            "0.5 = no better than random).", "", "Per run:", "", "| run | children | failed | best reward (trial) | "
             "mean reward, first → last quarter | distinct | wall s |", "|---|---|---|---|---|---|---|"]
   for r in res["runs"]:
     failed = sum(v for k, v in r["status"].items() if k != "ok")

@@ -1,4 +1,4 @@
-"""Rank statistics with numpy only: Spearman's ρ and Kendall's τ-b.
+"""Rank statistics with numpy only: Spearman's ρ, Kendall's τ-b and P(X > Y).
 
 They measure how well one ranking predicts another, e.g. whether the proxy task orders
 architectures as longer training does (`mnas_search.fidelity`). Both handle ties; both return
@@ -99,3 +99,23 @@ def mean_abs_pct_error(predicted: Sequence[float], actual: Sequence[float]) -> f
   if np.any(a <= 0):
     raise ValueError("mean_abs_pct_error needs actual values > 0")
   return float(np.mean(np.abs(p - a) / a) * 100)
+
+
+def prob_greater(x: Sequence[float], y: Sequence[float]) -> float:
+  """P(X > Y) + P(X = Y) / 2 for X drawn from x and Y from y: the common-language effect size.
+
+  It is the Mann–Whitney U statistic of x over len(x) * len(y): 0.5 when neither side tends to
+  be larger, 1.0 when every x beats every y. Used to ask whether one search arm's children score
+  higher than another's, with no assumption on the shape of the rewards.
+
+  Raises:
+    ValueError: an empty side, or a value that is not a finite number.
+  """
+  xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+  if xs.ndim != 1 or ys.ndim != 1 or xs.size == 0 or ys.size == 0:
+    raise ValueError(f"prob_greater needs two non-empty 1-D sequences; got shapes {xs.shape} and "
+                     f"{ys.shape}")
+  if not (np.isfinite(xs).all() and np.isfinite(ys).all()):
+    raise ValueError("x and y must be finite numbers (no NaN or Inf)")
+  diff = xs[:, None] - ys[None, :]
+  return float((np.sum(diff > 0) + 0.5 * np.sum(diff == 0)) / diff.size)

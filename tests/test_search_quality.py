@@ -195,6 +195,7 @@ def test_the_committed_results_are_recomputed_from_the_committed_records(tmp_pat
     assert len(models[name]["test_accuracy"]) == 2
 
   # Independent recomputation of the headline numbers from the raw files.
+  late = {}
   for run in res["runs"]:
     trials = sorted(read_jsonl(os.path.join(RESULTS, run["dir"], "trials.jsonl")),
                     key=lambda r: r["trial"])
@@ -204,9 +205,14 @@ def test_the_committed_results_are_recomputed_from_the_committed_records(tmp_pat
     q = children // 4
     assert run["first_quarter_mean_reward"] == statistics.fmean(rewards[:q])
     assert run["last_quarter_mean_reward"] == statistics.fmean(rewards[-q:])
+    late.setdefault(run["arm"], []).extend(rewards[children // 2:])
   for arm in ARMS:
     bests = [r["best_reward"] for r in res["runs"] if r["arm"] == arm]
     assert res["arms"][arm]["best_reward"]["mean"] == statistics.fmean(bests)
+    if arm != "random":  # P(late child > random's late child), ties half, by counting pairs
+      wins = sum((a > b) + 0.5 * (a == b) for a in late[arm] for b in late["random"])
+      assert res["arms"][arm]["late_children_beat_random"] == round(
+          wins / (len(late[arm]) * len(late["random"])), 6)
   for m in models.values():
     accs = [json.load(open(os.path.join(RESULTS, d, "metrics.json")))["test_accuracy"]
             for d in m["dirs"]]

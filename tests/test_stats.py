@@ -84,3 +84,14 @@ def test_mean_abs_pct_error():
   assert stats.mean_abs_pct_error([11.0, 9.0, 20.0], [10.0, 10.0, 20.0]) == pytest.approx(20 / 3)
   with pytest.raises(ValueError, match="actual values > 0"):
     stats.mean_abs_pct_error([1.0], [0.0])
+
+
+def test_prob_greater_counts_wins_and_half_ties():
+  # x = [1, 3, 5] against y = [2, 3]: 1 wins 0; 3 beats 2, ties 3 (1.5); 5 wins 2. 3.5 of 6.
+  assert stats.prob_greater([1, 3, 5], [2, 3]) == 3.5 / 6
+  assert stats.prob_greater([2, 3], [1, 3, 5]) == 2.5 / 6  # the complement
+  assert stats.prob_greater([4, 5], [1, 2]) == 1.0
+  assert stats.prob_greater([7, 7], [7]) == 0.5
+  for x, y, message in (([], [1], "non-empty"), ([1], [float("inf")], "finite")):
+    with pytest.raises(ValueError, match=message):
+      stats.prob_greater(x, y)
