@@ -446,72 +446,80 @@ def late_vs_random(late: dict[str, list[float]], arm: str) -> float | None:
   return round(stats.prob_greater(late[arm], late["random"]), 6)
 
 
-def summarize(opts: Options) -> dict[str, Any]:
-  """results.json, results.md, curves.png, final.png from the records on disk alone."""
-  out = opts.out
-  target = opts.target_flops
+def read_timings(out: str) -> dict[str, float]:
+  """Seconds per part (noise, search/ARM-sSEED, fidelity, retrain), summed over its sessions."""
   timings: dict[str, float] = {}
   tpath = os.path.join(out, "timings.jsonl")
   for t in (fileio.read_jsonl(tpath) if os.path.isfile(tpath) else []):
     timings[t["part"]] = round(timings.get(t["part"], 0.0) + t["seconds"], 3)
+  return timings
 
-  # Noise: every (proxy, arch) group of noise.jsonl.
-  npath = os.path.join(out, "noise.jsonl")
+
+def summarize_noise(opts: Options) -> list[dict[str, Any]]:
+  """Every (proxy, arch) group of noise.jsonl: accuracies, their stats and proxy rewards."""
+  npath = os.path.join(opts.out, "noise.jsonl")
   groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
   for r in (fileio.read_jsonl(npath) if os.path.isfile(npath) else []):
     groups.setdefault((r["proxy"], r["arch"]), []).append(r)
   noise = []
   for (p, name), rs in sorted(groups.items()):
     rs = sorted(rs, key=lambda r: r["seed"])
-    flops, params = deploy_cost(search_space.named(name))
+    flops, _ = deploy_cost(search_space.named(name))
     acc = [r["accuracy"] for r in rs]
     noise.append({"proxy": p, "arch": name, "task": rs[0]["task"], "seeds": [r["seed"] for r in rs],
                   "status": [r["status"] for r in rs], "accuracy": acc,
                   "accuracy_stats": mean_std(acc),
-                  "reward": [proxy_reward(opts.reward, a, flops, target) for a in acc],
+                  "reward": [proxy_reward(opts.reward, a, flops, opts.target_flops) for a in acc],
                   "train_seconds": [r["train_seconds"] for r in rs],
                   "mean_train_seconds": statistics.fmean(r["train_seconds"] for r in rs)})
-  chosen_b0 = next((n for n in noise if n["proxy"] == opts.proxy and n["arch"] == NOISE_ARCH), None)
-  proxy_choice = {"name": opts.proxy, "task": opts.proxy_task.to_dict(), "std_limit": STD_LIMIT,
-                  "b0_accuracy": chosen_b0["accuracy_stats"] if chosen_b0 else None,
-                  "within_limit": (chosen_b0["accuracy_stats"]["std"] is not None and
-                                   chosen_b0["accuracy_stats"]["std"] <= STD_LIMIT)
-                  if chosen_b0 else None}
+  return noise
 
-  # Searches.
-  runs, by_arm = [], {}
-  late: dict[str, list[float]] = {}  # arm -> the rewards of the second half of its runs' children
+
+def proxy_choice(opts: Options, noise: list[dict[str, Any]]) -> dict[str, Any]:
+  """The chosen proxy, its B0 seed noise and whether that is within STD_LIMIT."""
+  b0 = next((n for n in noise if n["proxy"] == opts.proxy and n["arch"] == NOISE_ARCH), None)
+  std = b0["accuracy_stats"]["std"] if b0 else None
+  return {"name": opts.proxy, "task": opts.proxy_task.to_dict(), "std_limit": STD_LIMIT,
+          "b0_accuracy": b0["accuracy_stats"] if b0 else None,
+          "within_limit": (std is not None and std <= STD_LIMIT) if b0 else None}
+
+
+def summarize_runs(opts: Options, timings: dict[str, float]
+                   ) -> tuple[list[dict[str, Any]], dict[str, list[float]]]:
+  """One entry per search run found, and per arm the rewards of its runs' second-half children."""
+  runs = []
+  late: dict[str, list[float]] = {}
   for arm in opts.arms:
     for seed in range(opts.search_seeds):
-      d = search_dir(out, arm, seed)
+      d = search_dir(opts.out, arm, seed)
       if not os.path.isfile(os.path.join(d, "trials.jsonl")):
         continue
       recs = sorted(records.read_trials(d), key=lambda r: r["trial"])
       curve = best_so_far(recs)
       best = records.best_by_reward(recs)
-      statuses = report.status_counts(recs)
-      run = {"arm": arm, "seed": seed, "dir": os.path.relpath(d, out), "children": len(recs),
-             "status": statuses, "best_reward": curve[-1] if curve else None,
-             "best_trial": best["trial"] if best else None,
-             "best_accuracy": best["accuracy"] if best else None,
-             "best_flops": best["flops"] if best else None,
-             "distinct": len({search_space.Architecture.from_dict(r["arch"]).identity()
-                              for r in recs}),
-             "child_train_seconds": round(sum(r["train_seconds"] for r in recs), 3),
-             "wall_seconds": timings.get(f"search/{arm}-s{seed}"), "curve": curve,
-             **quarter_means(recs)}
-      runs.append(run)
+      runs.append({"arm": arm, "seed": seed, "dir": os.path.relpath(d, opts.out),
+                   "children": len(recs), "status": report.status_counts(recs),
+                   "best_reward": curve[-1] if curve else None,
+                   "best_trial": best["trial"] if best else None,
+                   "best_accuracy": best["accuracy"] if best else None,
+                   "best_flops": best["flops"] if best else None,
+                   "distinct": len({search_space.Architecture.from_dict(r["arch"]).identity()
+                                    for r in recs}),
+                   "child_train_seconds": round(sum(r["train_seconds"] for r in recs), 3),
+                   "wall_seconds": timings.get(f"search/{arm}-s{seed}"), "curve": curve,
+                   **quarter_means(recs)})
       late.setdefault(arm, []).extend(float(r["reward"]) for r in recs[len(recs) // 2:])
-      by_arm.setdefault(arm, []).append(run)
+  return runs, late
 
-  # Retrained models.
+
+def summarize_models(opts: Options, noise: list[dict[str, Any]]) -> list[dict[str, Any]]:
+  """Every retrained architecture: who found it, its proxy and test scores, its deploy cost."""
   models = []
-  for entry in retrain_selection(out, opts.arms, opts.search_seeds, opts.retrain_top):
-    arch = search_space.Architecture.from_dict(entry["arch"])
-    flops, params = deploy_cost(arch)
+  for entry in retrain_selection(opts.out, opts.arms, opts.search_seeds, opts.retrain_top):
+    flops, params = deploy_cost(search_space.Architecture.from_dict(entry["arch"]))
     seeds, accs, secs = [], [], []
     for seed in range(opts.retrain_seeds):
-      m_path = os.path.join(train_dir(out, entry["key"], seed), "metrics.json")
+      m_path = os.path.join(train_dir(opts.out, entry["key"], seed), "metrics.json")
       if os.path.isfile(m_path):
         m = fileio.read_json(m_path)
         seeds.append(seed)
@@ -532,10 +540,15 @@ def summarize(opts: Options) -> dict[str, Any]:
                    "proxy_accuracy": p_acc, "test_seeds": seeds, "test_accuracy": accs,
                    "test_accuracy_stats": mean_std(accs), "train_seconds": secs,
                    "deploy_flops": flops, "deploy_params": params,
-                   "dirs": [os.path.relpath(train_dir(out, entry["key"], s), out) for s in seeds]})
+                   "dirs": [os.path.relpath(train_dir(opts.out, entry["key"], s), opts.out)
+                            for s in seeds]})
+  return models
 
-  # Per run: its retrained architectures; per arm: the best proxy reward and the test accuracy of
-  # each run's top-1 architecture.
+
+def summarize_arms(runs: list[dict[str, Any]], models: list[dict[str, Any]],
+                   late: dict[str, list[float]]) -> dict[str, dict[str, Any]]:
+  """Per arm, over its runs: best proxy reward, quarter means, late children against random's,
+  and the test accuracy of each run's top-1 architecture. Also fills each run's `retrained`."""
   test_of = {m["key"]: m["test_accuracy_stats"]["mean"] for m in models}
   for run in runs:
     run["retrained"] = sorted(
@@ -543,51 +556,68 @@ def summarize(opts: Options) -> dict[str, Any]:
           "test_accuracy_mean": test_of[m["key"]]}
          for m in models for f in m["found_by"] if (f["arm"], f["seed"]) == (run["arm"], run["seed"])),
         key=lambda x: x["rank"])
+  by_arm: dict[str, list[dict[str, Any]]] = {}
+  for run in runs:
+    by_arm.setdefault(run["arm"], []).append(run)
   arms = {}
   for arm, rs in by_arm.items():
-    top1 = []
-    for run in rs:
-      for m in models:
-        if any(f["arm"] == arm and f["seed"] == run["seed"] and f["rank"] == 0
-               for f in m["found_by"]) and test_of[m["key"]] is not None:
-          top1.append(test_of[m["key"]])
+    top1 = [x["test_accuracy_mean"] for run in rs for x in run["retrained"]
+            if x["rank"] == 0 and x["test_accuracy_mean"] is not None]
     arms[arm] = {"runs": len(rs), "best_reward": mean_std([r["best_reward"] for r in rs]),
                  "first_quarter_mean_reward": mean_std([r["first_quarter_mean_reward"] for r in rs]),
                  "last_quarter_mean_reward": mean_std([r["last_quarter_mean_reward"] for r in rs]),
                  "late_children_beat_random": late_vs_random(late, arm),
                  "top1_test_accuracy": mean_std(top1),
                  "wall_seconds": round(sum(r["wall_seconds"] or 0.0 for r in rs), 3)}
+  return arms
 
+
+def summarize_fidelity(out: str) -> dict[str, Any] | None:
+  """The fidelity stage's rank correlations and trials (fidelity.json), None before it ran."""
   fid_path = os.path.join(fidelity_dir(out), "fidelity.json")
-  fidelity = None
-  if os.path.isfile(fid_path):
-    f = fileio.read_json(fid_path)
-    fidelity = {k: f[k] for k in ("sample", "selected", "n", "kendall_tau", "spearman_rho",
-                                  "long_task")}
-    # fidelity.json holds an absolute path; the run's own part of it is what stays true.
-    fidelity["search_dir"] = "/".join(os.path.normpath(f["search_dir"]).split(os.sep)[-2:])
-    fidelity["trials"] = [{k: t[k] for k in ("trial", "group", "proxy_accuracy", "accuracy",
-                                             "status")} for t in f["trials"]]
-  retrained = [m for m in models if m["test_accuracy"]]
-  proxy_vs_test = None
-  if len(retrained) >= 2:
-    from mnas_search import stats
-    x = [m["proxy_accuracy"] for m in retrained]
-    y = [m["test_accuracy_stats"]["mean"] for m in retrained]
-    tau, rho = stats.kendall_tau(x, y), stats.spearman(x, y)
-    proxy_vs_test = {"n": len(x), "kendall_tau": None if math.isnan(tau) else round(tau, 6),
-                     "spearman_rho": None if math.isnan(rho) else round(rho, 6)}
+  if not os.path.isfile(fid_path):
+    return None
+  f = fileio.read_json(fid_path)
+  fidelity = {k: f[k] for k in ("sample", "selected", "n", "kendall_tau", "spearman_rho",
+                                "long_task")}
+  # fidelity.json holds an absolute path; the run's own part of it is what stays true.
+  fidelity["search_dir"] = "/".join(os.path.normpath(f["search_dir"]).split(os.sep)[-2:])
+  fidelity["trials"] = [{k: t[k] for k in ("trial", "group", "proxy_accuracy", "accuracy",
+                                           "status")} for t in f["trials"]]
+  return fidelity
 
+
+def proxy_vs_test(models: list[dict[str, Any]]) -> dict[str, Any] | None:
+  """Rank correlation of proxy accuracy and mean test accuracy over the retrained models."""
+  from mnas_search import stats
+  retrained = [m for m in models if m["test_accuracy"]]
+  if len(retrained) < 2:
+    return None
+  x = [m["proxy_accuracy"] for m in retrained]
+  y = [m["test_accuracy_stats"]["mean"] for m in retrained]
+  tau, rho = stats.kendall_tau(x, y), stats.spearman(x, y)
+  return {"n": len(x), "kendall_tau": None if math.isnan(tau) else round(tau, 6),
+          "spearman_rho": None if math.isnan(rho) else round(rho, 6)}
+
+
+def summarize(opts: Options) -> dict[str, Any]:
+  """results.json, results.md, curves.png, final.png from the records on disk alone."""
+  out = opts.out
+  timings = read_timings(out)
+  noise = summarize_noise(opts)
+  runs, late = summarize_runs(opts, timings)
+  models = summarize_models(opts, noise)
+  arms = summarize_arms(runs, models, late)
   results = {
       "options": opts.to_dict(),
-      "proxy": proxy_choice,
+      "proxy": proxy_choice(opts, noise),
       "retrain_recipe": {"task": opts.retrain_task.to_dict(), "trainer": "mnas_search.train",
                          "ema_decay": "auto (1 - 10/total_steps)", "augment": "auto",
                          "scored_on": "test split"},
-      "target_flops": target, "reward": opts.reward,
+      "target_flops": opts.target_flops, "reward": opts.reward,
       "w": rewards_lib.default_coefficient(opts.reward),
       "noise": noise, "runs": runs, "arms": arms, "models": models,
-      "proxy_vs_test": proxy_vs_test, "fidelity": fidelity,
+      "proxy_vs_test": proxy_vs_test(models), "fidelity": summarize_fidelity(out),
       "wall_seconds": {"parts": timings,
                        "noise": timings.get("noise", 0.0),
                        "searches": round(sum(v for k, v in timings.items()
