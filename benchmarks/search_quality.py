@@ -363,6 +363,8 @@ def _train_one(args: tuple[dict[str, Any], str, dict[str, Any]]) -> tuple[str, b
 
 def _init_train_worker(threads: int) -> None:
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  interrupt.ignore_in_worker()  # the parent stops the pool itself
+  interrupt.exit_with_parent()
   import tensorflow as tf
   tf.config.threading.set_intra_op_parallelism_threads(threads)
   tf.config.threading.set_inter_op_parallelism_threads(threads)

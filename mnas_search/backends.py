@@ -102,6 +102,7 @@ def _init_worker(threads: int) -> None:
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   from mnas_search import interrupt
   interrupt.ignore_in_worker()
+  interrupt.exit_with_parent()
   for var in THREAD_ENV_VARS:
     os.environ[var] = str(threads)
   import tensorflow as tf

@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
+import time
 from typing import Iterator
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -91,3 +93,22 @@ def ignore_in_worker() -> None:
   """Worker processes ignore SIGINT: Ctrl-C signals the whole process group, and the parent
   stops them itself (without a traceback from each)."""
   signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def exit_with_parent(poll_s: float = 1.0) -> None:
+  """Ends this worker process soon after the process that started it dies.
+
+  A search killed with SIGKILL (or by a dying machine's OOM killer) sends its workers nothing;
+  they would sit on their task pipe forever, each holding a TF runtime's memory. A daemon thread
+  polls the parent pid (a portable stand-in for Linux's PR_SET_PDEATHSIG, which fires on the
+  death of the spawning *thread*) and exits when the worker has been re-parented.
+  """
+  parent = os.getppid()
+
+  def watch() -> None:
+    while True:
+      time.sleep(poll_s)
+      if os.getppid() != parent:
+        os._exit(1)
+
+  threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
