@@ -566,8 +566,8 @@ def summarize_arms(runs: list[dict[str, Any]], models: list[dict[str, Any]],
     top1 = [x["test_accuracy_mean"] for run in rs for x in run["retrained"]
             if x["rank"] == 0 and x["test_accuracy_mean"] is not None]
     arms[arm] = {"runs": len(rs), "best_reward": mean_std([r["best_reward"] for r in rs]),
-                 "first_quarter_mean_reward": mean_std([r["first_quarter_mean_reward"] for r in rs]),
-                 "last_quarter_mean_reward": mean_std([r["last_quarter_mean_reward"] for r in rs]),
+                 **{k: mean_std([r[k] for r in rs if r[k] is not None])  # None under 4 children
+                    for k in ("first_quarter_mean_reward", "last_quarter_mean_reward")},
                  "late_children_beat_random": late_vs_random(late, arm),
                  "top1_test_accuracy": mean_std(top1),
                  "wall_seconds": round(sum(r["wall_seconds"] or 0.0 for r in rs), 3)}

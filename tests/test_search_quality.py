@@ -79,10 +79,19 @@ def test_quick_run_recomputes_from_records_and_resumes_without_retraining(tmp_pa
     ok = [r for r in trials if r["status"] == "ok"]
     best = max(ok, key=lambda r: (r["reward"], -r["trial"]))
     top1[(run["arm"], run["seed"])] = best["blocks"]
+  late = {a: [read_jsonl(os.path.join(out, "searches", f"{a}-s{s}", "trials.jsonl"))
+              for s in (0, 1)] for a in ARMS}
+  late = {a: [r["reward"] for trials in runs
+              for r in sorted(trials, key=lambda r: r["trial"])[1:]] for a, runs in late.items()}
   for arm in ARMS:
     bests = [r["best_reward"] for r in res["runs"] if r["arm"] == arm]
     assert res["arms"][arm]["best_reward"]["mean"] == statistics.fmean(bests)
     assert res["arms"][arm]["best_reward"]["std"] == statistics.stdev(bests)
+    # 2 children: no quarter to average; the second half is each run's second child.
+    assert res["arms"][arm]["first_quarter_mean_reward"]["n"] == 0
+    wins = sum((a > b) + 0.5 * (a == b) for a in late[arm] for b in late["random"])
+    assert res["arms"][arm]["late_children_beat_random"] == (
+        None if arm == "random" else round(wins / 4, 6))
 
   # Retraining: each run's top-1 architecture once (deduplicated) plus B0 and A1, 2 seeds each,
   # test accuracies from the train directories' metrics.json.
