@@ -38,8 +38,14 @@ about 0.9x B0's proxy FLOPs, 5 s fixed cost per child): a child about 40 s per w
 512 children about 2.8 h; retraining 36 models x 1 epoch about 1 h; fidelity and the rest
 about 10 min. `--retrain_epochs=2` adds about 1 h.
 
-OUT/timings.jsonl gets one line per stage part that did work (its wall seconds); a part with
-nothing left to do writes nothing. Weights, controller checkpoints and TensorBoard logs are kept
+OUT/timings.jsonl gets one line per stage part that did work (its wall seconds, also when a stop
+signal ends it, so a part run over several sessions adds up); a part with nothing left to do
+writes nothing. SIGINT/SIGTERM stop at the next safe point (exit 130/143); run again to resume.
+
+What summarize reports per arm, beside the best proxy reward within the budget: the mean reward
+of the first and of the last quarter of its children (a controller that learns samples better
+children later; random search does not), and P(late child > random's), the chance that a
+second-half child of the arm out-scores a second-half child of random search (0.5: no better). Weights, controller checkpoints and TensorBoard logs are kept
 out of git by OUT/.gitignore.
 
 `--quick` shrinks everything (synthetic data, the micro space, 2 children per run) for tests.
