@@ -684,14 +684,17 @@ def results_markdown(res: dict[str, Any]) -> str:
                  f"{a['wall_seconds']:.0f} |")
   lines += ["", "P(late child > random's): the chance that a child from the second half of the "
             "arm's runs out-scores one from the second half of random search's (seeds pooled; "
-            "0.5 = no better than random).", "", "Per run:", "", "| run | children | failed | best reward (trial) | "
-            "mean reward, first → last quarter | distinct | wall s |", "|---|---|---|---|---|---|---|"]
+            "0.5 = no better than random).", "", "Per run (cached: a repeated architecture, "
+            "scored once and not retrained):", "",
+            "| run | children | failed | cached | best reward (trial) | "
+            "mean reward, first → last quarter | distinct | wall s |", "|---|---|---|---|---|---|---|---|"]
   for r in res["runs"]:
-    failed = sum(v for k, v in r["status"].items() if k != "ok")
+    failed = r["status"].get("failed", 0) + r["status"].get("timeout", 0)
     first, last = r["first_quarter_mean_reward"], r["last_quarter_mean_reward"]
     quarters = f"{first:.4f} → {last:.4f}" if first is not None and last is not None else "n/a"
     wall = f"{r['wall_seconds']:.0f}" if r["wall_seconds"] is not None else "n/a"
     lines.append(f"| {r['arm']}-s{r['seed']} | {r['children']} | {failed} | "
+                 f"{r['status'].get('cached', 0)} | "
                  f"{_num(r['best_reward'])} ({r['best_trial']}) | {quarters} | {r['distinct']} | "
                  f"{wall} |")
   lines += ["", "## Retrained models (test split)", "",
