@@ -426,20 +426,23 @@ def best_so_far(records: Sequence[dict[str, Any]]) -> list[float]:
   return curve
 
 
+QUARTER_FIELDS = ("reward", "accuracy", "flops")
+
+
 def quarter_means(recs: Sequence[dict[str, Any]]) -> dict[str, float | None]:
-  """The mean reward of the first and of the last quarter of the children (in trial order).
+  """The mean reward, proxy accuracy and FLOPs of the first and of the last quarter of the
+  children (in trial order): `{first,last}_quarter_mean_{reward,accuracy,flops}`.
 
   The best-so-far curve rewards luck on a noisy proxy; what a learning controller changes is
   what it samples, so its later children should score higher on average. Random search's
-  quarters differ only by noise. Failed children count with their reward (0).
+  quarters differ only by noise. Accuracy and FLOPs tell a controller that found better networks
+  from one that only drifted to smaller ones. Failed children count with their reward (0).
   """
   recs = sorted(recs, key=lambda r: r["trial"])
   q = len(recs) // 4
-  if not q:
-    return {"first_quarter_mean_reward": None, "last_quarter_mean_reward": None}
-  return {"first_quarter_mean_reward": statistics.fmean(float(r["reward"]) for r in recs[:q]),
-          "last_quarter_mean_reward": statistics.fmean(float(r["reward"]) for r in recs[-q:])}
-
+  return {f"{side}_quarter_mean_{k}": statistics.fmean(float(r[k]) for r in part) if q else None
+          for side, part in (("first", recs[:q]), ("last", recs[len(recs) - q:]))
+          for k in QUARTER_FIELDS}
 
 def late_vs_random(late: dict[str, list[float]], arm: str) -> float | None:
   """P(a second-half child of `arm` out-scores one of random search), seeds pooled (None for
@@ -573,7 +576,7 @@ def summarize_arms(runs: list[dict[str, Any]], models: list[dict[str, Any]],
             if x["rank"] == 0 and x["test_accuracy_mean"] is not None]
     arms[arm] = {"runs": len(rs), "best_reward": mean_std([r["best_reward"] for r in rs]),
                  **{k: mean_std([r[k] for r in rs if r[k] is not None])  # None under 4 children
-                    for k in ("first_quarter_mean_reward", "last_quarter_mean_reward")},
+                    for k in quarter_means([])},
                  "late_children_beat_random": late_vs_random(late, arm),
                  "top1_test_accuracy": mean_std(top1),
                  "wall_seconds": round(sum(r["wall_seconds"] or 0.0 for r in rs), 3)}
@@ -647,6 +650,13 @@ def _pct(v: Any, std: Any = None) -> str:
   return f"{100 * v:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
 
 
+def _arrow(first: float | None, last: float | None, fmt: str, scale: float = 1.0) -> str:
+  """"first → last", each `fmt`-formatted after multiplying by `scale`; n/a without them."""
+  if first is None or last is None:
+    return "n/a"
+  return f"{fmt.format(first * scale)} → {fmt.format(last * scale)}"
+
+
 def _num(v: Any, std: Any = None) -> str:
   if v is None:
     return "n/a"
@@ -676,8 +686,8 @@ def results_markdown(res: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|---|"]
   for arm, a in res["arms"].items():
     b, t1 = a["best_reward"], a["top1_test_accuracy"]
-    first, last = a["first_quarter_mean_reward"]["mean"], a["last_quarter_mean_reward"]["mean"]
-    quarters = f"{first:.4f} → {last:.4f}" if first is not None and last is not None else "n/a"
+    quarters = _arrow(a["first_quarter_mean_reward"]["mean"], a["last_quarter_mean_reward"]["mean"],
+                      "{:.4f}")
     vs = a["late_children_beat_random"]
     lines.append(f"| {arm} | {a['runs']} | {_num(b['mean'], b['std'])} | {quarters} | "
                  f"{'n/a' if vs is None else f'{vs:.3f}'} | {_pct(t1['mean'], t1['std'])} | "
@@ -687,15 +697,20 @@ def results_markdown(res: dict[str, Any]) -> str:
             "0.5 = no better than random).", "", "Per run (cached: a repeated architecture, "
             "scored once and not retrained):", "",
             "| run | children | failed | cached | best reward (trial) | "
-            "mean reward, first → last quarter | distinct | wall s |", "|---|---|---|---|---|---|---|---|"]
+            "mean reward, first → last quarter | mean proxy accuracy % | mean MFLOPs | distinct | "
+            "wall s |", "|---|---|---|---|---|---|---|---|---|---|"]
   for r in res["runs"]:
     failed = r["status"].get("failed", 0) + r["status"].get("timeout", 0)
-    first, last = r["first_quarter_mean_reward"], r["last_quarter_mean_reward"]
-    quarters = f"{first:.4f} → {last:.4f}" if first is not None and last is not None else "n/a"
+    quarters, acc, flops = (_arrow(r[f"first_quarter_mean_{k}"], r[f"last_quarter_mean_{k}"],
+                                   fmt, scale)
+                            for k, fmt, scale in (("reward", "{:.4f}", 1.0),
+                                                  ("accuracy", "{:.1f}", 100.0),
+                                                  ("flops", "{:.0f}", 1e-6)))
     wall = f"{r['wall_seconds']:.0f}" if r["wall_seconds"] is not None else "n/a"
     lines.append(f"| {r['arm']}-s{r['seed']} | {r['children']} | {failed} | "
                  f"{r['status'].get('cached', 0)} | "
-                 f"{_num(r['best_reward'])} ({r['best_trial']}) | {quarters} | {r['distinct']} | "
+                 f"{_num(r['best_reward'])} ({r['best_trial']}) | {quarters} | {acc} | {flops} | "
+                 f"{r['distinct']} | "
                  f"{wall} |")
   lines += ["", "## Retrained models (test split)", "",
             "| model | found by | proxy reward | test accuracy % (mean ± std) | seeds | "

@@ -158,7 +158,7 @@ sq.summarize(sq.Options(out=sys.argv[2], **opts))
 
 
 def test_quarter_means_are_the_first_and_last_quarter_in_trial_order():
-  recs = [{"trial": t, "reward": r} for t, r in
+  recs = [{"trial": t, "reward": r, "accuracy": r + 0.1, "flops": 1e6 * t} for t, r in
           [(7, 0.8), (0, 0.1), (1, 0.3), (2, 0.5), (3, 0.2), (4, 0.0), (5, 0.4), (6, 0.6)]]
   code = ("import importlib.util, json, sys\n"
           "spec = importlib.util.spec_from_file_location('sq', sys.argv[1])\n"
@@ -172,8 +172,13 @@ def test_quarter_means_are_the_first_and_last_quarter_in_trial_order():
   assert p.returncode == 0, p.stderr[-3000:]
   eight, three = json.loads(p.stdout.strip().splitlines()[-1])
   assert eight == {"first_quarter_mean_reward": statistics.fmean([0.1, 0.3]),
-                   "last_quarter_mean_reward": statistics.fmean([0.6, 0.8])}
-  assert three == {"first_quarter_mean_reward": None, "last_quarter_mean_reward": None}
+                   "first_quarter_mean_accuracy": statistics.fmean([0.1 + 0.1, 0.3 + 0.1]),
+                   "first_quarter_mean_flops": 0.5e6,
+                   "last_quarter_mean_reward": statistics.fmean([0.6, 0.8]),
+                   "last_quarter_mean_accuracy": statistics.fmean([0.6 + 0.1, 0.8 + 0.1]),
+                   "last_quarter_mean_flops": 6.5e6}
+  assert three == {f"{side}_quarter_mean_{k}": None for side in ("first", "last")
+                   for k in ("reward", "accuracy", "flops")}
 
 
 def test_the_committed_results_are_recomputed_from_the_committed_records(tmp_path):
@@ -214,6 +219,7 @@ def test_the_committed_results_are_recomputed_from_the_committed_records(tmp_pat
     q = children // 4
     assert run["first_quarter_mean_reward"] == statistics.fmean(rewards[:q])
     assert run["last_quarter_mean_reward"] == statistics.fmean(rewards[-q:])
+    assert run["last_quarter_mean_flops"] == statistics.fmean(r["flops"] for r in trials[-q:])
     late.setdefault(run["arm"], []).extend(rewards[children // 2:])
   for arm in ARMS:
     bests = [r["best_reward"] for r in res["runs"] if r["arm"] == arm]
