@@ -32,11 +32,9 @@ Differences between arms are then differences of what the controllers learned.
 The proxy (`--proxy`, one of CANDIDATES) was chosen with the noise stage: B0's accuracy over 5
 child seeds on each candidate is in results/search_quality/noise.jsonl and results.json "noise".
 
-Cost of the defaults with `--backend=process --workers=2` on 2 CPU cores (estimated from a B0
-child at about 800 images/s on 2 threads, 1 thread per worker about 1.7x slower, random children
-about 0.9x B0's proxy FLOPs, 5 s fixed cost per child): a child about 40 s per worker, so
-512 children about 2.8 h; retraining 36 models x 1 epoch about 1 h; fidelity and the rest
-about 10 min. `--retrain_epochs=2` adds about 1 h.
+Cost of the defaults with `--backend=process --workers=2`, measured on 2 CPU cores (no GPU):
+noise 15 min (25 children); searches 85 min (512 children, about 10 s of wall time per child,
+19 s per child per worker); fidelity 5 min; retraining 36 models about 20 min. About 2 h in all.
 
 OUT/timings.jsonl gets one line per stage part that did work (its wall seconds, also when a stop
 signal ends it, so a part run over several sessions adds up); a part with nothing left to do
@@ -45,8 +43,9 @@ writes nothing. SIGINT/SIGTERM stop at the next safe point (exit 130/143); run a
 What summarize reports per arm, beside the best proxy reward within the budget: the mean reward
 of the first and of the last quarter of its children (a controller that learns samples better
 children later; random search does not), and P(late child > random's), the chance that a
-second-half child of the arm out-scores a second-half child of random search (0.5: no better). Weights, controller checkpoints and TensorBoard logs are kept
-out of git by OUT/.gitignore.
+second-half child of the arm out-scores a second-half child of random search (0.5: no better).
+
+Weights, checkpoints, controller state and TensorBoard logs are kept out of git by OUT/.gitignore.
 
 `--quick` shrinks everything (synthetic data, the micro space, 2 children per run) for tests.
 """
