@@ -374,15 +374,6 @@ def _train_one(args: tuple[dict[str, Any], str, dict[str, Any]]) -> tuple[str, b
   return out_dir, r.finished
 
 
-def _init_train_worker(threads: int) -> None:
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  interrupt.ignore_in_worker()  # the parent stops the pool itself
-  interrupt.exit_with_parent()
-  import tensorflow as tf
-  tf.config.threading.set_intra_op_parallelism_threads(threads)
-  tf.config.threading.set_inter_op_parallelism_threads(threads)
-
-
 def run_retrain(opts: Options) -> int:
   todo = []
   # The references first: a run stopped part-way still has the baselines every row is read against.
@@ -402,11 +393,12 @@ def run_retrain(opts: Options) -> int:
 def retrain_all(opts: Options, todo: list[tuple[dict[str, Any], str, dict[str, Any]]]) -> None:
   """Trains every (arch, directory, task) of `todo`: in `workers` processes with --backend=process."""
   if opts.backend == "process" and opts.workers > 1:
-    threads = max(1, (os.cpu_count() or 1) // opts.workers)
+    threads = backends_lib.default_threads_per_worker(opts.workers)
     # A multiprocessing pool, not concurrent.futures: leaving the block on a stop signal
     # terminates the trainings at once (their files are written atomically; a rerun redoes them).
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(opts.workers, initializer=_init_train_worker, initargs=(threads,)) as pool:
+    with ctx.Pool(opts.workers, initializer=backends_lib.init_worker,
+                  initargs=(threads,)) as pool:
       for d, finished in pool.imap(_train_one, todo):
         logging.info("retrained %s (finished: %s)", d, finished)
   else:
@@ -434,6 +426,8 @@ def best_so_far(records: Sequence[dict[str, Any]]) -> list[float]:
 
 
 QUARTER_FIELDS = ("reward", "accuracy", "flops")
+QUARTER_KEYS = tuple(f"{side}_quarter_mean_{k}" for side in ("first", "last")
+                     for k in QUARTER_FIELDS)  # the keys quarter_means returns
 
 
 def quarter_means(recs: Sequence[dict[str, Any]]) -> dict[str, float | None]:
@@ -583,7 +577,7 @@ def summarize_arms(runs: list[dict[str, Any]], models: list[dict[str, Any]],
             if x["rank"] == 0 and x["test_accuracy_mean"] is not None]
     arms[arm] = {"runs": len(rs), "best_reward": mean_std([r["best_reward"] for r in rs]),
                  **{k: mean_std([r[k] for r in rs if r[k] is not None])  # None under 4 children
-                    for k in quarter_means([])},
+                    for k in QUARTER_KEYS},
                  "late_children_beat_random": late_vs_random(late, arm),
                  "top1_test_accuracy": mean_std(top1),
                  "wall_seconds": round(sum(r["wall_seconds"] or 0.0 for r in rs), 3)}
@@ -742,25 +736,10 @@ def results_markdown(res: dict[str, Any]) -> str:
   return "\n".join(lines)
 
 
-def _figure():
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
-  return plt, fig, ax
-
-
-def _save(plt, fig, path: str) -> str:
-  fig.tight_layout()
-  fig.savefig(path)
-  plt.close(fig)
-  return path
-
-
 def plot_curves(res: dict[str, Any], path: str) -> str:
   """Best reward so far against children: mean over seeds, min–max band, one line per arm."""
   import numpy as np
-  plt, fig, ax = _figure()
+  plt, fig, ax = report.figure()
   for i, arm in enumerate(res["arms"]):
     curves = [r["curve"] for r in res["runs"] if r["arm"] == arm and r["curve"]]
     if not curves:
@@ -782,12 +761,12 @@ def plot_curves(res: dict[str, Any], path: str) -> str:
   ax.set_title("Search progress: mean over seeds, min–max band")
   ax.grid(alpha=0.3)
   ax.legend(loc="lower right")
-  return _save(plt, fig, path)
+  return report.save_figure(plt, fig, path)
 
 
 def plot_final(res: dict[str, Any], path: str) -> str:
   """Test accuracy against deploy FLOPs for every retrained model, B0 and A1 marked."""
-  plt, fig, ax = _figure()
+  plt, fig, ax = report.figure()
   # One hollow marker shape per arm, so that an architecture found by several arms shows them all.
   style = {arm: (f"C{i}", "osD^v"[i % 5], 8 + 3 * i) for i, arm in enumerate(res["arms"])}
   labelled = set()
@@ -814,7 +793,7 @@ def plot_final(res: dict[str, Any], path: str) -> str:
   ax.grid(alpha=0.3)
   if labelled:
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9)
-  return _save(plt, fig, path)
+  return report.save_figure(plt, fig, path)
 
 
 GITIGNORE = """# Weights, controller checkpoints and TensorBoard logs stay out of git; the records stay in.

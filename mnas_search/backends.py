@@ -93,8 +93,10 @@ class InlineBackend(Backend):
       yield job, run_job(job)
 
 
-def _init_worker(threads: int) -> None:
-  """Pins a worker's thread pools so that N workers share the cores without oversubscription.
+def init_worker(threads: int) -> None:
+  """Sets up a worker process (the process backend's, a Ray task's, any training pool's): it
+  ignores SIGINT, exits with its parent, and pins its thread pools so that N workers share the
+  cores without oversubscription.
 
   TF's intra- and inter-op pools get `threads` threads; so do OpenMP/oneDNN and BLAS (through their
   environment variables, read when TF loads them, i.e. before TF's first import in this worker).
@@ -156,7 +158,7 @@ class ProcessBackend(Backend):
   def _new_pool(self) -> cf.ProcessPoolExecutor:
     # spawn, not fork: TF is not fork-safe once initialized in the parent.
     return cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                  initializer=_init_worker, initargs=(self.threads,))
+                                  initializer=init_worker, initargs=(self.threads,))
 
   def _kill_pool(self) -> None:
     if self._pool is None:
@@ -228,7 +230,7 @@ class ProcessBackend(Backend):
 def _ray_run_job(job: Job, threads: int):
   """Body of the Ray task: pin threads (first use of TF in this worker), then train."""
   try:
-    _init_worker(threads)
+    init_worker(threads)
   except RuntimeError:
     pass  # TF already initialized in this reused worker; its pools are already set
   return run_job(job)

@@ -4,6 +4,7 @@ import multiprocessing
 import os
 import time
 
+import procs
 import pytest
 import tensorflow as tf
 
@@ -246,18 +247,10 @@ ORPHAN_PARENT = """
 import concurrent.futures as cf, multiprocessing, os, sys, time
 from mnas_search import backends
 pool = cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                              initializer=backends._init_worker, initargs=(1,))
+                              initializer=backends.init_worker, initargs=(1,))
 print(pool.submit(os.getpid).result(), flush=True)
 time.sleep(600)
 """
-
-
-def _alive(pid: int) -> bool:
-  try:
-    with open(f"/proc/{pid}/status") as f:
-      return "State:\tZ" not in f.read()  # a zombie has exited
-  except FileNotFoundError:
-    return False
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc to see the worker")
@@ -270,12 +263,12 @@ def test_workers_exit_when_the_search_process_is_sigkilled():
                             stdout=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=root))
   try:
     worker = int(parent.stdout.readline())
-    assert _alive(worker)
+    assert procs.alive(worker)
     parent.send_signal(signal.SIGKILL)
     parent.wait()
     deadline = time.time() + 10
-    while _alive(worker) and time.time() < deadline:
+    while procs.alive(worker) and time.time() < deadline:
       time.sleep(0.2)
-    assert not _alive(worker), f"worker {worker} outlived its SIGKILLed parent"
+    assert not procs.alive(worker), f"worker {worker} outlived its SIGKILLed parent"
   finally:
     parent.kill()

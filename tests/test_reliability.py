@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import procs
 import pytest
 from test_diskfull import fill, tiny_fs  # noqa: F401  (the tmpfs fixture)
 from test_search import TINY_FLAGS, tiny_config
@@ -30,6 +31,13 @@ def search_args(d, trials, *extra):
 def first_line(text):
   lines = [ln for ln in text.splitlines() if ln.strip()]
   return lines[0] if lines else ""
+
+
+def locked_line(d, pid):
+  """The one line the CLI prints for a directory that process `pid` on this host holds."""
+  return (f"error: {d!r} is in use by another process (pid {pid} on host "
+          f"{socket.gethostname()}); allowed: one process per run directory "
+          "(wait for it, or stop it)")
 
 
 def read_trials(d):
@@ -63,10 +71,7 @@ def test_a_second_process_is_refused_and_writes_nothing(tmp_path):
   with store.lock():  # this process is "the running search"
     p = run_launch(*search_args(d, 4))
     assert p.returncode == 2, p.stderr[-3000:]
-    assert first_line(p.stderr) == (
-        f"error: {d!r} is in use by another process (pid {os.getpid()} on host "
-        f"{socket.gethostname()}); allowed: one process per run directory "
-        "(wait for it, or stop it)")
+    assert first_line(p.stderr) == locked_line(d, os.getpid())
     assert len(p.stderr.strip().splitlines()) == 1
     assert snapshot(d) == before
     # Read-only commands take no lock and work meanwhile.
@@ -111,44 +116,18 @@ def _wait_for_trials(proc, d, n, timeout=300):
   raise AssertionError(f"no {n} trials in {timeout}s")
 
 
-def _children(pid):
-  """The pids whose parent is `pid` (a /proc scan)."""
-  out = []
-  for name in os.listdir("/proc"):
-    if name.isdigit():
-      try:
-        with open(f"/proc/{name}/stat") as f:
-          fields = f.read().rsplit(")", 1)[1].split()
-      except OSError:
-        continue
-      if int(fields[1]) == pid:
-        out.append(int(name))
-  return out
-
-
-def _alive(pid):
-  try:
-    with open(f"/proc/{pid}/stat") as f:
-      return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-  except OSError:
-    return False
-
-
 def _stop_and_resume(tmp_path, sig, backend_flags):
   d = str(tmp_path / "s")
   proc = _start(d, 1000, *backend_flags)
   try:
     _wait_for_trials(proc, d, 1)
-    children = _children(proc.pid)
+    children = procs.children(proc.pid)
     if backend_flags:  # the two workers (and multiprocessing's resource tracker)
       assert len(children) >= 2, children
     else:  # a second search on the running one's directory is refused at once
       p = run_launch(*search_args(d, 1000))
       assert p.returncode == 2, p.stderr[-3000:]
-      assert first_line(p.stderr) == (
-          f"error: {d!r} is in use by another process (pid {proc.pid} on host "
-          f"{socket.gethostname()}); allowed: one process per run directory "
-          "(wait for it, or stop it)")
+      assert first_line(p.stderr) == locked_line(d, proc.pid)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
   finally:
@@ -165,9 +144,9 @@ def _stop_and_resume(tmp_path, sig, backend_flags):
   if not backend_flags:
     assert stored == list(range(n))
   deadline = time.monotonic() + 15
-  while any(_alive(c) for c in children) and time.monotonic() < deadline:
+  while any(procs.alive(c) for c in children) and time.monotonic() < deadline:
     time.sleep(0.2)
-  assert [c for c in children if _alive(c)] == []  # no orphan worker
+  assert [c for c in children if procs.alive(c)] == []  # no orphan worker
   # The controller was not updated with a partial batch: every update logged covers whole batches.
   updates = fileio.read_jsonl(os.path.join(d, "updates.jsonl"))
   assert [u["update"] for u in updates] == list(range(len(updates)))
