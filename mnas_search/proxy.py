@@ -18,6 +18,7 @@ from nas_common import FieldError, check_int
 
 OPTIMIZERS = ("sgd", "rmsprop")
 LR_SCHEDULES = ("cosine", "constant")
+STEM_STRIDES = (1, 2)
 
 
 class ProxyTaskError(FieldError):
@@ -53,6 +54,10 @@ class ProxyTask:
     proxy_width: width multiplier applied to each child during the proxy only
       (`search_space.scale(arch, width=proxy_width)`); deploy costs stay unscaled.
     grayscale_to_rgb: feed 1-channel datasets as 3 channels (else the stem sees 1 channel).
+    stem_stride: the stem's stride during the proxy: 2 as in the reference, or 1, the
+      small-image geometry (at 32 px the last stages then see 2x2 maps instead of 1x1). The
+      architecture and its deploy costs are unchanged; only the trained child differs.
+    clip_norm: clip the gradients to this global norm; None for no clipping.
     seed: fixes the train/validation split, and by default the init and shuffle seeds.
     timeout_s: per-child wall-clock limit in seconds, checked between steps; None for none.
     data_dir: where the dataset's files are (see `datasets.load_arrays`); None to find them.
@@ -75,6 +80,8 @@ class ProxyTask:
   bn_momentum: float | None = 0.9
   proxy_width: float = 1.0
   grayscale_to_rgb: bool = False
+  stem_stride: int = 2
+  clip_norm: float | None = None
   seed: int = 0
   timeout_s: float | None = None
   data_dir: str | None = None
@@ -108,6 +115,10 @@ class ProxyTask:
     if self.bn_momentum is not None:
       _check_float("bn_momentum", self.bn_momentum, "None or a number in [0, 1)",
                    lambda v: 0 <= v < 1)
+    if self.stem_stride not in STEM_STRIDES or isinstance(self.stem_stride, bool):
+      raise ProxyTaskError("stem_stride", self.stem_stride, "1 or 2")
+    if self.clip_norm is not None:
+      _check_float("clip_norm", self.clip_norm, "None or a finite number > 0", lambda v: v > 0)
     if self.timeout_s is not None:
       _check_float("timeout_s", self.timeout_s, "None or a finite number > 0", lambda v: v > 0)
     if not isinstance(self.grayscale_to_rgb, bool):

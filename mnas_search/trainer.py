@@ -132,7 +132,8 @@ def proxy_datasets(task: ProxyTask, splits: datasets.Splits, seed: int) -> tuple
 def build_proxy_model(child: Architecture, task: ProxyTask, splits: datasets.Splits) -> Any:
   """The uncompiled Keras model of a proxy child, BN momentum set (call it under the strategy's scope)."""
   model = search_space.build_model(
-      child, (task.resolution, task.resolution, proxy_channels(task, splits)), splits.num_classes)
+      child, (task.resolution, task.resolution, proxy_channels(task, splits)), splits.num_classes,
+      stem_stride=task.stem_stride)
   set_bn_momentum(model, task.bn_momentum)
   return model
 
@@ -200,7 +201,8 @@ def evaluate(arch: Architecture, task: ProxyTask | None = None, strategy: Any = 
     # Free the graph, the optimizer slots and the pipelines: a worker trains thousands of children.
     forget_custom_gradients(gradients_before)
     release_keras_state()
-  proxy_flops = search_space.count_flops(child, task.resolution, splits.num_classes, channels)
+  proxy_flops = search_space.count_flops(child, task.resolution, splits.num_classes, channels,
+                                         task.stem_stride)
   proxy_params = search_space.count_params(child, splits.num_classes, channels)
   result = clock.result(started, status, accuracy, error, proxy_flops, proxy_params,
                         steps_per_epoch, run_seed)
@@ -504,9 +506,11 @@ def make_optimizer(task: ProxyTask, total_steps: int) -> Any:
   lr = make_lr_schedule(task, total_steps)
   weight_decay = task.weight_decay or None
   if task.optimizer == "sgd":
-    return keras.optimizers.SGD(lr, momentum=task.momentum, weight_decay=weight_decay)
+    return keras.optimizers.SGD(lr, momentum=task.momentum, weight_decay=weight_decay,
+                                global_clipnorm=task.clip_norm)
   return keras.optimizers.RMSprop(lr, rho=RMSPROP_RHO, momentum=task.momentum,
-                                  epsilon=RMSPROP_EPSILON, weight_decay=weight_decay)
+                                  epsilon=RMSPROP_EPSILON, weight_decay=weight_decay,
+                                  global_clipnorm=task.clip_norm)
 
 
 def make_loss(task: ProxyTask, num_classes: int) -> Any:
@@ -691,6 +695,8 @@ def _lean_update(task: ProxyTask, variables: list, total_steps: int) -> Callable
   mean_squares = slots() if task.optimizer == "rmsprop" else None
 
   def update(grads):
+    if task.clip_norm is not None:  # Keras's global_clipnorm, applied before weight decay
+      grads, _ = tf.clip_by_global_norm(grads, task.clip_norm)
     lr = tf.cast(schedule(iterations), tf.float32)  # the rate of this step, as Keras reads it
     momentum = tf.constant(task.momentum, tf.float32)
     rho, epsilon = tf.constant(RMSPROP_RHO, tf.float32), tf.constant(RMSPROP_EPSILON, tf.float32)

@@ -55,11 +55,12 @@ def block_cost(block: ConcreteBlock, input_size: int) -> BlockCost:
   return BlockCost(block, input_size, out, flops, params)
 
 
-def block_costs(arch: Architecture, resolution: int | None = None) -> list[BlockCost]:
+def block_costs(arch: Architecture, resolution: int | None = None,
+                stem_stride: int = 2) -> list[BlockCost]:
   """Per-block costs in network order, for a square input of `resolution`."""
   resolution = arch.resolution if resolution is None else resolution
   _check_positive_int("resolution", resolution)
-  size = conv_output_size(resolution, 2)                  # after the stride-2 stem
+  size = conv_output_size(resolution, stem_stride)        # after the stem
   costs = []
   for block in arch.expand_blocks():
     c = block_cost(block, size)
@@ -68,13 +69,14 @@ def block_costs(arch: Architecture, resolution: int | None = None) -> list[Block
   return costs
 
 
-def stem_flops(arch: Architecture, resolution: int, input_channels: int = 3) -> int:
-  s = conv_output_size(resolution, 2)
+def stem_flops(arch: Architecture, resolution: int, input_channels: int = 3,
+               stem_stride: int = 2) -> int:
+  s = conv_output_size(resolution, stem_stride)
   return s * s * 9 * input_channels * arch.stem_channels
 
 
 def count_flops(arch: Architecture, resolution: int | None = None, num_classes: int = 1000,
-                input_channels: int = 3) -> int:
+                input_channels: int = 3, stem_stride: int = 2) -> int:
   """Multiply-adds of one forward pass of one image.
 
   Args:
@@ -82,6 +84,7 @@ def count_flops(arch: Architecture, resolution: int | None = None, num_classes: 
     resolution: square input size; the architecture's own when None.
     num_classes: classifier outputs.
     input_channels: channels of the input image.
+    stem_stride: the stem's stride (2 as in the reference; 1 in the small-image geometry).
 
   Returns:
     Multiply-adds of every conv, depthwise conv, SE conv and the classifier.
@@ -90,8 +93,10 @@ def count_flops(arch: Architecture, resolution: int | None = None, num_classes: 
   _check_positive_int("resolution", resolution)
   _check_positive_int("num_classes", num_classes)
   _check_positive_int("input_channels", input_channels)
-  costs = block_costs(arch, resolution)
-  total = stem_flops(arch, resolution, input_channels) + sum(c.flops for c in costs)
+  if stem_stride not in (1, 2):
+    raise ValueError(f"stem_stride={stem_stride!r} is invalid; allowed: 1 or 2")
+  costs = block_costs(arch, resolution, stem_stride)
+  total = stem_flops(arch, resolution, input_channels, stem_stride) + sum(c.flops for c in costs)
   final = costs[-1].output_size
   total += final * final * costs[-1].block.output_filters * arch.head_channels
   total += arch.head_channels * num_classes

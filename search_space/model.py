@@ -18,16 +18,21 @@ from search_space.blocks import Architecture, ConcreteBlock
 
 BN_MOMENTUM = 0.99
 BN_EPSILON = 1e-3
+STEM_STRIDES = (1, 2)
 
-# Same initializers as the TF reference and keras.applications. A fresh instance per layer: a
-# shared Keras 3 initializer repeats the same values for every layer of the same shape, and its
+# The TF reference's initializers (but the classifier's, see _dense_init). A fresh instance per
+# layer: a shared Keras 3 initializer repeats the same values for every layer of the same shape, and its
 # seed would be fixed at import time instead of by keras.utils.set_random_seed.
 def _conv_init():
   return keras.initializers.VarianceScaling(scale=2.0, mode="fan_out", distribution="truncated_normal")
 
 
 def _dense_init():
-  return keras.initializers.VarianceScaling(scale=1.0 / 3.0, mode="fan_out", distribution="uniform")
+  # The reference scales by fan_out, i.e. by the number of classes: right for ImageNet's 1000, but
+  # with 10 classes the initial logits are ~10x larger in variance (initial loss ~4 instead of
+  # ln 10) and the first steps are spent undoing that. fan_in (1280 features for B0) keeps
+  # ImageNet's scale and makes it independent of the number of classes.
+  return keras.initializers.VarianceScaling(scale=1.0 / 3.0, mode="fan_in", distribution="uniform")
 
 _KERAS_ACTIVATIONS = {"swish": "silu", "relu": "relu", "relu6": "relu6", "hard_swish": "hard_silu"}
 
@@ -69,7 +74,8 @@ def mbconv(x, block: ConcreteBlock, activation: str, prefix: str):
 
 
 def build_model(arch: Architecture, input_shape: Sequence[int] | None = None, num_classes: int = 1000,
-                classifier_activation: str | None = None, name: str | None = None) -> keras.Model:
+                classifier_activation: str | None = None, name: str | None = None,
+                stem_stride: int = 2) -> keras.Model:
   """Builds the Keras 3 functional model of an architecture.
 
   Args:
@@ -79,6 +85,9 @@ def build_model(arch: Architecture, input_shape: Sequence[int] | None = None, nu
     num_classes: classifier outputs.
     classifier_activation: None for logits (the default), or e.g. "softmax".
     name: model name; the architecture's name when None.
+    stem_stride: 2 as in the reference; 1 for small images (28-32 px), so that the last
+      stages see 2x2 maps instead of 1x1. It is a property of the training task, not of the
+      architecture: the architecture's decisions and its deploy costs stay the same.
 
   Returns:
     An uncompiled `keras.Model`.
@@ -90,9 +99,11 @@ def build_model(arch: Architecture, input_shape: Sequence[int] | None = None, nu
     raise ValueError(f"input_shape={input_shape!r} is invalid; allowed: (height, width, channels), "
                      "each an integer >= 1")
   check_int("num_classes", num_classes, 1)
+  if stem_stride not in STEM_STRIDES:
+    raise ValueError(f"stem_stride={stem_stride!r} is invalid; allowed: 1 or 2")
   act = _KERAS_ACTIVATIONS[arch.activation]
   inputs = keras.Input(shape=input_shape, name="image")
-  x = layers.Conv2D(arch.stem_channels, 3, strides=2, padding="same", use_bias=False,
+  x = layers.Conv2D(arch.stem_channels, 3, strides=stem_stride, padding="same", use_bias=False,
                     kernel_initializer=_conv_init(), name="stem_conv")(inputs)
   x = _bn("stem_bn")(x)
   x = layers.Activation(act, name="stem_activation")(x)

@@ -35,6 +35,7 @@ FIELD_FLAGS = {
     "val_images": "proxy_val_images", "batch_size": "proxy_batch_size",
     "proxy_width": "proxy_width", "learning_rate": "proxy_lr", "optimizer": "proxy_optimizer",
     "timeout_s": "proxy_timeout_s", "grayscale_to_rgb": "proxy_grayscale_to_rgb", "seed": "seed",
+    "stem_stride": "proxy_stem_stride", "clip_norm": "proxy_clip_norm",
     # SearchConfig and the backends
     "space": "search_space", "controller": "controller", "controller_hparams": "controller_hparams",
     "reward": "reward", "w": "w", "cost": "cost", "target_flops": "target_flops",
@@ -60,7 +61,8 @@ COMMAND_FIELD_FLAGS = {
     "train": {"resolution": "train_resolution", "epochs": "epochs",
               "batch_size": "train_batch_size", "learning_rate": "train_lr",
               "proxy_width": "train_width", "val_images": "train_val_images",
-              "train_images": "train_images"},
+              "train_images": "train_images", "stem_stride": "train_stem_stride",
+              "clip_norm": "train_clip_norm"},
     "fidelity": {"epochs": "fidelity_epochs"},
     "scale": {"num_classes": "num_classes"},
     "describe": {"resolution": "resolution", "num_classes": "num_classes"},
@@ -247,13 +249,18 @@ def define_proxy(fv: FlagValues) -> None:
   define("float", "proxy_timeout_s", None, "Proxy: wall-clock limit per child in seconds.")
   define("bool", "proxy_grayscale_to_rgb", _PROXY.grayscale_to_rgb,
          "Proxy: feed 1-channel datasets as 3 channels.")
+  define("enum", "proxy_stem_stride", str(_PROXY.stem_stride), "Proxy: the stem's stride, 2 as in "
+         "the reference or 1 for small images (the architecture and its costs are unchanged).",
+         enum_values=["1", "2"])
+  define("float", "proxy_clip_norm", _PROXY.clip_norm,
+         "Proxy: clip the gradients to this global norm (none by default).")
   define_seed(fv)
 
 
 # The ProxyTask fields that define_proxy's flags set.
 PROXY_FIELDS = ("dataset", "data_dir", "resolution", "epochs", "steps", "train_images",
                 "val_images", "batch_size", "proxy_width", "learning_rate", "optimizer",
-                "timeout_s", "grayscale_to_rgb", "seed")
+                "timeout_s", "grayscale_to_rgb", "seed", "stem_stride", "clip_norm")
 
 
 def define_seed(fv: FlagValues) -> None:
@@ -332,8 +339,11 @@ def arch_flag(fv: FlagValues, flag: str) -> Architecture:
 
 def proxy_values(fv: FlagValues, only_present: bool = False) -> dict[str, Any]:
   """ProxyTask field -> value of its flag (only the flags given on the command line if asked)."""
-  return {field: fv[FIELD_FLAGS[field]].value for field in PROXY_FIELDS
-          if not only_present or fv[FIELD_FLAGS[field]].present}
+  values = {field: fv[FIELD_FLAGS[field]].value for field in PROXY_FIELDS
+            if not only_present or fv[FIELD_FLAGS[field]].present}
+  if "stem_stride" in values:  # an enum flag: its values are strings
+    values["stem_stride"] = int(values["stem_stride"])
+  return values
 
 
 def proxy_task_from_flags(fv: FlagValues) -> ProxyTask:

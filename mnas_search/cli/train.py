@@ -18,7 +18,8 @@ TRAIN_FIELDS = {"dataset": "dataset", "data_dir": "data_dir", "resolution": "tra
                 "epochs": "epochs", "batch_size": "train_batch_size", "learning_rate": "train_lr",
                 "proxy_width": "train_width", "label_smoothing": "label_smoothing",
                 "val_images": "train_val_images", "train_images": "train_images",
-                "bn_momentum": "train_bn_momentum", "seed": "seed"}
+                "bn_momentum": "train_bn_momentum", "seed": "seed",
+                "stem_stride": "train_stem_stride", "clip_norm": "train_clip_norm"}
 
 
 def define_flags(fv: flags.FlagValues) -> None:
@@ -51,6 +52,10 @@ def define_flags(fv: flags.FlagValues) -> None:
                        "split).", lower_bound=1, flag_values=fv)
   flags.DEFINE_float("train_bn_momentum", 0.99, "BatchNormalization moving-average momentum.",
                      flag_values=fv)
+  flags.DEFINE_enum("train_stem_stride", "2", ["1", "2"], "The stem's stride: 2 as in the "
+                    "reference, 1 for small images (28-32 px).", flag_values=fv)
+  flags.DEFINE_float("train_clip_norm", None, "Clip the gradients to this global norm (none by "
+                     "default).", flag_values=fv)
   common.define_strategy(fv, tpu=False)
   common.define_json(fv)
 
@@ -64,6 +69,7 @@ def run(fv: flags.FlagValues) -> None:
   arch = common.arch_from_flags(fv)
   values = {field: fv[flag].value for field, flag in TRAIN_FIELDS.items()}
   values["resolution"] = fv.train_resolution or arch.resolution
+  values["stem_stride"] = int(values["stem_stride"])
   task = ProxyTask(**values)
   augment = [a.strip() for a in fv.augment or [] if a.strip()]
   if augment == ["auto"]:
