@@ -35,14 +35,13 @@ last line of output is a JSON object with the headline numbers.
 from __future__ import annotations
 
 import dataclasses
-import math
 import multiprocessing
 import os
 import statistics
 import subprocess
 import sys
 import time
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -52,7 +51,8 @@ from absl import app, flags, logging  # noqa: E402
 
 import search_space  # noqa: E402
 from mnas_search import backends as backends_lib  # noqa: E402
-from mnas_search import fileio, interrupt, stats  # noqa: E402
+from mnas_search import fileio, interrupt  # noqa: E402
+from mnas_search import ground_truth as gt  # noqa: E402
 from mnas_search.proxy import ProxyTask  # noqa: E402
 
 REFERENCES = ("efficientnet-b0", "mnasnet-a1", "mobilenet-v2")
@@ -98,17 +98,12 @@ SUMMARY_COST_LIMIT_S = 60.0  # the default proxy is the best tau among those thi
 
 
 def names_with_extra_seeds(names: Sequence[str]) -> tuple[str, ...]:
-  """B0, A1, MobileNetV2 and every fifth other architecture: at least 8 with 2 seeds."""
+  """B0, A1, MobileNetV2 and every sixth other architecture: 8 with 2 seeds."""
   others = [n for n in names if n not in REFERENCES]
-  return tuple(REFERENCES) + tuple(others[::5])
+  return tuple(n for n in REFERENCES if n in names) + tuple(others[::6])
 
 
 # ----------------------------------------------------------------------------- the set
-def blocks_key(arch: search_space.Architecture) -> str:
-  """The network's block strings joined by commas: the same string for the same network everywhere."""
-  return ",".join(arch.block_strings)
-
-
 def deploy_costs(arch: search_space.Architecture) -> tuple[int, int]:
   """(multiply-adds, parameters) at 224 px and 1000 classes, as the search counts them."""
   return search_space.count_flops(arch, 224, 1000), search_space.count_params(arch, 1000)
@@ -177,37 +172,68 @@ def architecture_set() -> list[tuple[str, dict]]:
 
 # ----------------------------------------------------------------------------- jobs
 @dataclasses.dataclass(frozen=True)
+class Plan:
+  """What to run: G's recipe, the candidate proxies and the seeds (`--quick` shrinks them)."""
+
+  g_task: ProxyTask = G_TASK
+  candidates: tuple[tuple[str, ProxyTask], ...] = tuple(CANDIDATES.items())
+  noise_seeds: int = NOISE_SEEDS
+  extra_seeds: int = EXTRA_SEEDS
+
+
+QUICK_DATASET = "synthetic:size=16,channels=1,classes=4,train=300,test=100"
+QUICK_PLAN = Plan(
+    g_task=ProxyTask(dataset=QUICK_DATASET, resolution=16, train_images=None, val_images=64,
+                     epochs=1, batch_size=64, proxy_width=0.25, stem_stride=1, clip_norm=1.0),
+    candidates=(("quick", ProxyTask(dataset=QUICK_DATASET, resolution=16, train_images=128,
+                                    val_images=64, epochs=1, batch_size=64, proxy_width=0.25)),),
+    noise_seeds=2, extra_seeds=2)
+
+
+def quick_architectures() -> list[tuple[str, dict]]:
+  """Two small networks of the micro space (for `--quick`)."""
+  space = search_space.get_space("micro")
+  rng = np.random.default_rng(0)
+  return [(f"micro-{i}", space.decode(space.sample_indices(rng), name=f"micro-{i}").to_dict())
+          for i in range(2)]
+
+
+@dataclasses.dataclass(frozen=True)
 class Job:
-  """One unit of work: a G training (`proxy` None) or one proxy child."""
+  """One unit of work: a G training (`proxy` None) or one proxy child, with its task."""
 
   name: str
   arch: dict
   seed: int
   proxy: str | None = None
+  task: dict | None = None
 
   @property
   def key(self) -> tuple[str | None, str, int]:
     return (self.proxy, self.name, self.seed)
 
 
-def job_queue(archs: Sequence[tuple[str, dict]], stages: Sequence[str]) -> list[Job]:
+def job_queue(archs: Sequence[tuple[str, dict]], stages: Sequence[str],
+              plan: Plan = Plan()) -> list[Job]:
   """Every job, in priority order: what a partial run needs most comes first."""
   by_name = dict(archs)
   names = [n for n, _ in archs]
-  extra = names_with_extra_seeds(names)
+  refs = [n for n in REFERENCES[:2] if n in by_name]  # B0 and A1
   g = "ground_truth" in stages
   p = "proxies" in stages
+  gt_job = lambda n, s: Job(n, by_name[n], s, task=plan.g_task.replace(seed=s).to_dict())
+  proxy_job = lambda n, s, c, t: Job(n, by_name[n], s, c, t.to_dict())
   jobs: list[Job] = []
-  if g:  # the references, 2 seeds: does G meet its criteria?
-    jobs += [Job(n, by_name[n], s) for s in range(EXTRA_SEEDS) for n in REFERENCES[:2]]
-  if p:  # the recipe table: B0 and A1 over NOISE_SEEDS seeds on every candidate
-    jobs += [Job(n, by_name[n], s, c) for c in CANDIDATES for n in REFERENCES[:2]
-             for s in range(NOISE_SEEDS)]
+  if g:  # the references with 2 seeds first: does G meet its criteria?
+    jobs += [gt_job(n, s) for s in range(plan.extra_seeds) for n in refs]
+  if p:  # the recipe table: B0 and A1 over the noise seeds on every candidate
+    jobs += [proxy_job(n, s, c, t) for c, t in plan.candidates for n in refs
+             for s in range(plan.noise_seeds)]
   if g:
-    jobs += [Job(n, by_name[n], 0) for n in names]
-    jobs += [Job(n, by_name[n], s) for s in range(1, EXTRA_SEEDS) for n in extra]
+    jobs += [gt_job(n, 0) for n in names]
+    jobs += [gt_job(n, s) for s in range(1, plan.extra_seeds) for n in names_with_extra_seeds(names)]
   if p:
-    jobs += [Job(n, by_name[n], 0, c) for c in CANDIDATES for n in names]
+    jobs += [proxy_job(n, 0, c, t) for c, t in plan.candidates for n in names]
   out, seen = [], set()
   for j in jobs:
     if j.key not in seen:
@@ -233,25 +259,26 @@ def _run_job(args: tuple[Job, str, int]) -> dict[str, Any]:
   job, out, workers = args
   arch = search_space.Architecture.from_dict(job.arch)
   flops, params = deploy_costs(arch)
-  base = {"name": job.name, "blocks": blocks_key(arch), "seed": job.seed, "flops": flops,
+  base = {"name": job.name, "blocks": gt.blocks_key(arch), "seed": job.seed, "flops": flops,
           "params": params, "workers": workers, "commit": _commit()}
+  task = ProxyTask.from_dict(job.task)
   if job.proxy is None:
     from mnas_search import train as train_lib
-    config = train_lib.TrainConfig(G_TASK.replace(seed=job.seed))
-    r = train_lib.train(arch, run_dir(out, job.name, job.seed), config, verbose=0)
+    r = train_lib.train(arch, run_dir(out, job.name, job.seed), train_lib.TrainConfig(task),
+                        verbose=0)
     m = r.metrics or {}
     return {**base, "status": r.status, "test_accuracy": m.get("test_accuracy"),
-            "val_accuracy": m.get("val_accuracy"), "epochs": G_TASK.epochs,
+            "val_accuracy": m.get("val_accuracy"), "epochs": task.epochs,
             "wall_seconds": m.get("train_seconds"), "error": r.error, "arch": job.arch}
   from mnas_search import trainer
   t0 = time.monotonic()
-  res = trainer.evaluate(arch, CANDIDATES[job.proxy], seed=job.seed)
+  res = trainer.evaluate(arch, task, seed=job.seed)
   return {"proxy": job.proxy, **base, "accuracy": res.accuracy, "status": res.status,
           "seconds": round(time.monotonic() - t0, 3), "error": res.error}
 
 
 def records_path(out: str, proxy: bool) -> str:
-  return os.path.join(out, "proxies.jsonl" if proxy else "records.jsonl")
+  return os.path.join(out, gt.PROXIES if proxy else gt.RECORDS)
 
 
 def done_keys(out: str) -> set[tuple[str | None, str, int]]:
@@ -264,10 +291,15 @@ def done_keys(out: str) -> set[tuple[str | None, str, int]]:
   return keys
 
 
+def pending(out: str, jobs: Sequence[Job]) -> list[Job]:
+  """The jobs whose record is not in OUT yet, in order."""
+  done = done_keys(out)
+  return [j for j in jobs if j.key not in done]
+
+
 def run_jobs(out: str, jobs: Sequence[Job], workers: int, max_hours: float | None) -> int:
   """Runs the jobs not yet recorded in `workers` single-purpose processes; returns how many ran."""
-  done = done_keys(out)
-  todo = [j for j in jobs if j.key not in done]
+  todo = pending(out, jobs)
   logging.info("%d of %d jobs to run", len(todo), len(jobs))
   if not todo:
     return 0
@@ -314,57 +346,15 @@ def _mean_std(values: Sequence[float]) -> dict[str, Any]:
           "std": statistics.stdev(vals) if len(vals) >= 2 else None}
 
 
-def bootstrap_interval(x: Sequence[float], y: Sequence[float], fn, level: float = 0.9,
-                       resamples: int = 2000, seed: int = 0) -> list[float] | None:
-  """Percentile bootstrap interval of fn(x, y) over resampled pairs (None below 4 pairs)."""
-  xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-  if len(xs) < 4:
-    return None
-  rng = np.random.default_rng(seed)
-  vals = []
-  for _ in range(resamples):
-    idx = rng.integers(0, len(xs), len(xs))
-    v = fn(xs[idx], ys[idx]) if len(set(xs[idx])) > 1 and len(set(ys[idx])) > 1 else math.nan
-    if not math.isnan(v):
-      vals.append(v)
-  lo, hi = np.percentile(vals, [50 * (1 - level), 50 * (1 + level)])
-  return [round(float(lo), 4), round(float(hi), 4)]
-
-
-def rank_agreement(signal: dict[str, float], truth: dict[str, float]) -> dict[str, Any]:
-  """Kendall τ and Spearman ρ (with bootstrap 90% intervals) of `signal` against `truth` by key."""
-  keys = sorted(set(signal) & set(truth))
-  out: dict[str, Any] = {"n": len(keys), "kendall_tau": None, "spearman_rho": None,
-                         "kendall_tau_90": None, "spearman_rho_90": None}
-  if len(keys) < 3:
-    return out
-  x, y = [signal[k] for k in keys], [truth[k] for k in keys]
-  for name, fn in (("kendall_tau", stats.kendall_tau), ("spearman_rho", stats.spearman)):
-    v = fn(x, y)
-    out[name] = None if math.isnan(v) else round(v, 4)
-    out[name + "_90"] = bootstrap_interval(x, y, fn)
-  return out
-
-
-def truth_by_blocks(records: Iterable[dict[str, Any]]) -> dict[str, float]:
-  """Mean G test accuracy per network (keyed by `blocks`), over its ok seeds."""
-  acc: dict[str, list[float]] = {}
-  for r in records:
-    if r.get("status", "ok") == "ok" and r.get("test_accuracy") is not None:
-      acc.setdefault(r["blocks"], []).append(float(r["test_accuracy"]))
-  return {k: statistics.fmean(v) for k, v in acc.items()}
-
-
 def summarize(out: str) -> dict[str, Any]:
   """The headline numbers, from records.jsonl and proxies.jsonl only."""
-  recs = fileio.read_jsonl(records_path(out, False)) if os.path.isfile(records_path(out, False)) else []
-  prox = fileio.read_jsonl(records_path(out, True)) if os.path.isfile(records_path(out, True)) else []
+  recs, prox = gt.read_records(out, gt.RECORDS), gt.read_records(out, gt.PROXIES)
   ok = [r for r in recs if r.get("status") == "ok"]
   by_name: dict[str, list[float]] = {}
   for r in ok:
     by_name.setdefault(r["name"], []).append(float(r["test_accuracy"]))
   stds = [statistics.stdev(v) for v in by_name.values() if len(v) >= 2]
-  truth = truth_by_blocks(ok)
+  truth = gt.truth(ok)
   workers = max([int(r.get("workers", 1)) for r in recs] or [1])
   hours = sum(float(r.get("wall_seconds") or 0) for r in recs) / workers / 3600
   proxies = summarize_proxies(prox, truth)
@@ -388,11 +378,11 @@ def summarize_proxies(prox: Sequence[dict[str, Any]], truth: dict[str, float]) -
   out = {}
   for name in sorted({r["proxy"] for r in prox}):
     rows = [r for r in prox if r["proxy"] == name]
-    seed0 = {r["blocks"]: float(r["accuracy"]) for r in rows if r["seed"] == 0}
+    seed0 = gt.proxy_scores(rows, name)
     b0 = [float(r["accuracy"]) for r in rows if r["name"] == "efficientnet-b0"]
     a1 = [float(r["accuracy"]) for r in rows if r["name"] == "mnasnet-a1"]
     secs = [float(r["seconds"]) for r in rows]
-    out[name] = {"vs_g": rank_agreement(seed0, truth), "b0": _mean_std(b0), "a1": _mean_std(a1),
+    out[name] = {"vs_g": gt.score(seed0, truth), "b0": _mean_std(b0), "a1": _mean_std(a1),
                  "median_seconds": statistics.median(secs) if secs else None,
                  "n_records": len(rows), "n_failed": sum(r["status"] != "ok" for r in rows)}
   return out
@@ -408,12 +398,17 @@ def choose_default(proxies: dict[str, Any]) -> str | None:
 
 # ----------------------------------------------------------------------------- CLI
 FLAGS = flags.FLAGS
-flags.DEFINE_string("out", "results/ground_truth", "Output directory (resumed if it exists).")
-flags.DEFINE_list("stages", ["ground_truth", "proxies"], "What to run: ground_truth, proxies.")
-flags.DEFINE_integer("workers", None, "Worker processes (default: one single-threaded worker "
-                     "per core, as --backend=auto packs them).", lower_bound=1)
-flags.DEFINE_float("max_hours", None, "Stop taking new jobs after this many hours.")
-flags.DEFINE_bool("summary", False, "Only summarize the records (no training).")
+
+
+def define_flags() -> None:
+  """The command line (defined on demand, so that tests can import this module)."""
+  flags.DEFINE_string("out", "results/ground_truth", "Output directory (resumed if it exists).")
+  flags.DEFINE_list("stages", ["ground_truth", "proxies"], "What to run: ground_truth, proxies.")
+  flags.DEFINE_integer("workers", None, "Worker processes (default: one single-threaded worker "
+                       "per core, as --backend=auto packs them).", lower_bound=1)
+  flags.DEFINE_float("max_hours", None, "Stop taking new jobs after this many hours.")
+  flags.DEFINE_bool("summary", False, "Only summarize the records (no training).")
+  flags.DEFINE_bool("quick", False, "Tiny tasks on synthetic data and two micro networks (tests).")
 
 
 def main(argv):
@@ -436,7 +431,11 @@ def main(argv):
   workers = FLAGS.workers or backends_lib.available_cores()
   try:
     with interrupt.handlers():
-      run_jobs(out, job_queue(architecture_set(), FLAGS.stages), workers, FLAGS.max_hours)
+      if FLAGS.quick:
+        jobs = job_queue(quick_architectures(), FLAGS.stages, QUICK_PLAN)
+      else:
+        jobs = job_queue(architecture_set(), FLAGS.stages)
+      run_jobs(out, jobs, workers, FLAGS.max_hours)
   except interrupt.Stopped as e:
     print("stopped; run the same command to continue", file=sys.stderr)
     sys.exit(e.exit_code)
@@ -452,4 +451,5 @@ def _json(obj: Any, indent: int | None = 2) -> str:
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -44,6 +44,11 @@ What summarize reports per arm, beside the best proxy reward within the budget: 
 of the first and of the last quarter of its children (a controller that learns samples better
 children later; random search does not), and P(late child > random's), the chance that a
 second-half child of the arm out-scores a second-half child of random search (0.5: no better).
+Those are effect sizes. Whether an arm differs from random is tested with a run as the unit
+(results.json "vs_random"): for the best reward, the retrained top-1's test accuracy, the rise from
+the first to the last quarter and the second half's mean reward, the difference of means, its
+permutation p-value and a bootstrap interval. With 2 runs per arm no p-value can fall below 1/3
+two-sided (1/6 one-sided): that many runs cannot decide.
 
 Weights, checkpoints, controller state and TensorBoard logs are kept out of git by OUT/.gitignore.
 
@@ -54,6 +59,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fractions
 import hashlib
 import math
 import multiprocessing
@@ -520,7 +526,10 @@ def summarize_runs(opts: Options, timings: dict[str, float]
                    "child_train_seconds": round(sum(r["train_seconds"] for r in recs), 3),
                    "wall_seconds": timings.get(f"search/{arm}-s{seed}"), "curve": curve,
                    **quarter_means(recs)})
-      late.setdefault(arm, []).extend(float(r["reward"]) for r in recs[len(recs) // 2:])
+      second_half = [float(r["reward"]) for r in recs[len(recs) // 2:]]
+      # The run-level counterpart of P(late child > random's): one value per run, for the test.
+      runs[-1]["late_mean_reward"] = statistics.fmean(second_half) if second_half else None
+      late.setdefault(arm, []).extend(second_half)
   return runs, late
 
 
@@ -584,6 +593,76 @@ def summarize_arms(runs: list[dict[str, Any]], models: list[dict[str, Any]],
   return arms
 
 
+# What vs_random compares between arms, one value per run (`run_measure`).
+VS_RANDOM_MEASURES = {
+    "best_reward": "best proxy reward within the budget",
+    "top1_test_accuracy": "test accuracy of the run's retrained top-1 (mean over training seeds)",
+    "reward_rise": "mean reward of the last quarter of the children minus the first quarter's",
+    "late_mean_reward": "mean reward of the second half of the children (the run-level "
+                        "counterpart of P(late child > random's))",
+}
+VS_RANDOM_LEVEL = 0.9
+VS_RANDOM_RESAMPLES = 10000
+EXACT_LIMIT = 20000  # relabelings enumerated; a Monte Carlo test of as many above
+
+
+def run_measure(run: dict[str, Any], key: str) -> float | None:
+  """One run's value of a VS_RANDOM_MEASURES key (None when the run lacks it)."""
+  if key == "top1_test_accuracy":
+    return next((x["test_accuracy_mean"] for x in run["retrained"] if x["rank"] == 0), None)
+  if key == "reward_rise":
+    first, last = run["first_quarter_mean_reward"], run["last_quarter_mean_reward"]
+    return None if first is None or last is None else last - first
+  return run[key]
+
+
+def compare_with_random(runs: list[dict[str, Any]], arm: str) -> dict[str, Any]:
+  """Each VS_RANDOM_MEASURES of `arm`'s runs against random search's, with a run as the unit.
+
+  Children of one run share a controller, so only runs are independent draws; the tests are
+  over runs, whatever the number of children. For each measure: both sides' values, the
+  difference of means (arm − random), exact permutation p-values (two-sided, and one-sided for
+  "arm > random"), the smallest p-values those group sizes allow, and a bootstrap interval of
+  the difference. None for a measure either side lacks.
+  """
+  from mnas_search import stats
+  out: dict[str, Any] = {}
+  for key in VS_RANDOM_MEASURES:
+    a, b = ([float(v) for r in runs if r["arm"] == side and (v := run_measure(r, key)) is not None]
+            for side in (arm, "random"))
+    if not a or not b:
+      out[key] = None
+      continue
+    interval = stats.bootstrap_mean_difference_interval(a, b, VS_RANDOM_LEVEL,
+                                                        VS_RANDOM_RESAMPLES, seed=0)
+    out[key] = {"arm": a, "random": b,
+                "difference": round(statistics.fmean(a) - statistics.fmean(b), 6),
+                "p_two_sided": round(stats.permutation_test(a, b, "two-sided", EXACT_LIMIT,
+                                                            EXACT_LIMIT), 6),
+                "p_greater": round(stats.permutation_test(a, b, "greater", EXACT_LIMIT,
+                                                          EXACT_LIMIT), 6),
+                "min_p_two_sided": round(stats.min_permutation_p(len(a), len(b)), 6),
+                "min_p_greater": round(stats.min_permutation_p(len(a), len(b), "greater"), 6),
+                "relabelings": math.comb(len(a) + len(b), len(a)),
+                "interval": [round(v, 6) for v in interval]}
+  return out
+
+
+def vs_random(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+  """Every other arm against random search (`compare_with_random`); None without random runs."""
+  arms = list(dict.fromkeys(r["arm"] for r in runs))
+  if "random" not in arms:
+    return None
+  return {"unit": "search run", "measures": dict(VS_RANDOM_MEASURES),
+          "test": "permutation test of the difference of means (arm - random) over the "
+                  f"relabelings of the runs, exact up to {EXACT_LIMIT} relabelings (Monte Carlo "
+                  "above); p_greater: one-sided, arm > random",
+          "interval": f"{VS_RANDOM_LEVEL:.0%} percentile bootstrap of the difference, each arm's "
+                      f"runs resampled on their own ({VS_RANDOM_RESAMPLES} resamples, seed 0)",
+          "level": VS_RANDOM_LEVEL,
+          "arms": {arm: compare_with_random(runs, arm) for arm in arms if arm != "random"}}
+
+
 def summarize_fidelity(out: str) -> dict[str, Any] | None:
   """The fidelity stage's rank correlations and trials (fidelity.json), None before it ran."""
   fid_path = os.path.join(fidelity_dir(out), "fidelity.json")
@@ -629,7 +708,7 @@ def summarize(opts: Options) -> dict[str, Any]:
       "target_flops": opts.target_flops, "reward": opts.reward,
       "w": rewards_lib.default_coefficient(opts.reward),
       "noise": noise, "runs": runs, "arms": arms, "models": models,
-      "proxy_vs_test": proxy_vs_test(models), "fidelity": summarize_fidelity(out),
+      "vs_random": vs_random(runs), "proxy_vs_test": proxy_vs_test(models), "fidelity": summarize_fidelity(out),
       "wall_seconds": {"parts": timings,
                        "noise": timings.get("noise", 0.0),
                        "searches": round(sum(v for k, v in timings.items()
@@ -713,6 +792,7 @@ def results_markdown(res: dict[str, Any]) -> str:
                  f"{_num(r['best_reward'])} ({r['best_trial']}) | {quarters} | {acc} | {flops} | "
                  f"{r['distinct']} | "
                  f"{wall} |")
+  lines += vs_random_markdown(res["vs_random"])
   lines += ["", "## Retrained models (test split)", "",
             "| model | found by | proxy reward | test accuracy % (mean ± std) | seeds | "
             "MFLOPs @224 | params (M) |", "|---|---|---|---|---|---|---|"]
@@ -734,6 +814,48 @@ def results_markdown(res: dict[str, Any]) -> str:
   lines += ["", f"Wall time (s): noise {w['noise']:.0f}, searches {w['searches']:.0f}, fidelity "
             f"{w['fidelity']:.0f}, retrain {w['retrain']:.0f}.", ""]
   return "\n".join(lines)
+
+
+# How vs_random_markdown shows a measure: a short name, the values' scale and format.
+VS_RANDOM_SHOWN = {"best_reward": ("best reward", 1.0, "{:.4f}"),
+                   "top1_test_accuracy": ("top-1 test accuracy %", 100.0, "{:.2f}"),
+                   "reward_rise": ("mean reward, last − first quarter", 1.0, "{:.4f}"),
+                   "late_mean_reward": ("mean reward, second half", 1.0, "{:.4f}")}
+
+
+def vs_random_markdown(vs: dict[str, Any] | None) -> list[str]:
+  """The lines of results.md's table of each arm against random search (none without it)."""
+  if not vs:
+    return []
+  level = f"{vs['level']:.0%}"
+  lines = ["", "## Each arm against random search (a run is one value)", "",
+           f"| arm | measure | arm's runs | random's runs | difference | p two-sided | "
+           f"p one-sided (arm > random) | {level} bootstrap interval |",
+           "|---|---|---|---|---|---|---|---|"]
+  floors = set()
+  for arm, measures in vs["arms"].items():
+    for key, c in measures.items():
+      if c is None:
+        continue
+      name, scale, fmt = VS_RANDOM_SHOWN[key]
+      values = [", ".join(fmt.format(v * scale) for v in c[side]) for side in ("arm", "random")]
+      low, high = (fmt.format(v * scale) for v in c["interval"])
+      lines.append(f"| {arm} | {name} | {values[0]} | {values[1]} | "
+                   f"{fmt.format(c['difference'] * scale)} | {c['p_two_sided']:.3f} | "
+                   f"{c['p_greater']:.3f} | [{low}, {high}] |")
+      floors.add((len(c["arm"]), len(c["random"]), c["relabelings"], c["min_p_two_sided"],
+                  c["min_p_greater"]))
+  lines += [""]
+  for na, nb, relabelings, two, one in sorted(floors):
+    lines += [f"{na} runs against {nb}: {relabelings} relabelings, so no difference can reach p "
+              f"below {fractions.Fraction(two).limit_denominator(relabelings)} two-sided "
+              f"({fractions.Fraction(one).limit_denominator(relabelings)} one-sided), however "
+              "large or clean it is."]
+  lines += ["Permutation test of the difference of means over the relabelings of the runs "
+            "(children of one run share a controller: the run is the unit). The bootstrap "
+            "resamples each arm's runs on its own; from a few values per arm it takes few "
+            "distinct values and is too narrow, so it is no test at these sizes."]
+  return lines
 
 
 def plot_curves(res: dict[str, Any], path: str) -> str:

@@ -19,6 +19,8 @@ from nas_common import FieldError, check_int
 OPTIMIZERS = ("sgd", "rmsprop")
 LR_SCHEDULES = ("cosine", "constant")
 STEM_STRIDES = (1, 2)
+# Fields added after the first release, with the defaults that reproduce it.
+LATER_FIELDS = {"stem_stride": 2, "clip_norm": None}
 
 
 class ProxyTaskError(FieldError):
@@ -130,8 +132,13 @@ class ProxyTask:
     return dataclasses.replace(self, **changes)
 
   def to_dict(self) -> dict[str, Any]:
-    """A JSON-able dict of every field."""
-    return dataclasses.asdict(self)
+    """A JSON-able dict of every field; the fields added since the first release only where they
+    differ from their default, so that a task of that release writes the same params.json."""
+    d = dataclasses.asdict(self)
+    for field, default in LATER_FIELDS.items():
+      if d[field] == default:
+        del d[field]
+    return d
 
   @classmethod
   def from_dict(cls, d: dict[str, Any]) -> "ProxyTask":

@@ -102,6 +102,12 @@ def proxy_child(arch: Architecture, task: ProxyTask) -> Architecture:
   return search_space.scale(arch, width=task.proxy_width, resolution=task.resolution)
 
 
+def proxy_child_flops(child: Architecture, task: ProxyTask, splits: datasets.Splits) -> int:
+  """Multiply-adds per image of the child as the proxy trains it (resolution, stem, classes)."""
+  return search_space.count_flops(child, task.resolution, splits.num_classes,
+                                  proxy_channels(task, splits), task.stem_stride)
+
+
 def load_proxy_splits(task: ProxyTask) -> datasets.Splits:
   """The task's train/validation split (fixed by task.seed), checked against its batch size."""
   splits = datasets.load_splits(task.dataset, task.val_images, task.train_images, task.seed,
@@ -201,10 +207,8 @@ def evaluate(arch: Architecture, task: ProxyTask | None = None, strategy: Any = 
     # Free the graph, the optimizer slots and the pipelines: a worker trains thousands of children.
     forget_custom_gradients(gradients_before)
     release_keras_state()
-  proxy_flops = search_space.count_flops(child, task.resolution, splits.num_classes, channels,
-                                         task.stem_stride)
-  proxy_params = search_space.count_params(child, splits.num_classes, channels)
-  result = clock.result(started, status, accuracy, error, proxy_flops, proxy_params,
+  result = clock.result(started, status, accuracy, error, proxy_child_flops(child, task, splits),
+                        search_space.count_params(child, splits.num_classes, channels),
                         steps_per_epoch, run_seed)
   logging.info("child %s: %s accuracy %.4f in %.1fs (%.0f img/s, fixed %.1fs)%s", arch.name, status,
                result.accuracy, result.train_seconds, result.images_per_sec, result.fixed_seconds,

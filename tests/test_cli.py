@@ -47,7 +47,8 @@ def test_a_command_refuses_flags_it_does_not_use(command, flag, capsys):
 def test_the_refusal_lists_exactly_the_commands_flags(capsys):
   _, err = run_in_process("describe", "--trials=5", capsys=capsys)
   assert err == ["error: --trials is not taken by describe; allowed: --activation, --arch, --blocks, "
-                 "--depth_coefficient, --json, --num_classes, --resolution, --width_coefficient"]
+                 "--depth_coefficient, --json, --num_classes, --resolution, --stem_stride, "
+                 "--width_coefficient"]
 
 
 def test_every_flag_of_every_command_refuses_a_bad_value(capsys):

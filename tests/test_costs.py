@@ -64,12 +64,13 @@ def test_count_params_equals_built_model_for_50_random_architectures():
     assert count_params(arch, num_classes) == _built_params(arch, num_classes), arch.block_strings
 
 
-def _profiler_flops(arch, resolution):
+def _profiler_flops(arch, resolution, num_classes=1000, channels=3, stem_stride=2):
   import tensorflow as tf
   from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-  model = ss.build_model(arch, (resolution, resolution, 3), 1000)
+  model = ss.build_model(arch, (resolution, resolution, channels), num_classes,
+                         stem_stride=stem_stride)
   fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(
-      tf.TensorSpec([1, resolution, resolution, 3], tf.float32))
+      tf.TensorSpec([1, resolution, resolution, channels], tf.float32))
   graph = convert_variables_to_constants_v2(fn).graph
   opts = (tf.compat.v1.profiler.ProfileOptionBuilder(
       tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()).with_empty_output().build())
@@ -103,3 +104,18 @@ def test_block_costs_sum_to_total_minus_stem_and_head():
   head = 7 * 7 * 320 * 1280 + 1280 * 1000
   assert sum(c.flops for c in costs) + stem + head == count_flops(b0, 224)
   assert [c.output_size for c in costs][-1] == 7
+
+
+def test_stem_stride_1_counts_the_small_image_geometry_as_the_profiler_does():
+  # Stride 1 at the stem: every map is twice as wide, so the convs cost about 4x; the parameters
+  # do not change, and neither do the deploy costs (stem stride 2 by default).
+  b0 = named("efficientnet-b0")
+  s1, s2 = count_flops(b0, 32, 10, 1, stem_stride=1), count_flops(b0, 32, 10, 1)
+  assert s2 == count_flops(b0, 32, 10, 1, stem_stride=2)
+  assert 3.0 < s1 / s2 < 4.1
+  sizes = [c.output_size for c in ss.block_costs(b0, 32, stem_stride=1)]
+  assert sizes[-1] == 2 and [c.output_size for c in ss.block_costs(b0, 32)][-1] == 1
+  profiled = _profiler_flops(b0, 32, 10, 1, stem_stride=1)
+  assert 1.0 <= profiled / s1 < 1.1
+  with pytest.raises(ValueError, match="stem_stride=3 is invalid; allowed: 1 or 2"):
+    count_flops(b0, 32, stem_stride=3)

@@ -75,3 +75,27 @@ def test_build_is_reproducible_under_set_random_seed():
   keras.utils.set_random_seed(11)
   w2 = build_model(arch, (32, 32, 3), 10).get_weights()
   assert all(np.array_equal(x, y) for x, y in zip(w1, w2))
+
+
+def test_stem_stride_1_keeps_the_weights_and_doubles_every_map():
+  b0 = named("efficientnet-b0")
+  s1 = build_model(b0, (32, 32, 1), 10, stem_stride=1)
+  s2 = build_model(b0, (32, 32, 1), 10)
+  assert s1.count_params() == s2.count_params()
+  assert s1.get_layer("top_conv").output.shape[1:3] == (2, 2)
+  assert s2.get_layer("top_conv").output.shape[1:3] == (1, 1)
+  with pytest.raises(ValueError, match="stem_stride=3 is invalid; allowed: 1 or 2"):
+    build_model(b0, (32, 32, 1), 10, stem_stride=3)
+
+
+@pytest.mark.parametrize("num_classes", [10, 1000])
+def test_initial_logits_do_not_grow_with_fewer_classes(num_classes):
+  # The reference's classifier init scales by fan_out (the number of classes): with 10 classes
+  # the initial cross-entropy of B0 was ~4 instead of ln 10 ~ 2.3. It must start near ln(C).
+  keras.utils.set_random_seed(0)
+  model = build_model(named("efficientnet-b0"), (32, 32, 1), num_classes)
+  x = np.random.default_rng(0).standard_normal((64, 32, 32, 1)).astype("float32")
+  logits = model(x, training=True)
+  loss = float(keras.losses.SparseCategoricalCrossentropy(from_logits=True)(
+      np.zeros(64, dtype="int32"), logits))
+  assert abs(loss - np.log(num_classes)) < 0.5, loss

@@ -1,5 +1,6 @@
 """Tests of benchmarks/search_quality.py: end to end on synthetic data, recomputation, resume."""
 
+import itertools
 import json
 import os
 import shutil
@@ -228,7 +229,36 @@ def test_the_committed_results_are_recomputed_from_the_committed_records(tmp_pat
       wins = sum((a > b) + 0.5 * (a == b) for a in late[arm] for b in late["random"])
       assert res["arms"][arm]["late_children_beat_random"] == round(
           wins / (len(late[arm]) * len(late["random"])), 6)
+  top1 = {}  # (arm, seed) -> mean test accuracy of the run's retrained top-1, from metrics.json
   for m in models.values():
     accs = [json.load(open(os.path.join(RESULTS, d, "metrics.json")))["test_accuracy"]
             for d in m["dirs"]]
     assert m["test_accuracy"] == accs and m["test_accuracy_stats"]["mean"] == statistics.fmean(accs)
+    top1.update({(f["arm"], f["seed"]): statistics.fmean(accs) for f in m["found_by"]
+                 if f["rank"] == 0})
+
+  # Each arm against random, a run as the unit: the exact two-sided permutation p-value of the
+  # difference of means, by listing every choice of which pooled runs are the arm's.
+  def exact_p(a, b):
+    pooled, observed = a + b, statistics.fmean(a) - statistics.fmean(b)
+    diffs = [statistics.fmean(pooled[i] for i in chosen)
+             - statistics.fmean(pooled[i] for i in range(len(pooled)) if i not in chosen)
+             for chosen in itertools.combinations(range(len(pooled)), len(a))]
+    return sum(abs(d) >= abs(observed) - 1e-12 for d in diffs) / len(diffs)
+
+  seeds = range(res["options"]["search_seeds"])
+  best = {(r["arm"], r["seed"]): r["best_reward"] for r in res["runs"]}
+  for arm in ARMS:
+    if arm == "random":
+      continue
+    for key, per_run in (("top1_test_accuracy", top1), ("best_reward", best)):
+      a, b = [per_run[(arm, s)] for s in seeds], [per_run[("random", s)] for s in seeds]
+      c = res["vs_random"]["arms"][arm][key]
+      assert (c["arm"], c["random"]) == (a, b)
+      assert c["difference"] == round(statistics.fmean(a) - statistics.fmean(b), 6)
+      assert c["p_two_sided"] == round(exact_p(a, b), 6)
+      # 2 runs against 2: 6 relabelings, the observed and its mirror as extreme as can be.
+      assert c["min_p_two_sided"] == round(1 / 3, 6) and c["relabelings"] == 6
+  # The README's reading: PPO's top-1s beat random's with no overlap, and that is still p = 1/3.
+  ppo = res["vs_random"]["arms"]["ppo"]["top1_test_accuracy"]
+  assert min(ppo["arm"]) > max(ppo["random"]) and ppo["p_two_sided"] == round(1 / 3, 6)

@@ -1,4 +1,5 @@
-"""Tests of mnas_search.stats: Spearman's ρ and Kendall's τ-b on cases worked out by hand."""
+"""Tests of mnas_search.stats on cases worked out by hand: rank correlations, P(X > Y), the
+permutation test and the bootstrap interval of a difference of means."""
 
 import math
 
@@ -95,3 +96,69 @@ def test_prob_greater_counts_wins_and_half_ties():
   for x, y, message in (([], [1], "non-empty"), ([1], [float("inf")], "finite")):
     with pytest.raises(ValueError, match=message):
       stats.prob_greater(x, y)
+
+
+def test_permutation_test_two_against_two_enumerates_six_relabelings():
+  # Pooled {1, 2, 3, 4}; the 6 choices of x give mean(x) - mean(y) = -2 ({1,2}), -1 ({1,3}),
+  # 0 ({1,4}), 0 ({2,3}), 1 ({2,4}), 2 ({3,4}). Observed -2: |d| >= 2 twice, d <= -2 once.
+  assert stats.permutation_test([1, 2], [3, 4]) == pytest.approx(2 / 6, abs=1e-15)
+  assert stats.permutation_test([1, 2], [3, 4], "less") == pytest.approx(1 / 6, abs=1e-15)
+  assert stats.permutation_test([1, 2], [3, 4], "greater") == 1.0
+  assert stats.permutation_test([3, 4], [1, 2], "greater") == pytest.approx(1 / 6, abs=1e-15)
+  # Any 2 against 2 with no overlap is as extreme as it gets: the floor, whatever the gap.
+  assert stats.permutation_test([0.80, 0.81], [0.10, 0.11]) == pytest.approx(1 / 3, abs=1e-15)
+  assert stats.min_permutation_p(2, 2) == pytest.approx(1 / 3, abs=1e-15)
+  assert stats.min_permutation_p(2, 2, "greater") == pytest.approx(1 / 6, abs=1e-15)
+
+
+def test_permutation_test_counts_ties_as_extreme():
+  # x = [1, 2, 4], y = [3]; the 4 relabelings (y is one value) give d = 2 (y=1), 2/3 (y=2),
+  # -2/3 (y=3, observed), -2 (y=4). Two-sided: all 4 have |d| >= 2/3, the 2/3 computed from
+  # other sums (a tie in the last bits); greater: 3 of 4; less: 2 of 4.
+  assert stats.permutation_test([1, 2, 4], [3]) == 1.0
+  assert stats.permutation_test([1, 2, 4], [3], "greater") == 0.75
+  assert stats.permutation_test([1, 2, 4], [3], "less") == 0.5
+  assert stats.min_permutation_p(3, 1) == 0.25
+  # Identical values: every relabeling ties with the observed one.
+  assert stats.permutation_test([5, 5], [5, 5]) == 1.0
+  # 3 against 3: 20 relabelings, [1, 2, 3] the lowest and [4, 5, 6] its mirror.
+  assert stats.permutation_test([1, 2, 3], [4, 5, 6]) == pytest.approx(2 / 20, abs=1e-15)
+  assert stats.permutation_test([1, 2, 3], [4, 5, 6], "less") == pytest.approx(1 / 20, abs=1e-15)
+
+
+def test_permutation_test_monte_carlo_above_the_exact_limit():
+  exact = stats.permutation_test([1, 2, 3], [4, 5, 6])
+  mc = stats.permutation_test([1, 2, 3], [4, 5, 6], exact_limit=0, resamples=20000, seed=3)
+  # 2 of 20 relabelings are extreme; 20,000 draws put the estimate within 3 standard errors.
+  assert mc == pytest.approx(exact, abs=3 * math.sqrt(0.1 * 0.9 / 20000))
+  assert mc == stats.permutation_test([1, 2, 3], [4, 5, 6], exact_limit=0, resamples=20000,
+                                      seed=3)  # seeded
+  # The observed labeling counts: never below 1 / (resamples + 1).
+  far = stats.permutation_test(list(range(20)), list(range(100, 120)), resamples=99)
+  assert far == pytest.approx(1 / 100, abs=1e-15)
+
+
+def test_bootstrap_mean_difference_interval():
+  # Resampling 2 values gives mean(x) in {1, 1.5, 2} with probabilities 1/4, 1/2, 1/4, and the
+  # same for y in {3, 3.5, 4}: d in {-3, -2.5, -2, -1.5, -1} with 1, 4, 6, 4, 1 in 16. The
+  # cumulative shares 1/16, 5/16, 11/16, 15/16 put the 25th percentile at -2.5, the 75th at -1.5.
+  assert stats.bootstrap_mean_difference_interval([1, 2], [3, 4], level=0.5) == (-2.5, -1.5)
+  # The 5th and 95th percentiles: the extremes, each 1/16 = 6.25% > 5% of the resamples.
+  assert stats.bootstrap_mean_difference_interval([1, 2], [3, 4]) == (-3.0, -1.0)
+  # Constant groups: no spread to resample. Different sizes are allowed.
+  assert stats.bootstrap_mean_difference_interval([2, 2, 2], [0.5]) == (1.5, 1.5)
+  assert stats.bootstrap_mean_difference_interval([1, 2], [3, 4], seed=7) == \
+      stats.bootstrap_mean_difference_interval([1, 2], [3, 4], seed=7)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: stats.permutation_test([], [1]), "non-empty"),
+    (lambda: stats.permutation_test([1], [float("nan")]), "finite"),
+    (lambda: stats.permutation_test([1], [2], "bigger"), "alternative='bigger' is invalid"),
+    (lambda: stats.min_permutation_p(0, 2), "at least 1 value"),
+    (lambda: stats.bootstrap_mean_difference_interval([1], [2], level=1.0), "level=1.0"),
+    (lambda: stats.bootstrap_mean_difference_interval([1], []), "non-empty"),
+])
+def test_group_comparisons_refuse_bad_input(call, message):
+  with pytest.raises(ValueError, match=message):
+    call()

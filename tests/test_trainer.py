@@ -246,6 +246,7 @@ def _keras_and_lean_models(task, seed=3):
     dict(weight_decay=0.01),
     dict(optimizer="rmsprop", learning_rate=0.01, weight_decay=0.001, label_smoothing=0.1),
     dict(momentum=0.0, warmup_fraction=0.0),
+    dict(clip_norm=0.05, weight_decay=0.01),  # small enough that every step is clipped
 ])
 @pytest.mark.parametrize("fused_bn", [False, True])
 def test_lean_step_updates_weights_as_the_keras_optimizer(changes, fused_bn, monkeypatch):

@@ -56,6 +56,8 @@ FIELD_FLAGS = {
     "top_k": "top_k", "formats": "formats", "weights": "weights", "ema_decay": "ema_decay",
     "augment": "augment", "label_smoothing": "label_smoothing", "bn_momentum": "train_bn_momentum",
     "sample": "sample",
+    # fidelity --ground_truth (mnas_search.ground_truth)
+    "ground_truth": "ground_truth", "proxy": "proxy", "scores": "scores",
 }
 COMMAND_FIELD_FLAGS = {
     "train": {"resolution": "train_resolution", "epochs": "epochs",
@@ -228,7 +230,8 @@ def define_baseline(fv: FlagValues) -> None:
 def define_proxy(fv: FlagValues) -> None:
   """--dataset, --data_dir, --proxy_* and --seed: how each child is trained and scored."""
   def define(kind, name, default, help_text, **bounds):
-    getattr(flags, f"DEFINE_{kind}")(name, default, help_text, flag_values=fv, **bounds)
+    # help by keyword: DEFINE_enum takes enum_values (given in bounds) before it.
+    getattr(flags, f"DEFINE_{kind}")(name, default, help=help_text, flag_values=fv, **bounds)
   define("string", "dataset", _PROXY.dataset, "Dataset: fashion_mnist, cifar10, synthetic (or "
          "synthetic:size=N,channels=N,classes=N,train=N,test=N), tfds:NAME or dir:PATH.")
   define("string", "data_dir", None, "Where the dataset's files are (fashion_mnist: a folder of "

@@ -1,11 +1,22 @@
 """`launch.py fidelity`: retrains K trials of a search longer; Kendall τ and Spearman ρ of the two
-rankings."""
+rankings. With --ground_truth=G: τ and ρ (with bootstrap intervals) of a signal against G instead,
+nothing trained; the signal is a search's trials (--search_dir), a proxy of G's proxies.jsonl
+(--proxy) or a JSON-lines file of scores (--scores)."""
 
 from __future__ import annotations
+
+import os
+from typing import Any
 
 from absl import flags
 
 from mnas_search.cli import common
+
+# The flags that --ground_truth takes; the signals, exactly one of which is given with it.
+GROUND_TRUTH_FLAGS = ("ground_truth", "search_dir", "proxy", "scores", "json")
+SIGNAL_FLAGS = ("search_dir", "proxy", "scores")
+SIGNALS_ALLOWED = "exactly one of --search_dir=DIR, --proxy=NAME, --scores=FILE"
+MIN_MATCHED = 3
 
 
 def define_flags(fv: flags.FlagValues) -> None:
@@ -22,9 +33,29 @@ def define_flags(fv: flags.FlagValues) -> None:
   common.define_deterministic(fv)
   common.define_progress(fv)
   common.define_json(fv)
+  flags.DEFINE_string("ground_truth", None, "Score a signal against this ground-truth folder "
+                      "(records.jsonl, as benchmarks/ground_truth.py writes) instead of retraining: "
+                      "the signal is --search_dir, --proxy or --scores.", flag_values=fv)
+  flags.DEFINE_string("proxy", None, "With --ground_truth: score this proxy of its proxies.jsonl "
+                      "(the seed-0 accuracy of each network).", flag_values=fv)
+  flags.DEFINE_string("scores", None, "With --ground_truth: score this JSON-lines file (each line: "
+                      "blocks or arch, and accuracy or score).", flag_values=fv)
 
 
 def run(fv: flags.FlagValues) -> None:
+  """Retrains K trials of a search longer (or, with --ground_truth, scores a signal against G);
+  prints Kendall τ and Spearman ρ of the two rankings."""
+  if fv["ground_truth"].present:
+    run_ground_truth(fv)
+    return
+  for name in ("proxy", "scores"):
+    if fv[name].present:
+      raise ValueError(f"--{name} is not taken by fidelity without --ground_truth; allowed with "
+                       "--ground_truth=DIR")
+  run_retraining(fv)
+
+
+def run_retraining(fv: flags.FlagValues) -> None:
   """Retrains K trials of a search longer; prints Kendall τ and Spearman ρ of the two rankings."""
   from mnas_search import fidelity
   search_dir = common.require(fv, "search_dir",
@@ -61,3 +92,96 @@ def run(fv: flags.FlagValues) -> None:
 
 def _signed(v: float | None) -> str:
   return "n/a (a constant ranking)" if v is None else f"{v:+.4f}"
+
+
+# ----------------------------------------------------------------------------- --ground_truth
+def check_ground_truth_flags(fv: flags.FlagValues) -> str:
+  """Refuses the retraining flags and anything but exactly one signal; the signal's flag."""
+  for name in common.own_flags(fv):
+    if fv[name].present and name not in GROUND_TRUTH_FLAGS:
+      allowed = ", ".join(f"--{n}" for n in sorted(GROUND_TRUTH_FLAGS) if n != "ground_truth")
+      raise ValueError(f"--{name} is not taken by fidelity --ground_truth; allowed with "
+                       f"--ground_truth: {allowed}")
+  given = [n for n in SIGNAL_FLAGS if fv[n].present]
+  if not given:
+    raise ValueError(f"--ground_truth needs the signal to score; allowed: {SIGNALS_ALLOWED}")
+  if len(given) > 1:
+    typed = " and ".join(f"--{n}={fv[n].value}" for n in given)
+    raise ValueError(f"{typed} were given together with --ground_truth; allowed: {SIGNALS_ALLOWED}")
+  return given[0]
+
+
+def read_ground_truth(directory: str) -> tuple[dict[str, float], dict[str, str]]:
+  """G's mean test accuracy and name per network; a FieldError naming --ground_truth if none."""
+  from mnas_search import ground_truth as gt
+  from nas_common import FieldError
+  allowed = f"a folder with {gt.RECORDS}, as benchmarks/ground_truth.py writes"
+  if not os.path.isdir(directory):
+    raise FieldError("ground_truth", directory, allowed, detail=" (not a directory)")
+  records = gt.read_records(directory)
+  truth = gt.truth(records)
+  if not truth:
+    raise FieldError("ground_truth", directory, allowed,
+                     detail=f" (no finished record in {gt.RECORDS})")
+  return truth, {r["blocks"]: r.get("name", "?") for r in records}
+
+
+def read_signal(fv: flags.FlagValues, flag: str, directory: str) -> dict[str, float]:
+  """The signal that --search_dir, --proxy or --scores names, {blocks_key: score}."""
+  from mnas_search import ground_truth as gt
+  value = fv[flag].value or ""
+  if flag == "search_dir":
+    return gt.search_signal(value)
+  if flag == "proxy":
+    return gt.proxy_signal(directory, value)
+  return gt.scores_signal(value)
+
+
+def run_ground_truth(fv: flags.FlagValues) -> None:
+  """Scores a signal against G: how many networks matched, τ and ρ with their intervals."""
+  from mnas_search import ground_truth as gt
+  flag = check_ground_truth_flags(fv)
+  truth, names = read_ground_truth(fv.ground_truth or "")
+  signal = read_signal(fv, flag, fv.ground_truth)
+  s = gt.score(signal, truth)
+  matched = (f"matched {s['matched']} of {len(signal)} networks; {s['unmatched']} "
+             f"{'is' if s['unmatched'] == 1 else 'are'} not in the ground truth")
+  if s["matched"] < MIN_MATCHED:
+    raise ValueError(f"--{flag}={fv[flag].value}: {matched}; allowed: a signal with at least "
+                     f"{MIN_MATCHED} networks of --ground_truth={fv.ground_truth}")
+  out = {"signal": f"{flag}={fv[flag].value}", **{k: s[k] for k in (
+      "matched", "unmatched", "n", "kendall_tau", "kendall_tau_interval", "spearman_rho",
+      "spearman_rho_interval", "level")}}
+  if fv.json:
+    common.print_json(out)
+    return
+  print_table(signal, truth, names)
+  print(matched)
+  print(f"{out['signal']} vs ground truth ({s['n']} networks, {round(100 * s['level'])}% "
+        f"bootstrap intervals): Kendall tau {_with_interval(s, 'kendall_tau')}, Spearman rho "
+        f"{_with_interval(s, 'spearman_rho')}")
+
+
+def _ranks(values: dict[str, float]) -> dict[str, int]:
+  """1 for the highest value (ties in key order)."""
+  return {k: i + 1 for i, k in enumerate(sorted(values, key=lambda k: (-values[k], k)))}
+
+
+def print_table(signal: dict[str, float], truth: dict[str, float], names: dict[str, str]) -> None:
+  """The matched networks, best in G first: name, signal, G's test accuracy and both ranks."""
+  keys = set(signal) & set(truth)
+  by_signal = _ranks({k: signal[k] for k in keys})
+  by_truth = _ranks({k: truth[k] for k in keys})
+  width = max([len("network")] + [len(names.get(k, "?")) for k in keys])
+  print(f"{'network':<{width}} {'signal':>9} {'G test acc':>10} {'signal rank':>11} {'G rank':>6}")
+  for k in sorted(keys, key=by_truth.get):
+    print(f"{names.get(k, '?'):<{width}} {signal[k]:>9.4f} {truth[k]:>10.4f} {by_signal[k]:>11} "
+          f"{by_truth[k]:>6}")
+
+
+def _with_interval(s: dict[str, Any], key: str) -> str:
+  interval = s[key + "_interval"]
+  shown = _signed(s[key])
+  if interval is None:
+    return f"{shown} [interval n/a: fewer than 4 networks]" if s[key] is not None else shown
+  return f"{shown} [{interval[0]:+.4f}, {interval[1]:+.4f}]"
