@@ -52,7 +52,7 @@ from absl import app, flags, logging  # noqa: E402
 
 import search_space  # noqa: E402
 from mnas_search import backends as backends_lib  # noqa: E402
-from mnas_search import fileio, interrupt  # noqa: E402
+from mnas_search import fileio, interrupt, stats  # noqa: E402
 from mnas_search import ground_truth as gt  # noqa: E402
 from mnas_search.proxy import ProxyTask  # noqa: E402
 
@@ -98,6 +98,7 @@ CANDIDATES = {
                                  stem_stride=1, **_NEW),
 }
 SUMMARY_COST_LIMIT_S = 60.0  # the default proxy is the best tau among those this cheap per child
+MIN_NETWORKS_FOR_DEFAULT = 30  # ... and scored on at least this many networks of G
 # A fresh worker process after this many jobs: TF's start-up is paid rarely, memory stays bounded.
 MAX_TASKS_PER_WORKER = 8
 
@@ -287,6 +288,55 @@ def _run_job(args: tuple[Job, str, int]) -> dict[str, Any]:
           "seconds": round(time.monotonic() - t0, 3), "error": res.error}
 
 
+OLD_PROXY = "search-quality-proxy"
+SEARCH_QUALITY = os.path.join("results", "search_quality")
+
+
+def old_proxy_records(sq_dir: str = SEARCH_QUALITY) -> list[dict[str, Any]]:
+  """proxies.jsonl lines of the proxy that results/search_quality searched with, from its records.
+
+  Its finalists' proxy accuracy (the best run's trial that found each; seed 0 here) and B0's and
+  A1's scores on it over their noise seeds, so that the old proxy is scored against G like any
+  candidate. The finalists were chosen by this proxy (the top 2 of each run), so their range is
+  restricted: its tau among them understates how it ranks the whole space.
+  """
+  models = fileio.read_json(os.path.join(sq_dir, "results.json"))["models"]
+  proxy = fileio.read_json(os.path.join(sq_dir, "results.json"))["proxy"]["name"]
+  rows = []
+  for m in models:
+    if m["reference"]:
+      continue
+    found = m["found_by"][0]
+    trials = fileio.read_jsonl(os.path.join(sq_dir, "searches", f"{found['arm']}-s{found['seed']}",
+                                            "trials.jsonl"))
+    trial = next(t for t in trials if t["trial"] == found["trial"])
+    arch = search_space.Architecture.from_dict(trial["arch"])
+    flops, params = deploy_costs(arch)
+    rows.append({"proxy": OLD_PROXY, "name": m["key"], "blocks": gt.blocks_key(arch), "seed": 0,
+                 "flops": flops, "params": params, "accuracy": trial["accuracy"],
+                 "status": trial["status"], "seconds": trial["train_seconds"], "error": None,
+                 "source": f"{sq_dir}/searches/{found['arm']}-s{found['seed']} trial {found['trial']}"})
+  for r in fileio.read_jsonl(os.path.join(sq_dir, "noise.jsonl")):
+    if r["proxy"] != proxy:
+      continue
+    arch = search_space.named(r["arch"])
+    flops, params = deploy_costs(arch)
+    rows.append({"proxy": OLD_PROXY, "name": r["arch"], "blocks": gt.blocks_key(arch),
+                 "seed": r["seed"], "flops": flops, "params": params, "accuracy": r["accuracy"],
+                 "status": r["status"], "seconds": r["train_seconds"], "error": r["error"],
+                 "source": f"{sq_dir}/noise.jsonl"})
+  return rows
+
+
+def import_old_proxy(out: str) -> int:
+  """Appends `old_proxy_records` to proxies.jsonl unless it holds them; returns how many."""
+  done = done_keys(out)
+  new = [r for r in old_proxy_records() if (r["proxy"], r["name"], r["seed"]) not in done]
+  for r in new:
+    fileio.append_jsonl(records_path(out, True), r)
+  return len(new)
+
+
 def records_path(out: str, proxy: bool) -> str:
   return os.path.join(out, gt.PROXIES if proxy else gt.RECORDS)
 
@@ -380,8 +430,43 @@ def summarize(out: str) -> dict[str, Any]:
       "default_proxy": default,
       "default_proxy_kendall_tau": proxies[default]["vs_g"]["kendall_tau"] if default else None,
       "default_proxy_b0_std": proxies[default]["b0"]["std"] if default else None,
+      "finalists_vs_b0": finalists_vs_b0(by_name),
+      "architectures": architecture_rows(ok),
   }
   return summary
+
+
+def finalists_vs_b0(by_name: dict[str, list[float]]) -> dict[str, Any] | None:
+  """Do the old search's finalists (names arch-*) beat B0 in G? Means over seeds per network."""
+  finalists = [statistics.fmean(v) for n, v in by_name.items() if n.startswith("arch-")]
+  b0 = by_name.get("efficientnet-b0", [])
+  if not finalists or not b0:
+    return None
+  b0_mean = statistics.fmean(b0)
+  out = {"n_finalists": len(finalists), "b0_seeds": len(b0), "b0_mean": b0_mean,
+         "finalists_mean": statistics.fmean(finalists), "best_finalist": max(finalists),
+         "n_above_b0_mean": sum(f > b0_mean for f in finalists),
+         "mean_difference": statistics.fmean(finalists) - b0_mean}
+  if len(b0) >= 2 and len(finalists) >= 2:
+    # B0's seeds against the finalists: is the average finalist better than B0 (one-sided)?
+    out["p_finalists_greater"] = stats.permutation_test(finalists, b0, alternative="greater")
+    out["min_p"] = stats.min_permutation_p(len(finalists), len(b0), alternative="greater")
+    out["mean_difference_interval"] = list(stats.bootstrap_mean_difference_interval(finalists, b0))
+  return out
+
+
+def architecture_rows(ok: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+  """One row per network of G: name, deploy MFLOPs and params, test accuracy over its seeds."""
+  rows: dict[str, dict[str, Any]] = {}
+  for r in ok:
+    row = rows.setdefault(r["name"], {"name": r["name"], "mflops": round(r["flops"] / 1e6, 1),
+                                      "params": r["params"], "test": []})
+    row["test"].append(float(r["test_accuracy"]))
+  out = []
+  for row in rows.values():
+    acc = _mean_std(row.pop("test"))
+    out.append({**row, "n_seeds": acc["n"], "test_mean": acc["mean"], "test_std": acc["std"]})
+  return sorted(out, key=lambda r: -r["test_mean"])
 
 
 def summarize_proxies(prox: Sequence[dict[str, Any]], truth: dict[str, float]) -> dict[str, Any]:
@@ -401,9 +486,69 @@ def summarize_proxies(prox: Sequence[dict[str, Any]], truth: dict[str, float]) -
 def choose_default(proxies: dict[str, Any]) -> str | None:
   """The highest τ against G among the candidates costing at most SUMMARY_COST_LIMIT_S per child."""
   ok = [(p["vs_g"]["kendall_tau"], n) for n, p in proxies.items()
-        if p["vs_g"]["kendall_tau"] is not None and p["median_seconds"] is not None
+        if n in CANDIDATES and p["vs_g"]["kendall_tau"] is not None
+        and p["vs_g"]["n"] >= MIN_NETWORKS_FOR_DEFAULT and p["median_seconds"] is not None
         and p["median_seconds"] <= SUMMARY_COST_LIMIT_S]
   return max(ok)[1] if ok else None
+
+
+def _pct(stats_: dict[str, Any]) -> str:
+  if not stats_ or stats_.get("mean") is None:
+    return "n/a"
+  std = "" if stats_.get("std") is None else f" ± {100 * stats_['std']:.2f}"
+  return f"{100 * stats_['mean']:.2f}{std} (n={stats_['n']})"
+
+
+def _rank(v: Any, interval: Any) -> str:
+  if v is None:
+    return "n/a"
+  return f"{v:+.3f}" + ("" if interval is None else f" [{interval[0]:+.2f}, {interval[1]:+.2f}]")
+
+
+def summary_markdown(s: dict[str, Any]) -> str:
+  """summary.md: G's criteria, the proxies against G, the networks, the old finalists vs B0."""
+  def fmt(v, scale=100.0, digits=2):
+    return "n/a" if v is None else f"{scale * v:.{digits}f}"
+  lines = ["# The ground truth G", "",
+           f"{s['n_records']} trainings ({s['n_failed']} failed) of {s['n_architectures']} "
+           f"networks, {s['n_multi_seed']} of them with 2 or more seeds; "
+           f"{s['hours']:.2f} machine hours (sum of wall times / workers).", "",
+           "| criterion | target | measured |", "|---|---|---|",
+           f"| A1 test accuracy % | >= 91 | {fmt(s['a1_test_accuracy'])} |",
+           f"| median seed std (points) | <= 0.5 | {fmt(s['median_seed_std'])} |",
+           f"| hours for the set | <= 8 | {s['hours']:.2f} |",
+           f"| networks | >= 32 | {s['n_architectures']} |",
+           f"| networks with >= 2 seeds | >= 8 | {s['n_multi_seed']} |", "",
+           "## Candidate proxies against G", "",
+           "τ and ρ: seed-0 proxy accuracy against G's mean test accuracy per network, with 90% "
+           "bootstrap intervals; a failed child counts with its recorded accuracy (0). Seconds: "
+           "median wall time of one child in one single-threaded worker, two workers on 2 cores.", "",
+           "| proxy | n | Kendall τ [90%] | Spearman ρ [90%] | B0 % (seeds) | A1 % (seeds) | s/child | failed |",
+           "|---|---|---|---|---|---|---|---|"]
+  for name, p in s["proxies"].items():
+    v = p["vs_g"]
+    lines.append(f"| {name} | {v['n']} | {_rank(v['kendall_tau'], v['kendall_tau_interval'])} | "
+                 f"{_rank(v['spearman_rho'], v['spearman_rho_interval'])} | {_pct(p['b0'])} | "
+                 f"{_pct(p['a1'])} | {fmt(p['median_seconds'], 1.0, 1)} | {p['n_failed']} |")
+  lines += ["", f"Default proxy (highest τ at <= {SUMMARY_COST_LIMIT_S:.0f} s per child, over at "
+            f"least {MIN_NETWORKS_FOR_DEFAULT} networks): "
+            f"{s['default_proxy'] or 'not decided yet'}.", "", "## Networks", "",
+            "| network | MFLOPs at 224 | params | test % | std | seeds |", "|---|---|---|---|---|---|"]
+  for r in s["architectures"]:
+    lines.append(f"| {r['name']} | {r['mflops']} | {r['params']:,} | {fmt(r['test_mean'])} | "
+                 f"{fmt(r['test_std'])} | {r['n_seeds']} |")
+  f = s.get("finalists_vs_b0")
+  if f:
+    lines += ["", "## The old search's finalists against B0 in G", "",
+              f"{f['n_finalists']} finalists, mean {fmt(f['finalists_mean'])} %, best "
+              f"{fmt(f['best_finalist'])} %; B0 {fmt(f['b0_mean'])} % over {f['b0_seeds']} seeds; "
+              f"{f['n_above_b0_mean']} finalists above B0's mean."]
+    if "p_finalists_greater" in f:
+      lo, hi = f["mean_difference_interval"]
+      lines.append(f"Mean finalist − B0: {fmt(f['mean_difference'])} points (90% bootstrap "
+                   f"[{100 * lo:.2f}, {100 * hi:.2f}]); one-sided permutation p = "
+                   f"{f['p_finalists_greater']:.3g} (smallest possible {f['min_p']:.3g}).")
+  return "\n".join(lines) + "\n"
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -425,8 +570,10 @@ def main(argv):
   del argv
   out = FLAGS.out
   if FLAGS.summary:
+    import_old_proxy(out)
     s = summarize(out)
     fileio.atomic_write_text(os.path.join(out, "summary.json"), _json(s) + "\n")
+    fileio.atomic_write_text(os.path.join(out, "summary.md"), summary_markdown(s))
     print(_json({k: s[k] for k in HEADLINE}, indent=None))
     return
   bad = [s for s in FLAGS.stages if s not in ("ground_truth", "proxies")]

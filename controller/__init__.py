@@ -88,5 +88,16 @@ def make(name: str, arities: Sequence[int], seed: int = 0, **hparams) -> Control
   return controller_class(name)(arities, seed=seed, **hparams)
 
 
-__all__ = ["Controller", "Sample", "NAMES", "DEFAULT", "make", "controller_class",
+def check_hparams(name: str, **hparams) -> None:
+  """Checks `hparams` as `make` would, without building the controller (its module is imported).
+
+  Raises:
+    ValueError: for an unknown name, an unknown hparam (naming it) or a bad value (a FieldError
+      naming the hparam).
+  """
+  from controller.base import make_config
+  make_config(controller_class(name).Config, name, hparams)
+
+
+__all__ = ["Controller", "Sample", "NAMES", "DEFAULT", "make", "controller_class", "check_hparams",
            "quiet_tf_agents_import"]

@@ -9,9 +9,12 @@ reason, so the search always gets one result per job.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import dataclasses
 import multiprocessing
 import os
+import signal
+import threading
 import time
 import traceback
 from typing import Iterator, Sequence
@@ -236,24 +239,41 @@ def _ray_run_job(job: Job, threads: int):
   return run_job(job)
 
 
+@contextlib.contextmanager
+def keep_sigterm_handler() -> Iterator[None]:
+  """Restores this process's SIGTERM handler after the block (in the main thread).
+
+  ray.init() replaces the driver's SIGTERM handler with `sys.exit(15)`, and Ray's C++ core adds a
+  handler that prints a stack trace: a SIGTERM would then skip the caller's clean stop
+  (`mnas_search.interrupt`, exit status 143, records whole) and exit with status 15.
+  """
+  main = threading.current_thread() is threading.main_thread()
+  handler = signal.getsignal(signal.SIGTERM) if main else None
+  try:
+    yield
+  finally:
+    if handler is not None:
+      signal.signal(signal.SIGTERM, handler)
+
+
 class RayBackend(Backend):
   """Runs each trial as a Ray task.
 
-  Without `address` a local Ray starts with the dashboard off, bound to
-  127.0.0.1. With it, the backend joins that cluster. At most `workers` trials
-  run at once; each asks for `cpus_per_trial` CPUs and `gpus_per_trial` GPUs.
-  Ray retries a task whose worker died; after that the trial is `failed`.
+  Without `address` a local Ray starts with the dashboard off, every server on 127.0.0.1 (when
+  this backend is the first to import Ray: `raycluster.import_ray`). With it, the backend joins
+  that cluster, which must require Ray's token authentication and accept this process's token
+  (`raycluster.check_cluster`) unless `allow_insecure`. At most `workers` trials run at once; each
+  asks for `cpus_per_trial` CPUs and `gpus_per_trial` GPUs. Ray retries a task whose worker died;
+  after that the trial is `failed`.
   """
 
   name = "ray"
+  WAIT_POLL_S = 0.5  # how long a stop signal may wait for the backend's next safe point
 
   def __init__(self, workers: int = 2, address: str | None = None, cpus_per_trial: float = 1,
-               gpus_per_trial: float = 0, max_retries: int = 2):
-    try:
-      import ray
-    except ImportError:
-      raise FieldError("backend", "ray", "inline or process (ray needs Ray: pip install '.[ray]')",
-                       message="backend='ray' needs Ray: pip install '.[ray]'") from None
+               gpus_per_trial: float = 0, max_retries: int = 2, allow_insecure: bool = False):
+    from mnas_search import raycluster
+    ray = raycluster.import_ray(address)
     check_int("workers", workers, 1)
     if cpus_per_trial <= 0 or gpus_per_trial < 0:
       bad = "cpus_per_trial" if not cpus_per_trial > 0 else "gpus_per_trial"
@@ -262,14 +282,17 @@ class RayBackend(Backend):
     self._ray = ray
     self.workers = workers
     self._owns_ray = False
+    if address and not ray.is_initialized():
+      raycluster.check_cluster(address, allow_insecure)
     if not ray.is_initialized():
       env = {"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}}
-      if address:
-        ray.init(address=address, runtime_env=env, log_to_driver=False)
-      else:
-        ray.init(num_cpus=max(os.cpu_count() or 1, int(workers * cpus_per_trial)),
-                 include_dashboard=False, dashboard_host="127.0.0.1", runtime_env=env,
-                 log_to_driver=False, _node_ip_address="127.0.0.1")
+      with keep_sigterm_handler():
+        if address:
+          ray.init(address=address, runtime_env=env, log_to_driver=False)
+        else:
+          ray.init(num_cpus=max(os.cpu_count() or 1, int(workers * cpus_per_trial)),
+                   include_dashboard=False, dashboard_host="127.0.0.1", runtime_env=env,
+                   log_to_driver=False, _node_ip_address="127.0.0.1")
       self._owns_ray = True
     self._task = ray.remote(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial,
                             max_retries=max_retries)(_ray_run_job)
@@ -277,31 +300,47 @@ class RayBackend(Backend):
     self._running: dict = {}
 
   def run(self, jobs):
-    ray = self._ray
+    from mnas_search import interrupt
     queue = list(jobs)
     running = self._running = {}
     while queue or running:
-      while queue and len(running) < self.workers:
-        job = queue.pop(0)
-        running[self._task.remote(job, self._threads)] = job
-      done, _ = ray.wait(list(running), num_returns=1)
-      for ref in done:
-        job = running.pop(ref)
-        try:
-          yield job, ray.get(ref)
-        except ray.exceptions.RayError as e:
-          yield job, failed_result(f"ray task lost after retries: {type(e).__name__}: {e}")
+      # A stop signal is raised between Ray's calls, never inside one: raised in the middle of
+      # ray.wait, it fails Ray's call with a SystemError instead of stopping the run.
+      with interrupt.deferred():
+        while queue and len(running) < self.workers:
+          job = queue.pop(0)
+          running[self._task.remote(job, self._threads)] = job
+        finished = self._next_finished(running)
+      if finished is not None:
+        yield finished
+
+  def _next_finished(self, running: dict) -> tuple[Job, object] | None:
+    """The job of a task that finished within WAIT_POLL_S, with its result; None when none did."""
+    ray = self._ray
+    done, _ = ray.wait(list(running), num_returns=1, timeout=self.WAIT_POLL_S)
+    if not done:
+      return None
+    job = running.pop(done[0])
+    try:
+      return job, ray.get(done[0])
+    except ray.exceptions.RayError as e:
+      return job, failed_result(f"ray task lost after retries: {type(e).__name__}: {e}")
 
   def close(self):
     if self._owns_ray and self._ray.is_initialized():
       self._ray.shutdown()
 
   def abort(self):
+    cancelled = 0
     for ref in list(self._running):  # the tasks in flight: cancelled, their workers killed
       try:
         self._ray.cancel(ref, force=True)
+        cancelled += 1
       except Exception as e:
         logging.warning("ray backend: could not cancel a task: %s", e)
+    if self._running:
+      logging.info("ray backend: cancelled %d of the %d task(s) in flight", cancelled,
+                   len(self._running))
     self._running = {}
     self.close()
 
@@ -393,8 +432,9 @@ def hard_timeout_for(timeout_s: float | None) -> float | None:
 def make_backend(name: str, workers: int = 1, ray_address: str | None = None,
                  cpus_per_trial: float = 1, gpus_per_trial: float = 0,
                  hard_timeout_s: float | None = None, threads_per_worker: int | None = None,
-                 strategy: str = "auto") -> Backend:
-  """The backend called `name` (auto, inline, process or ray); auto and workers=0 as `resolve_auto`."""
+                 strategy: str = "auto", ray_allow_insecure: bool = False) -> Backend:
+  """The backend called `name` (auto, inline, process or ray); auto and workers=0 as `resolve_auto`.
+  `ray_allow_insecure`: join a Ray cluster at `ray_address` that has no authentication."""
   if name == "auto" or not workers:
     name, workers, threads = resolve_auto(name, workers or None, strategy)
     threads_per_worker = threads_per_worker or threads
@@ -405,5 +445,5 @@ def make_backend(name: str, workers: int = 1, ray_address: str | None = None,
                           hard_timeout_s=hard_timeout_s)
   if name == "ray":
     return RayBackend(workers=workers, address=ray_address, cpus_per_trial=cpus_per_trial,
-                      gpus_per_trial=gpus_per_trial)
+                      gpus_per_trial=gpus_per_trial, allow_insecure=ray_allow_insecure)
   raise FieldError("backend", name, ", ".join(BACKENDS))

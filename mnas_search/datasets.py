@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from nas_common import check_int
+from nas_common import FieldError, FieldNotFoundError, check_int
 
 DATASET_NAMES = ("fashion_mnist", "cifar10", "synthetic", "tfds:NAME", "dir:PATH")
 FASHION_MNIST_PACKAGE = "dataset-fashion-mnist"
@@ -88,9 +88,10 @@ class Splits:
 
 
 def check_dataset_name(name: str) -> None:
-  """Raises ValueError unless `name` is a dataset name this module understands (nothing is read)."""
+  """Raises a FieldError naming `dataset` unless `name` is a dataset name this module understands
+  (nothing is read)."""
   if not isinstance(name, str) or not name:
-    raise ValueError(f"dataset={name!r} is invalid; allowed: {', '.join(DATASET_NAMES)}")
+    raise FieldError("dataset", name, ", ".join(DATASET_NAMES))
   if name in ("fashion_mnist", "cifar10", "synthetic"):
     return
   if name.startswith("synthetic:"):
@@ -99,10 +100,10 @@ def check_dataset_name(name: str) -> None:
   for prefix in ("tfds:", "dir:"):
     if name.startswith(prefix):
       if not name[len(prefix):].strip():
-        raise ValueError(f"dataset={name!r} is invalid; {prefix} needs a "
+        raise FieldError("dataset", name, "", reason=f"is invalid; {prefix} needs a "
                          f"{'name' if prefix == 'tfds:' else 'path'} after it")
       return
-  raise ValueError(f"dataset={name!r} is unknown; allowed: {', '.join(DATASET_NAMES)}")
+  raise FieldError("dataset", name, ", ".join(DATASET_NAMES), reason="is unknown")
 
 
 def synthetic_options(name: str) -> dict[str, int]:
@@ -112,16 +113,17 @@ def synthetic_options(name: str) -> dict[str, int]:
   for item in filter(None, (s.strip() for s in spec.split(","))):
     key, sep, value = item.partition("=")
     if not sep or key not in SYNTHETIC_DEFAULTS:
-      raise ValueError(f"dataset={name!r}: option {item!r} is not understood; allowed: "
-                       f"{', '.join(k + '=N' for k in SYNTHETIC_DEFAULTS)}")
+      raise FieldError("dataset", name, ", ".join(k + "=N" for k in SYNTHETIC_DEFAULTS),
+                       reason=f": option {item!r} is not understood")
     try:
       opts[key] = int(value)
     except ValueError:
-      raise ValueError(f"dataset={name!r}: {key}={value!r} is invalid; allowed: an integer") from None
+      raise FieldError("dataset", name, "an integer", reason=f": {key}={value!r} is invalid") from None
   minimum = {"size": 1, "channels": 1, "classes": 2, "train": 1, "test": 0}
   for key, low in minimum.items():
     if opts[key] < low:
-      raise ValueError(f"dataset={name!r}: {key}={opts[key]} is invalid; allowed: an integer >= {low}")
+      raise FieldError("dataset", name, f"an integer >= {low}",
+                       reason=f": {key}={opts[key]} is invalid")
   return opts
 
 
@@ -234,13 +236,13 @@ def fashion_mnist_dir(data_dir: str | None = None) -> str | None:
   """The folder the Fashion-MNIST IDX files are read from; None means a download is needed.
 
   Raises:
-    FileNotFoundError: an explicit `data_dir` lacks one of the four IDX files.
+    FieldNotFoundError: an explicit `data_dir` lacks one of the four IDX files.
   """
   if data_dir is not None:
     missing = [s for s in FASHION_MNIST_FILES.values() if not _idx_path(data_dir, s)]
     if missing:
-      raise FileNotFoundError(f"data_dir={data_dir!r} has no Fashion-MNIST file(s) "
-                              f"{[m + '.gz' for m in missing]}")
+      raise FieldNotFoundError("data_dir", data_dir, "", reason="has no Fashion-MNIST file(s) "
+                               f"{[m + '.gz' for m in missing]}")
     return data_dir
   for folder in (_debian_fashion_mnist_dir(), keras_cache_dir("fashion-mnist")):
     if _has_fashion_mnist(folder):
@@ -342,7 +344,8 @@ def _load_tfds(name: str, data_dir: str | None, image_size: int | None) -> RawDa
 
 def _load_dir(path: str, image_size: int | None) -> RawDataset:
   if not os.path.isdir(path):
-    raise FileNotFoundError(f"dataset='dir:{path}': folder {path!r} does not exist")
+    raise FieldNotFoundError("dataset", f"dir:{path}", "",
+                             reason=f": folder {path!r} does not exist")
   size = image_size or 256
   train_dir, test_dir = path, None
   if os.path.isdir(os.path.join(path, "train")):
@@ -402,13 +405,13 @@ def load_splits(name: str, val_images: int, train_images: int | None = None, see
   x, y = raw.train
   n = len(y)
   if isinstance(val_images, bool) or not isinstance(val_images, int) or not 1 <= val_images < n:
-    raise ValueError(f"val_images={val_images!r} is invalid for dataset {name!r} with {n} training "
-                     f"images; allowed: an integer in [1, {n - 1}]")
+    raise FieldError("val_images", val_images, f"an integer in [1, {n - 1}]",
+                     detail=f" for dataset {name!r} with {n} training images")
   if train_images is not None and (isinstance(train_images, bool) or not isinstance(train_images, int)
                                    or not 1 <= train_images <= n - val_images):
-    raise ValueError(f"train_images={train_images!r} is invalid for dataset {name!r} with {n} training "
-                     f"images and val_images={val_images}; allowed: an integer in "
-                     f"[1, {n - val_images}]")
+    raise FieldError("train_images", train_images, f"an integer in [1, {n - val_images}]",
+                     detail=f" for dataset {name!r} with {n} training images and "
+                     f"val_images={val_images}")
   perm = np.random.default_rng(seed).permutation(n)
   val_idx = perm[:val_images]
   train_idx = perm[val_images:] if train_images is None else perm[val_images:val_images + train_images]

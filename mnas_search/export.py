@@ -25,7 +25,7 @@ import search_space
 from mnas_search import fileio, pareto
 from mnas_search import records as records_lib
 from mnas_search.rundir import read_params
-from nas_common import check_int
+from nas_common import FieldError, FieldNotFoundError, check_int
 from search_space import Architecture
 
 FORMATS = ("json", "keras", "savedmodel", "tflite")
@@ -64,10 +64,11 @@ def parse_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
   items = [f.strip() for f in formats.split(",")] if isinstance(formats, str) else list(formats)
   items = [f for f in items if f]
   if not items:
-    raise ValueError(f"formats={formats!r} is empty; allowed: one or more of {list(FORMATS)}")
+    raise FieldError("formats", formats, f"one or more of {list(FORMATS)}", reason="is empty")
   unknown = [f for f in items if f not in FORMATS]
   if unknown:
-    raise ValueError(f"formats: unknown format(s) {unknown}; allowed: {list(FORMATS)}")
+    raise FieldError("formats", ",".join(items), f"{list(FORMATS)}",
+                     reason=f"has unknown format(s) {unknown}")
   return tuple(dict.fromkeys(items))
 
 
@@ -146,7 +147,7 @@ def export_search(search_dir: str, out_dir: str, top_k: int = 1, use_pareto: boo
   try:
     targets = select_pareto(search_dir, records) if use_pareto else select_top_k(records, top_k)
   except ValueError as e:
-    raise ValueError(f"search_dir={search_dir!r}: {e}") from None
+    raise FieldError("search_dir", search_dir, "", reason=f": {e}") from None
   if num_classes is None and weights is None:
     num_classes = search_num_classes(search_dir)
   return export_targets(targets, out_dir, formats, resolution, num_classes, channels, weights,
@@ -178,10 +179,10 @@ def export_targets(targets: Sequence[ExportTarget], out_dir: str, formats: Seque
   trained = None
   if weights is not None:
     if not os.path.isfile(weights):
-      raise FileNotFoundError(f"weights={weights!r} does not exist; allowed: a trained .keras file")
+      raise FieldNotFoundError("weights", weights, "a trained .keras file", reason="does not exist")
     if len(targets) != 1:
-      raise ValueError(f"weights={weights!r} holds one model but {len(targets)} architectures are "
-                       "selected; allowed: --weights with a single architecture (top_k=1)")
+      raise FieldError("weights", weights, "a single architecture (top_k=1) with weights",
+                       reason=f"holds one model but {len(targets)} architectures are selected")
     import keras
     trained = keras.saving.load_model(weights, safe_mode=True, compile=False)
     _, height, width, in_channels = trained.input_shape
@@ -280,12 +281,12 @@ def copy_matching_weights(trained, model, weights: str) -> None:
   want = [tuple(w.shape) for w in model.weights]
   have = [tuple(w.shape) for w in trained.weights]
   if len(want) != len(have):
-    raise ValueError(f"weights={weights!r} has {len(have)} weight tensors but the architecture "
-                     f"needs {len(want)}; allowed: a .keras model of the same architecture")
+    raise FieldError("weights", weights, "a .keras model of the same architecture",
+                     reason=f"has {len(have)} weight tensors but the architecture needs {len(want)}")
   for w, a, b in zip(model.weights, want, have):
     if a != b:
-      raise ValueError(f"weights={weights!r}: {w.path} has shape {b} but the architecture needs "
-                       f"{a}; allowed: a .keras model of the same architecture, classes and channels")
+      raise FieldError("weights", weights, "a .keras model of the same architecture, classes and "
+                       "channels", reason=f": {w.path} has shape {b} but the architecture needs {a}")
   model.set_weights(trained.get_weights())
 
 

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import search_space
 from mnas_search import fileio
-from nas_common import FieldError
+from nas_common import FieldError, FieldNotFoundError
 from search_space import Architecture
 
 FAMILIES = ("paper", "compound")
@@ -65,24 +65,35 @@ def parse_phis(values: Sequence[Any]) -> tuple[float, ...]:
       raise FieldError("phi", v, "numbers > 0, e.g. 1,2,3")
     out.append(int(phi) if phi.is_integer() else phi)
   if not out:
-    raise FieldError("phi", [], "one or more numbers > 0, e.g. 1,2,3",
+    raise FieldError("phi", [], "one or more numbers > 0, e.g. 1,2,3", reason="is empty",
                      message="phi is empty; allowed: one or more numbers > 0, e.g. 1,2,3")
   return tuple(out)
 
 
 def load_coefficients(path: str) -> tuple[float, float, float]:
-  """(alpha, beta, gamma) from a JSON object with those keys (at the top or under "best")."""
-  data = fileio.read_json(path)
+  """(alpha, beta, gamma) from a JSON object with those keys (at the top or under "best").
+
+  Raises:
+    FieldError: naming `coefficients`, the path: it is missing, not JSON, or lacks valid
+      coefficients (FieldNotFoundError for a missing file).
+  """
+  allowed = "a JSON object with alpha, beta and gamma (e.g. the coefficients.json of grid)"
+  try:
+    data = fileio.read_json(path)
+  except FileNotFoundError:
+    raise FieldNotFoundError("coefficients", path, allowed, reason="does not exist") from None
+  except ValueError as e:
+    raise FieldError("coefficients", path, allowed, reason=f": {e}") from None
   if isinstance(data, dict) and "alpha" not in data and isinstance(data.get("best"), dict):
     data = data["best"]
   if not isinstance(data, dict) or any(k not in data for k in ("alpha", "beta", "gamma")):
-    raise ValueError(f"coefficients file {path!r} must hold an object with keys alpha, beta and "
-                     f"gamma, got {str(data)[:200]!r}")
+    raise FieldError("coefficients", path, "", reason="must hold an object with keys alpha, beta "
+                     f"and gamma, got {str(data)[:200]!r}")
   coefficients = tuple(data[k] for k in ("alpha", "beta", "gamma"))
   try:
     search_space.check_coefficients(*coefficients)
   except ValueError as e:
-    raise ValueError(f"coefficients file {path!r}: {e}") from None
+    raise FieldError("coefficients", path, "", reason=f": {e}") from None
   return coefficients
 
 
@@ -115,8 +126,8 @@ def scale_family(baseline: Architecture, family: str = "paper",
   base_flops = search_space.count_flops(baseline, baseline.resolution, num_classes)
   if family == "paper":
     if phis is not None:
-      raise ValueError(f"phi={list(phis)} applies to family='compound' only; the paper family is "
-                       "the fixed B0–B7 table")
+      raise FieldError("phi", list(phis), "None (the paper family is the fixed B0–B7 table)",
+                       reason="applies to family='compound' only")
     return [_member(a, i, base_flops, num_classes)
             for i, a in enumerate(search_space.paper_family(baseline))]
   phis = parse_phis(DEFAULT_PHIS if phis is None else phis)
@@ -157,8 +168,14 @@ def read_family(family_dir: str) -> dict[str, Any]:
   """family.json of a folder written by `scale`, each member with `accuracy` from NAME/metrics.json.
 
   A member without metrics.json gets accuracy None.
+
+  Raises:
+    FieldNotFoundError: (naming `family_dir`) the folder has no family.json.
   """
   path = os.path.join(family_dir, "family.json")
+  if not os.path.isfile(path):
+    raise FieldNotFoundError("family_dir", family_dir, "a folder written by `launch.py scale`",
+                             reason="has no family.json")
   record = fileio.read_json(path)
   members = record.get("members") if isinstance(record, dict) else None
   if not isinstance(members, list) or not members or not all(

@@ -154,12 +154,21 @@ class FidelityConfig:
 
 
 def read_search(search_dir: str) -> tuple[list[dict[str, Any]], ProxyTask]:
-  """The search's trials and its proxy task (params.json "task")."""
+  """The search's trials and its proxy task (params.json "task").
+
+  Raises:
+    FieldError: (naming `search_dir`) no trials.jsonl, no task in params.json, or fewer than 2
+      distinct ok trials to rank.
+  """
   records = records_lib.read_trials(search_dir)
   params = read_params(search_dir)
   if not isinstance(params.get("task"), dict):
-    raise ValueError(f"{os.path.join(search_dir, 'params.json')!r} has no 'task' object; allowed: "
-                     "a search directory written by `launch.py search`")
+    raise FieldError("search_dir", search_dir, "a search directory written by `launch.py search`",
+                     reason=f": {os.path.join(search_dir, 'params.json')!r} has no 'task' object")
+  n = len(distinct_ok_trials(records))
+  if n < 2:  # as select_trials, but naming the directory
+    raise FieldError("search_dir", search_dir, "at least 2 to compare rankings",
+                     reason=f"has {n} distinct trial(s) with status ok")
   return records, ProxyTask.from_dict(params["task"])
 
 

@@ -78,8 +78,8 @@ def grid_values(low: float, high: float, step: float, field: str = "range") -> l
   lo, hi, st = _exact(low), _exact(high), _exact(step)
   count = int((hi - lo) / st) + 1  # exact: a high on the grid is included
   if count > MAX_VALUES_PER_AXIS:
-    raise ValueError(f"grid_step={step!r} gives {count} values of {field} in [{low}, {high}]; "
-                     f"allowed: at most {MAX_VALUES_PER_AXIS} (a larger step or a narrower range)")
+    raise FieldError("grid_step", step, f"at most {MAX_VALUES_PER_AXIS} values (a larger step or a "
+                     "narrower range)", reason=f"gives {count} values of {field} in [{low}, {high}]")
   return [float(lo + k * st) for k in range(count)]
 
 
@@ -168,11 +168,11 @@ class GridConfig:
       raise ValueError(f"task={self.task!r} is invalid; allowed: a ProxyTask")
     check_int("num_classes", self.num_classes, 1)
     if not self.candidates():
-      raise ValueError(
-          f"the grid (grid_step={self.step}, alpha_range={list(self.alpha_range)}, beta_range="
-          f"{list(self.beta_range)}, gamma_range={list(self.gamma_range)}) has no triple with "
-          f"|alpha*beta^2*gamma^2 - 2| <= grid_tolerance={self.tolerance}; allowed: wider ranges "
-          "or a larger tolerance")
+      raise FieldError(
+          "grid_tolerance", self.tolerance, "wider ranges or a larger tolerance",
+          reason=f"leaves no triple with |alpha*beta^2*gamma^2 - 2| <= {self.tolerance} in the grid "
+          f"(grid_step={self.step}, alpha_range={list(self.alpha_range)}, beta_range="
+          f"{list(self.beta_range)}, gamma_range={list(self.gamma_range)})")
 
   def candidates(self) -> list[Triple]:
     return enumerate_grid(self.step, self.alpha_range, self.beta_range, self.gamma_range,

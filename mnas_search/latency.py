@@ -36,7 +36,7 @@ import numpy as np
 from absl import logging
 
 from mnas_search import fileio
-from nas_common import check_int
+from nas_common import FieldError, check_int
 from search_space.blocks import ACTIVATIONS, Architecture, ConcreteBlock, round_filters
 from search_space.costs import block_costs, conv_output_size
 from search_space.space import SearchSpace
@@ -198,8 +198,17 @@ def table_keys(space: SearchSpace, resolution: int = 224, num_classes: int = 100
 
 
 # ----------------------------------------------------------------------------- prediction
-class MissingEntriesError(ValueError):
-  """The table lacks entries and measuring them was not allowed."""
+class MissingEntriesError(FieldError):
+  """The table lacks entries and measuring them was not allowed: a FieldError of `measure_missing`
+  (False), whose message says what is missing."""
+
+  def __init__(self, missing: int, total: int, name: str, resolution: int, example: dict):
+    what = f"{missing} of the {total} entries of {name!r} at resolution {resolution}, e.g. {example}"
+    super().__init__(
+        "measure_missing", False, "True, or a table built first (launch.py latency --build)",
+        reason=f"leaves the latency table without {what}",
+        message=f"the latency table lacks {what}; allowed: measure them (measure_missing=True) or "
+        "build the table first (launch.py latency --build)")
 
 
 def predict(arch: Architecture, resolution: int, num_classes: int,
@@ -212,10 +221,8 @@ def predict(arch: Architecture, resolution: int, num_classes: int,
   keys = network_keys(arch, resolution, num_classes)
   missing = distinct_missing(keys, table)
   if missing:
-    raise MissingEntriesError(
-        f"the latency table lacks {len(missing)} of the {len(set(keys))} entries of "
-        f"{arch.name!r} at resolution {resolution}, e.g. {key_to_dict(missing[0])}; allowed: "
-        "measure them (measure_missing=True) or build the table first (launch.py latency --build)")
+    raise MissingEntriesError(len(missing), len(set(keys)), arch.name, resolution,
+                              key_to_dict(missing[0]))
   return float(sum(table[k] for k in keys))
 
 

@@ -19,7 +19,7 @@ import os
 from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
 from mnas_search import fileio
-from nas_common import FieldError
+from nas_common import FieldError, FieldNotFoundError
 
 # A trial's status; training gives the first three, a search adds "cached" for a repeat.
 STATUSES = ("ok", "failed", "timeout", "cached")
@@ -55,8 +55,7 @@ def require_number(where: str, record: Mapping[str, Any], key: str, optional: bo
     return
   if not is_finite_number(v):
     raise FieldError(key, v, "a finite number or null" if optional else "a finite number",
-                     message=f"{where}: {key}={v!r} is invalid; allowed: "
-                     f"{'a finite number or null' if optional else 'a finite number'}")
+                     where=where)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +88,7 @@ class Record:
     keys = cls.keys()
     for k in d:
       if k not in keys:
-        raise FieldError(k, d[k], f"the keys {list(keys)}",
+        raise FieldError(k, d[k], f"the keys {list(keys)}", where=where,
                          message=f"{where}: unknown key {k!r}; allowed: {list(keys)}")
     cls.check(d, where)
     return cls(**d)
@@ -133,21 +132,16 @@ class TrialRecord(Record):
   def check(cls, d, where):
     trial = d.get("trial")
     if isinstance(trial, bool) or not isinstance(trial, int):
-      raise FieldError("trial", trial, "an integer",
-                       message=f"{where}: trial={trial!r} is invalid; allowed: an integer")
+      raise FieldError("trial", trial, "an integer", where=where)
     where = f"{where} (trial {trial})"
     if d.get("status") not in STATUSES:
-      raise FieldError("status", d.get("status"), str(list(STATUSES)),
-                       message=f"{where}: status={d.get('status')!r} is invalid; "
-                       f"allowed: {list(STATUSES)}")
+      raise FieldError("status", d.get("status"), str(list(STATUSES)), where=where)
     require_number(where, d, "reward")
     if d["status"] in SCORED_STATUSES:
       for key in ("accuracy", "flops", "params"):
         require_number(where, d, key)
       if not isinstance(d.get("arch"), dict):
-        raise FieldError("arch", d.get("arch"), "an architecture JSON object",
-                         message=f"{where}: arch={d.get('arch')!r} is invalid; "
-                         "allowed: an architecture JSON object")
+        raise FieldError("arch", d.get("arch"), "an architecture JSON object", where=where)
 
   @classmethod
   def from_result(cls, trial: int, update: int, arch, indices: Sequence[int] | None, result,
@@ -177,13 +171,28 @@ class TrialRecord(Record):
                update=update, seed=seed, cached_from=None,
                latency_ms=latency_ms if latency_ms is not None else MISSING, **timings)
 
-  def cached_as(self, trial: int, update: int, arch, indices: Sequence[int], seed: int):
-    """This (trained) record repeated as trial `trial`: status cached, nothing retrained."""
+  def cached_as(self, trial: int, update: int, arch, indices: Sequence[int], seed: int,
+                costs: tuple[int, int, float | None] | None = None,
+                reward: Callable[[str, float], float] | None = None):
+    """This (trained) record repeated as trial `trial`: status cached, nothing retrained.
+
+    Args:
+      trial, update, arch, indices, seed: the repeat's own.
+      costs, reward: for another architecture that trains as the same network (e.g. two filter
+        choices that round to the same channels at the proxy width): its own deploy costs, and
+        its reward recomputed from them with this record's status and accuracy. None keeps this
+        record's (the same architecture).
+    """
     # Nothing trained, so no child time: the split stays only where the original had one.
     timings = {k: 0.0 for k in ("fixed_seconds", "steady_seconds") if getattr(self, k) is not MISSING}
-    return self.replace(trial=trial, arch=arch.to_dict(), indices=list(indices), status="cached",
-                        train_seconds=0.0, update=update, seed=seed, cached_from=self.trial,
-                        **timings)
+    own = {}
+    if costs is not None:
+      flops, params, latency_ms = costs
+      own = dict(flops=int(flops), params=int(params), reward=reward(self.status, self.accuracy),
+                 latency_ms=latency_ms if latency_ms is not None else MISSING)
+    return self.replace(trial=trial, arch=arch.to_dict(), blocks=arch.block_strings,
+                        indices=list(indices), status="cached", train_seconds=0.0, update=update,
+                        seed=seed, cached_from=self.trial, **timings, **own)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,12 +251,9 @@ class GridRecord(Record):
   def check(cls, d, where):
     c = d.get("candidate")
     if isinstance(c, bool) or not isinstance(c, int):
-      raise FieldError("candidate", c, "an integer",
-                       message=f"{where}: candidate={c!r} is invalid; allowed: an integer")
+      raise FieldError("candidate", c, "an integer", where=where)
     if d.get("status") not in RESULT_STATUSES:
-      raise FieldError("status", d.get("status"), str(list(RESULT_STATUSES)),
-                       message=f"{where}: status={d.get('status')!r} is invalid; "
-                       f"allowed: {list(RESULT_STATUSES)}")
+      raise FieldError("status", d.get("status"), str(list(RESULT_STATUSES)), where=where)
 
   @classmethod
   def from_result(cls, index: int, triple: tuple[float, float, float], product: float, arch,
@@ -289,9 +295,7 @@ class FidelityRecord(Record):
   def check(cls, d, where):
     TrialRecord.check({"trial": d.get("trial"), "status": "failed", "reward": 0.0}, where)
     if d.get("status") not in RESULT_STATUSES:
-      raise FieldError("status", d.get("status"), str(list(RESULT_STATUSES)),
-                       message=f"{where}: status={d.get('status')!r} is invalid; "
-                       f"allowed: {list(RESULT_STATUSES)}")
+      raise FieldError("status", d.get("status"), str(list(RESULT_STATUSES)), where=where)
 
   @classmethod
   def from_result(cls, trial: Mapping[str, Any], group: str, seed: int,
@@ -363,8 +367,8 @@ def read_trials(directory: str) -> list[dict[str, Any]]:
   """
   path = os.path.join(directory, "trials.jsonl")
   if not os.path.isfile(path):
-    raise FileNotFoundError(f"search_dir={directory!r} has no trials.jsonl; allowed: a directory "
-                            "written by `launch.py search`")
+    raise FieldNotFoundError("search_dir", directory, "a directory written by `launch.py search`",
+                             reason="has no trials.jsonl")
   return [TrialRecord.from_json(r, f"{path} record {i + 1}").to_json()
           for i, r in enumerate(fileio.read_jsonl(path))]
 

@@ -82,11 +82,12 @@ class RunDir:
     field = DIR_FIELDS[kind]
     if not directory:
       raise FieldError(field, directory, "a folder path (created if missing)",
+                       reason=f"is required for a {kind}",
                        message=f"{field} is required for a {kind}; allowed: a folder path "
                        "(created if missing)")
     if os.path.exists(directory) and not os.path.isdir(directory):
       raise FieldError(field, directory, "a folder path (created if missing)",
-                       message=f"{field}={directory!r} exists and is not a folder")
+                       reason="exists and is not a folder")
     self.directory = directory
     self.kind = kind
     self._lock_fd: int | None = None
@@ -110,7 +111,8 @@ class RunDir:
       True when the directory already held a run (a resume).
 
     Raises:
-      ValueError: a setting outside `may_change` differs; every conflict is listed.
+      FieldError: (naming the directory's field, `DIR_FIELDS`) a setting outside `may_change`
+        differs; every conflict is listed.
     """
     params, may_change = dict(params, params_version=PARAMS_VERSION), tuple(may_change)
     old = self.check_params(params, may_change)
@@ -133,9 +135,10 @@ class RunDir:
                  for k in sorted(set(old) | set(params))
                  if k not in may_change and old.get(k) != params.get(k)]
     if conflicts:
-      raise ValueError(
-          f"{self.directory!r} holds a {self.kind} with other settings; a resume must use the same "
-          "ones (or write to a new folder). Conflicts: " + "; ".join(conflicts))
+      raise FieldError(
+          DIR_FIELDS[self.kind], self.directory, "",
+          reason=f"holds a {self.kind} with other settings; a resume must use the same ones (or "
+          "write to a new folder). Conflicts: " + "; ".join(conflicts))
     return old
 
   # --------------------------------------------------------------------------- logs and snapshots

@@ -43,7 +43,7 @@ from nas_common import FieldError, check_int
 # best.json: the best ok trial's summary.
 BEST_KEYS = ("trial", "reward", "accuracy", "flops", "params", "blocks", "arch")
 MAY_CHANGE_ON_RESUME = ("trials", "backend", "workers", "backend_requested", "threads_per_worker",
-                        "ray_address", "cpus_per_trial",
+                        "ray_address", "ray_allow_insecure", "cpus_per_trial",
                         "gpus_per_trial", "strategy", "tpu")
 COST_TARGET_FIELD = {kind: field for kind, (field, _) in rewards_lib.COST_TARGETS.items()}
 # What must match for a warm start to reuse an earlier search's scores (the proxy task and the cost).
@@ -75,6 +75,7 @@ class SearchConfig:
     backend: inline, process or ray.
     workers: concurrent children (process and ray).
     ray_address: join this Ray cluster; None starts a local one.
+    ray_allow_insecure: join a Ray cluster without authentication (else it is refused).
     cpus_per_trial, gpus_per_trial: Ray resources of one trial.
     strategy: tf.distribute strategy name for each child.
     tpu: TPU address for strategy=tpu.
@@ -104,6 +105,7 @@ class SearchConfig:
   backend: str = "auto"
   workers: int = 0
   ray_address: str | None = None
+  ray_allow_insecure: bool = False
   cpus_per_trial: float = 1.0
   gpus_per_trial: float = 0.0
   strategy: str = "auto"
@@ -116,7 +118,8 @@ class SearchConfig:
   threads_per_worker: int | None = None
 
   def __post_init__(self):
-    search_space.get_space(self.space)
+    if self.space not in search_space.SPACES:
+      raise FieldError("space", self.space, ", ".join(sorted(search_space.SPACES)))
     for name, allowed in (("controller", controller_lib.NAMES), ("reward", rewards_lib.REWARDS),
                           ("cost", tuple(COST_TARGET_FIELD)),
                           ("backend", ("auto",) + backends_lib.BACKENDS)):
@@ -133,8 +136,12 @@ class SearchConfig:
     for name in self.references:
       if name not in search_space.NAMED:
         raise FieldError("references", name, f"named networks {sorted(search_space.NAMED)}")
-    # Check the reward's coefficient now, not after the first child has trained.
-    rewards_lib.compute(self.reward, 0.5, target, target, self.w)
+    # Check the reward's coefficient now, not after the first child has trained. The reward names
+    # it w or beta; here it is the setting w.
+    try:
+      rewards_lib.compute(self.reward, 0.5, target, target, self.w)
+    except FieldError as e:
+      raise FieldError("w", self.w, e.allowed, detail=f" for reward={self.reward}") from None
 
   def resolved(self) -> "SearchConfig":
     """This config with backend "auto" / workers 0 replaced by what `backends.resolve_auto` picks for
@@ -161,7 +168,21 @@ class SearchConfig:
     d["task"] = self.task.to_dict()
     d["controller_hparams"] = dict(self.controller_hparams)
     d["references"] = list(self.references)
+    if not d["ray_allow_insecure"]:  # written only when set: an older params.json stays as it is
+      del d["ray_allow_insecure"]
     return d
+
+
+def make_controller(config: "SearchConfig", arities: Sequence[int]) -> controller_lib.Controller:
+  """The controller of `config` over `arities`; a bad hparam is a FieldError naming
+  `controller_hparams` (an hparam's own name, e.g. learning_rate, is not a setting of the search)."""
+  hparams = dict(config.controller_hparams)
+  try:
+    controller_lib.check_hparams(config.controller, **hparams)
+  except ValueError as e:
+    shown = ",".join(f"{k}={v}" for k, v in hparams.items())
+    raise FieldError("controller_hparams", shown, "", reason=f": {e}") from None
+  return controller_lib.make(config.controller, arities, seed=config.seed, **hparams)
 
 
 KILL_ENV = "MNAS_SEARCH_KILL_AT"
@@ -205,8 +226,8 @@ def warm_start_trials(config: SearchConfig) -> list[dict[str, Any]]:
   diff = [f"{k}: {params.get(k)!r} there, {mine.get(k)!r} here" for k in WARM_START_FIELDS
           if params.get(k) != mine.get(k)]
   if diff:
-    raise ValueError(f"--warm_start_from={source!r} holds a search with another proxy task or "
-                     f"cost, so its scores do not carry over; differing: {'; '.join(diff)}")
+    raise FieldError("warm_start_from", source, "", reason="holds a search with another proxy task "
+                     f"or cost, so its scores do not carry over; differing: {'; '.join(diff)}")
   return sorted(SearchStore(source).read_trials(), key=lambda r: r["trial"])
 
 
@@ -349,13 +370,26 @@ class Search:
         lambda status, accuracy: self._reward(status, accuracy, cost),
         trial_seed(self.config.seed, trial)).to_json()
 
+  def trained_as(self, arch) -> str:
+    """The cache key of `arch`: the network the proxy trains (`network_identity` at the proxy's
+    width and resolution), so that the same network is never scored twice as two children."""
+    task = self.config.task
+    return search_space.scale(arch, width=task.proxy_width, resolution=task.resolution
+                              ).network_identity()
+
   def _cached_record(self, trial: int, update: int, arch, indices, original) -> dict[str, Any]:
-    return TrialRecord.from_json(original).cached_as(
-        trial, update, arch, indices, trial_seed(self.config.seed, trial)).to_json()
+    """`original`'s score for `arch`, with `arch`'s own deploy costs and reward where it differs."""
+    rec, seed = TrialRecord.from_json(original), trial_seed(self.config.seed, trial)
+    if search_space.Architecture.from_dict(rec.arch).identity() == arch.identity():
+      return rec.cached_as(trial, update, arch, indices, seed).to_json()
+    flops, params, latency_ms, cost = self.cost_of(arch)
+    return rec.cached_as(trial, update, arch, indices, seed, (flops, params, latency_ms),
+                         lambda status, accuracy: self._reward(status, accuracy, cost)).to_json()
 
   def _backend(self):
     c = self.config
     return backends_lib.make_backend(c.backend, workers=c.workers, ray_address=c.ray_address,
+                                     ray_allow_insecure=c.ray_allow_insecure,
                                      threads_per_worker=c.threads_per_worker,
                                      cpus_per_trial=c.cpus_per_trial, gpus_per_trial=c.gpus_per_trial,
                                      hard_timeout_s=backends_lib.hard_timeout_for(c.task.timeout_s))
@@ -467,7 +501,7 @@ class Search:
       keras.utils.set_random_seed(c.seed)
       tf.config.experimental.enable_op_determinism()
     # Built before anything is written, so that a bad hparam leaves no half-made search behind.
-    ctrl = controller_lib.make(c.controller, self.space.arities, seed=c.seed, **dict(c.controller_hparams))
+    ctrl = make_controller(c, self.space.arities)
     store.repair()
     # Checked, and written only once the checkpoint and the logs have been read back: a corrupted
     # file stops the run with nothing overwritten.
@@ -486,7 +520,7 @@ class Search:
     self._warm_start(ctrl, warm, restored)
     for r in sorted(records, key=lambda r: r["trial"]):
       self._originals.setdefault(
-          search_space.Architecture.from_dict(r["arch"]).identity(),
+          self.trained_as(search_space.Architecture.from_dict(r["arch"])),
           r if r.get("cached_from") is None else self._by_trial.get(r["cached_from"], r))
     self._logged_updates = {u["update"] for u in store.read_updates()}
     self._trial, self._update = ctrl.num_sampled, ctrl.num_updates
@@ -502,7 +536,7 @@ class Search:
     by_trial = {r["trial"]: r for r in warm}
     for r in warm:
       if r.get("indices") is not None:
-        self._originals.setdefault(search_space.Architecture.from_dict(r["arch"]).identity(),
+        self._originals.setdefault(self.trained_as(search_space.Architecture.from_dict(r["arch"])),
                                    by_trial.get(r.get("cached_from"), r))
     if warm and not restored:
       n = _replay(ctrl, [r for r in warm if r.get("indices") is not None])
@@ -532,7 +566,7 @@ class Search:
     for j, s in enumerate(samples):
       t = self._trial + j
       arch = self.space.decode(s.indices, name=f"trial-{t}")
-      key = arch.identity()
+      key = self.trained_as(arch)
       if t in self._by_trial:  # finished before a crash: reuse, never rerun
         rec = self._by_trial[t]
         if list(rec["indices"]) != list(s.indices):
@@ -554,7 +588,7 @@ class Search:
     for t in sorted(batch.records):
       if t not in self._by_trial:
         self._store_trial(batch.records[t])
-    key_of = {job.trial: job.arch.identity() for job in batch.jobs}
+    key_of = {job.trial: self.trained_as(job.arch) for job in batch.jobs}
 
     def to_record(job, result):
       self.timings["children"] += time.perf_counter() - self._t_children

@@ -19,6 +19,8 @@ from typing import Any
 
 from absl import logging
 
+from nas_common import FieldError
+
 STRATEGIES = ("auto", "cpu", "mirrored", "tpu")
 TPU_ENV = "TPU_NAME"
 
@@ -34,10 +36,11 @@ def make_strategy(name: str = "auto", tpu: str | None = None) -> Any:
     The strategy; build and compile models under its `scope()`.
 
   Raises:
-    ValueError: an unknown name, or a device that this machine does not have.
+    FieldError: (naming `strategy` or `tpu`) an unknown name, or a device that this machine
+      does not have.
   """
   if name not in STRATEGIES:
-    raise ValueError(f"strategy={name!r} is unknown; allowed: {', '.join(STRATEGIES)}")
+    raise FieldError("strategy", name, ", ".join(STRATEGIES), reason="is unknown")
   import tensorflow as tf
   tpu = tpu or os.environ.get(TPU_ENV) or None
   if name == "cpu":
@@ -47,8 +50,8 @@ def make_strategy(name: str = "auto", tpu: str | None = None) -> Any:
   gpus = tf.config.list_logical_devices("GPU")
   if name == "mirrored":
     if not gpus:
-      raise ValueError("strategy='mirrored' needs at least 1 GPU and this machine has none; "
-                       "allowed here: auto or cpu")
+      raise FieldError("strategy", name, "auto or cpu",
+                       reason="needs at least 1 GPU and this machine has none")
     return tf.distribute.MirroredStrategy([g.name for g in gpus])
   if len(gpus) >= 2:
     logging.info("strategy auto: MirroredStrategy over %d GPUs", len(gpus))
@@ -59,14 +62,14 @@ def make_strategy(name: str = "auto", tpu: str | None = None) -> Any:
 def _tpu_strategy(tpu: str | None) -> Any:
   import tensorflow as tf
   if not tpu:
-    raise ValueError(f"strategy='tpu' needs a TPU: pass tpu= (--tpu=NAME, grpc://ADDRESS or local) "
-                     f"or set {TPU_ENV}; none is given")
+    raise FieldError("strategy", "tpu", "", reason="needs a TPU: pass tpu= (--tpu=NAME, "
+                     f"grpc://ADDRESS or local) or set {TPU_ENV}; none is given")
   try:
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
   except Exception as e:  # the resolver raises several error types; all mean "no such TPU"
-    raise ValueError(f"tpu={tpu!r}: cannot connect to the TPU: {e}") from None
+    raise FieldError("tpu", tpu, "", reason=f": cannot connect to the TPU: {e}") from None
   return tf.distribute.TPUStrategy(resolver)
 
 

@@ -320,8 +320,8 @@ def _prepare(arch: Architecture, out_dir: str, config: TrainConfig) -> _Run | Tr
   # The data first: a dataset without a test split leaves no half-made directory behind.
   splits = trainer.load_proxy_splits(task)
   if not len(splits.test[1]):
-    raise ValueError(f"dataset={task.dataset!r} has no test split; allowed: a dataset with one "
-                     "(dir:PATH needs PATH/test)")
+    raise FieldError("dataset", task.dataset, "a dataset with one (dir:PATH needs PATH/test)",
+                     reason="has no test split")
   store = RunDir(out_dir, "train")
   store.acquire()  # one process per directory; held while train() runs
   try:

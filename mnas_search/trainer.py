@@ -33,6 +33,7 @@ import search_space
 from mnas_search import datasets
 from mnas_search.proxy import ProxyTask
 from mnas_search.strategy import resolve_strategy
+from nas_common import FieldError
 from search_space import Architecture
 
 STATUSES = ("ok", "failed", "timeout")
@@ -114,8 +115,8 @@ def load_proxy_splits(task: ProxyTask) -> datasets.Splits:
                                 task.data_dir, image_size=task.resolution)
   n_train = len(splits.train[1])
   if task.batch_size > n_train:
-    raise ValueError(f"batch_size={task.batch_size} is invalid for {n_train} training images; "
-                     f"allowed: an integer in [1, {n_train}]")
+    raise FieldError("batch_size", task.batch_size, f"an integer in [1, {n_train}]",
+                     detail=f" for {n_train} training images")
   return splits
 
 

@@ -5,6 +5,7 @@ import mnas_search) can use it too; see docs/ARCHITECTURE.md.
 """
 
 from nas_common.atomic import atomic_write_json, atomic_write_text, fsync_dir
-from nas_common.errors import FieldError, check_int
+from nas_common.errors import FieldError, FieldNotFoundError, check_int
 
-__all__ = ["FieldError", "atomic_write_json", "atomic_write_text", "check_int", "fsync_dir"]
+__all__ = ["FieldError", "FieldNotFoundError", "atomic_write_json", "atomic_write_text", "check_int",
+           "fsync_dir"]

@@ -10,27 +10,43 @@ class FieldError(ValueError):
   """A field's value is invalid; `field`, `value` and `allowed` say which and why.
 
   The message reads without any CLI (`trials=0 is invalid; allowed: an integer >= 1`); a CLI
-  that maps fields to its flags renders its own with `describe("--trials")`.
+  that maps fields to its flags renders its own with `describe("--trials")`, so the words after
+  the name are kept in slots (`reason`, `detail`, `allowed`) rather than in one string.
 
   Args:
     field: the name of the field (a config attribute or function argument).
     value: the value given.
-    allowed: what would have been accepted, in words.
-    detail: optional words between "is invalid" and "; allowed" (e.g. " for cost=flops").
-    message: the whole message, when the standard one does not fit.
+    allowed: what would have been accepted, in words; empty for no "; allowed" part.
+    detail: optional words between the reason and "; allowed" (e.g. " for cost=flops").
+    message: the whole message, when the standard one does not fit (`describe` still renders
+      the standard one).
+    reason: what is wrong with the value, "is invalid" by default (e.g. "has no trials.jsonl",
+      or ": option 'x' is not understood").
+    where: the file and record the value was read from, for a field of a stored record rather
+      than a setting; the message starts with it, and a CLI must not map the field to a flag.
   """
 
   def __init__(self, field: str, value: Any, allowed: str, detail: str = "",
-               message: str | None = None):
+               message: str | None = None, *, reason: str = "is invalid", where: str | None = None):
     self.field = field
     self.value = value
     self.allowed = allowed
     self.detail = detail
-    super().__init__(message or self.describe())
+    self.reason = reason
+    self.where = where
+    super().__init__(message or (f"{where}: " if where else "") + self.describe())
 
   def describe(self, name: str | None = None) -> str:
     """The standard message, naming the field as `name` (e.g. a flag) instead of its own name."""
-    return f"{name or self.field}={self.value!r} is invalid{self.detail}; allowed: {self.allowed}"
+    # A reason that starts with punctuation (": folder 'x' does not exist") attaches to the value.
+    space = "" if self.reason[:1] in ":;," else " "
+    text = f"{name or self.field}={self.value!r}{space}{self.reason}{self.detail}"
+    return f"{text}; allowed: {self.allowed}" if self.allowed else text
+
+
+class FieldNotFoundError(FieldError, FileNotFoundError):
+  """A field names a file or folder that does not exist or lacks what is needed; a
+  FileNotFoundError too, for callers that catch that."""
 
 
 def check_int(field: str, value: Any, minimum: int | None = None, allow_none: bool = False,

@@ -21,6 +21,8 @@ import numbers
 import types
 from typing import Callable, Mapping, Optional
 
+from nas_common import FieldError
+
 MNAS_W = -0.07
 MNAS_HARD_BETA = -1.0
 ABS_BETA = -0.10
@@ -33,9 +35,9 @@ COST_TARGETS = types.MappingProxyType({"flops": ("target_flops", "FLOPs (multipl
 
 
 def _check_number(name: str, value, allowed: str) -> float:
-  """`value` as a float, or a ValueError when it is not a real number (bools refused)."""
+  """`value` as a float, or a FieldError when it is not a real number (bools refused)."""
   if isinstance(value, bool) or not isinstance(value, numbers.Real):
-    raise ValueError(f"{name}={value!r} is invalid; allowed: {allowed}")
+    raise FieldError(name, value, allowed)
   return float(value)
 
 
@@ -43,7 +45,7 @@ def _check_positive(name: str, value) -> float:
   allowed = "a finite number > 0"
   v = _check_number(name, value, allowed)
   if not (math.isfinite(v) and v > 0):
-    raise ValueError(f"{name}={value!r} is invalid; allowed: {allowed}")
+    raise FieldError(name, value, allowed)
   return v
 
 
@@ -51,7 +53,7 @@ def _check_accuracy(accuracy) -> float:
   allowed = "a number in [0, 1]"
   a = _check_number("accuracy", accuracy, allowed)
   if not 0.0 <= a <= 1.0:  # also refuses NaN
-    raise ValueError(f"accuracy={accuracy!r} is invalid; allowed: {allowed}")
+    raise FieldError("accuracy", accuracy, allowed)
   return a
 
 
@@ -60,7 +62,7 @@ def _check_exponent(name: str, value) -> float:
   allowed = "a finite number <= 0"
   v = _check_number(name, value, allowed)
   if not (math.isfinite(v) and v <= 0):
-    raise ValueError(f"{name}={value!r} is invalid; allowed: {allowed}")
+    raise FieldError(name, value, allowed)
   return v
 
 

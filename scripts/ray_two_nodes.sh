@@ -7,11 +7,21 @@
 # The lost child is retried by Ray (or recorded as failed with the reason): every trial is stored
 # once, and the controller gets one reward per child.
 #
+# Secure by default: the cluster requires Ray's token authentication (RAY_AUTH_MODE=token), since
+# anyone who can reach the ports of a Ray cluster without it can run code on it. The token is
+# RAY_AUTH_TOKEN or the file RAY_AUTH_TOKEN_PATH when given, else a new one in WORK_DIR/auth_token
+# (mode 600). The nodes cannot stay on loopback: a second node only joins a Ray that is not in its
+# single-machine mode, and outside it Ray replaces 127.0.0.1 by the machine's address and its
+# servers listen on that address or on every interface (README, "Ray on several machines"). So
+# the nodes are given the machine's address, the one they advertise anyway.
+#
 # Usage: scripts/ray_two_nodes.sh SEARCH_DIR [WORK_DIR]
-#   WORK_DIR (default: a new temp folder) holds Ray's temp dir and `pgids`, the process groups of
-#   the two nodes. On exit both groups are killed (by id): other Ray clusters on this machine are
-#   left alone. `ray stop --force` would stop every Ray process on the machine.
-# Environment: PYTHON (default: python), RAY (default: ray), TRIALS (default: 6).
+#   WORK_DIR (default: a new temp folder) holds Ray's temp dir, `pgids` (the process groups of the
+#   two nodes), `address` (the head's, once it runs) and `auth_token`. On exit both groups are
+#   killed (by id): other Ray clusters on this machine are left alone. `ray stop --force` would
+#   stop every Ray process on the machine.
+# Environment: PYTHON (default: python), RAY (default: ray), TRIALS (default: 6),
+#   RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH (default: a new token).
 # Exit code: the search's (0 when it finished), or 3 when no child ever ran on the second node.
 set -euo pipefail
 
@@ -23,9 +33,27 @@ TRIALS=${TRIALS:-6}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$WORK/tmp"
 : > "$WORK/pgids"
+rm -f "$WORK/address"
+
+# Token authentication for the nodes and the search (each Ray process reads these at start).
+export RAY_AUTH_MODE=token
+if [[ -z ${RAY_AUTH_TOKEN:-} && -z ${RAY_AUTH_TOKEN_PATH:-} ]]; then
+  (umask 077 && "$PYTHON" -c 'import secrets; print(secrets.token_hex(32))' > "$WORK/auth_token")
+  export RAY_AUTH_TOKEN_PATH="$WORK/auth_token"
+fi
+# Ray's multi-node mode (its default on Linux; "0", the single-machine mode that a local Ray of
+# mnas_search uses, refuses a second node).
+export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=1
+# The address Ray gives this machine (a UDP connect sends nothing; no route: loopback).
+NODE_IP=$("$PYTHON" -c 'import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+try:
+  s.connect(("8.8.8.8", 53)); print(s.getsockname()[0])
+except OSError:
+  print("127.0.0.1")')
 
 free_port() {
-  "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])'
 }
 
 stop_cluster() {
@@ -50,7 +78,7 @@ pgid_of() {
 
 PORT=$(free_port)
 NODE2_PORT=$(free_port)
-common=(--node-ip-address=127.0.0.1 --num-cpus=1 --temp-dir="$WORK/tmp" --disable-usage-stats)
+common=(--node-ip-address="$NODE_IP" --num-cpus=1 --temp-dir="$WORK/tmp" --disable-usage-stats)
 # Two nodes on one machine: every per-node port must differ, so each is picked free here.
 node_ports() {
   echo --object-manager-port="$(free_port)" --dashboard-agent-listen-port="$(free_port)" \
@@ -63,14 +91,15 @@ setsid "$RAY" start --head --port="$PORT" --ray-client-server-port="$(free_port)
   --include-dashboard=false "${common[@]}" $(node_ports) > "$WORK/head.log" 2>&1
 pgid_of "gcs_server.*--gcs_server_port=$PORT" >> "$WORK/pgids"
 # shellcheck disable=SC2046
-setsid "$RAY" start --address="127.0.0.1:$PORT" --node-manager-port="$NODE2_PORT" "${common[@]}" \
+setsid "$RAY" start --address="$NODE_IP:$PORT" --node-manager-port="$NODE2_PORT" "${common[@]}" \
   $(node_ports) > "$WORK/node2.log" 2>&1
 pgid_of "raylet.*--node_manager_port=$NODE2_PORT" >> "$WORK/pgids"
 RAYLET2=$(pgrep -f -- "raylet.*--node_manager_port=$NODE2_PORT" | head -n 1)
-echo "cluster: head at 127.0.0.1:$PORT, node 2's raylet pid $RAYLET2 (groups: $(tr '\n' ' ' < "$WORK/pgids"))"
+echo "$NODE_IP:$PORT" > "$WORK/address"
+echo "cluster: head at $NODE_IP:$PORT (token authentication), node 2's raylet pid $RAYLET2 (groups: $(tr '\n' ' ' < "$WORK/pgids"))"
 
 cd "$ROOT"
-"$PYTHON" launch.py search --search_dir="$SEARCH_DIR" --backend=ray --ray_address="127.0.0.1:$PORT" \
+"$PYTHON" launch.py search --search_dir="$SEARCH_DIR" --backend=ray --ray_address="$NODE_IP:$PORT" \
   --workers=2 --controller=evolution --trials="$TRIALS" --trials_per_update=3 --seed=3 \
   --search_space=micro --dataset=synthetic --proxy_resolution=16 --proxy_train_images=128 \
   --proxy_val_images=64 --proxy_epochs=1 --proxy_batch_size=64 --proxy_width=0.25 --references= \

@@ -286,6 +286,21 @@ class Architecture:
     del d["name"]
     return json.dumps(d, sort_keys=True)
 
+  def network_identity(self) -> str:
+    """What the builder builds, as a string: equal for two architectures that build the same
+    network, whatever their names, base filters or coefficients.
+
+    Two filter choices can round to the same channels (24 and 32 are both 8 at width 0.25), and
+    a `noskip` where no skip is possible (a stride-2 block) changes nothing. The input
+    resolution is not part of it: the caller gives the network its input.
+    """
+    blocks = [(b.kernel_size, b.stride, b.expand_ratio, b.input_filters, b.output_filters,
+               b.se_filters, b.has_skip, b.drop_rate if b.has_skip else 0.0)
+              for b in self.expand_blocks()]
+    return json.dumps({"stem": self.stem_channels, "head": self.head_channels,
+                       "activation": self.activation, "dropout_rate": self.dropout_rate,
+                       "blocks": blocks})
+
   def replace(self, **changes: Any) -> "Architecture":
     return dataclasses.replace(self, **changes)
 

@@ -147,6 +147,7 @@ def test_process_backend_search_stops_and_resumes(tmp_path):
   assert all(r["status"] in ("ok", "cached") for r in trials)
 
 
+@pytest.mark.slow  # 40-60 s; Ray's end-to-end paths are also in test_stop_paths and test_ray_cluster
 def test_ray_backend_completes_a_search_with_two_workers(tmp_path):
   pytest.importorskip("ray")
   summary, trials = _search(tmp_path, "ray")

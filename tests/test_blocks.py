@@ -144,3 +144,25 @@ def test_stage_filters_must_chain():
   with pytest.raises(ValueError, match=r"block 2 'r1_k3_s22_e6_i24_o40': input filters i24 do not match "
                                        r"block 1's output \(o16\) = 16"):
     Architecture(blocks=("r1_k3_s11_e1_i32_o16", "r1_k3_s22_e6_i24_o40"))
+
+
+def test_network_identity_is_what_the_builder_builds():
+  from search_space import named, scale
+  b0 = named("efficientnet-b0")
+  wide = b0.replace(blocks=(b0.blocks[0].__class__(**{**b0.blocks[0].__dict__, "output_filters": 20}),
+                            b0.blocks[1].__class__(**{**b0.blocks[1].__dict__, "input_filters": 20}),
+                            *b0.blocks[2:]))
+  assert wide.identity() != b0.identity()
+  # 16 and 20 filters both round to 8 at width 0.25, not at width 1.
+  assert scale(wide, width=0.25).network_identity() == scale(b0, width=0.25).network_identity()
+  assert wide.network_identity() != b0.network_identity()
+  assert b0.replace(name="x", resolution=32).network_identity() == b0.network_identity()
+  # noskip where no skip is possible (the stride-2 first block of stage 2) builds the same network.
+  stage2 = b0.blocks[1]
+  assert stage2.stride == 2 and stage2.repeats == 2
+  one = b0.replace(blocks=(b0.blocks[0], stage2.__class__(**{**stage2.__dict__, "repeats": 1}),
+                           *b0.blocks[2:]))
+  noskip = one.replace(blocks=(one.blocks[0], one.blocks[1].__class__(
+      **{**one.blocks[1].__dict__, "id_skip": False}), *one.blocks[2:]))
+  assert noskip.identity() != one.identity() and noskip.network_identity() == one.network_identity()
+  assert b0.replace(activation="relu").network_identity() != b0.network_identity()

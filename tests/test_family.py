@@ -151,7 +151,7 @@ def test_cli_compound_with_coefficients_file(tmp_path):
      "error: --alpha=0.5 is invalid; allowed: a number >= 1.0"),
     (["--baseline=efficientnet-b0", "--family=fancy"],
      "error: --family='fancy' is invalid; allowed: ['paper', 'compound']"),
-    (["--baseline=efficientnet-b0", "--gamma=1.2"], "error: only --family=compound takes --gamma"),
+    (["--baseline=efficientnet-b0", "--gamma=1.2"], "error: --gamma is not taken by --family=paper"),
     (["--baseline=efficientnet-b9"], "error: --baseline=efficientnet-b9: unknown architecture"),
     (["--family=paper"], "error: --baseline=NAME|PATH.json|SEARCH_DIR is required"),
 ])

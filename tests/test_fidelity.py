@@ -149,7 +149,7 @@ def test_cli_bad_input(tmp_path):
        "error: --fidelity_epochs=0 is invalid"),
       ([f"--search_dir={search}", "--sample=3", "--proxy_batch_size=0"],
        "error: --proxy_batch_size=0 is invalid"),
-      ([f"--search_dir={tmp_path}/none", "--sample=3"], "error: search_dir="),
+      ([f"--search_dir={tmp_path}/none", "--sample=3"], "error: --search_dir="),
   ):
     r = _launch(*args)
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith(message), r.stderr

@@ -79,8 +79,8 @@ def test_bad_grid_input(kwargs, message):
 
 
 def test_config_refuses_an_empty_grid():
-  with pytest.raises(ValueError, match=r"has no triple with \|alpha\*beta\^2\*gamma\^2 - 2\| <= "
-                                       r"grid_tolerance=0.1"):
+  with pytest.raises(ValueError, match=r"grid_tolerance=0.1 leaves no triple with "
+                                       r"\|alpha\*beta\^2\*gamma\^2 - 2\| <= 0.1"):
     grid.GridConfig(baseline=TINY, task=TASK, alpha_range=(1.0, 1.0), beta_range=(1.0, 1.0),
                     gamma_range=(1.0, 1.0))
 

@@ -242,11 +242,12 @@ def run_cli(*args, timeout=120):
 @pytest.mark.parametrize("args, fragment", [
     (["--arch=efficientnet-b0", "--latency_threads=0"], "--latency_threads=0 is invalid"),
     (["--arch=efficientnet-b0", "--latency_warmup=-2"], "--latency_warmup=-2 is invalid"),
-    (["--build", "--arch=efficientnet-b0"], "give either --build"),
+    (["--build", "--arch=efficientnet-b0"], "error: --build was given with --arch"),
     (["--build", "--search_space=huge"], "--search_space=huge: unknown search space 'huge'"),
     (["--arch=efficientnet-b0", "--latency_dry_run"], "--latency_dry_run goes with --build"),
     (["--arch=efficientnet-b0", "--nolatency_measure_missing"],
-     "lacks 14 of the 14 entries of 'efficientnet-b0' at resolution 224"),
+     "error: --latency_measure_missing=False leaves the latency table without 14 of the 14 entries "
+     "of 'efficientnet-b0' at resolution 224"),
 ])
 def test_cli_errors(tmp_path, args, fragment):
   p = run_cli(*args, f"--latency_cache_dir={tmp_path}")

@@ -32,11 +32,11 @@ def test_config_checks_and_controller_defaults():
       == (("baseline_decay", 0.95), ("learning_rate", 0.3))
   params = c.to_params()
   assert (params["mode"], params["reward"], params["oneshot_warmup_fraction"]) == ("oneshot", "abs", 0.25)
-  with pytest.raises(ValueError, match="--controller='evolution' is invalid for --mode=oneshot"):
+  with pytest.raises(ValueError, match="controller='evolution' is invalid for a one-shot search"):
     oneshot.OneShotConfig(**CONFIG, controller="evolution")
-  with pytest.raises(ValueError, match=r"--oneshot_warmup_fraction=1.0 is invalid; allowed: a number in \[0, 1\)"):
+  with pytest.raises(ValueError, match=r"oneshot_warmup_fraction=1.0 is invalid; allowed: a number in \[0, 1\)"):
     oneshot.OneShotConfig(**CONFIG, oneshot_warmup_fraction=1.0)
-  with pytest.raises(ValueError, match="--cost='latency' is invalid for --mode=oneshot"):
+  with pytest.raises(ValueError, match="cost='latency' is invalid for a one-shot search"):
     oneshot.OneShotConfig(**CONFIG, cost="latency")
 
 

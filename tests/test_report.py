@@ -220,4 +220,4 @@ def test_cli(tmp_path):
   res = subprocess.run([sys.executable, "launch.py", "report", f"--search_dir={tmp_path / 'no'}"],
                        cwd=ROOT, capture_output=True, text=True)
   assert res.returncode == 2
-  assert res.stderr.startswith(f"error: search_dir='{tmp_path / 'no'}' has no trials.jsonl")
+  assert res.stderr.startswith(f"error: --search_dir='{tmp_path / 'no'}' has no trials.jsonl")

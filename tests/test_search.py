@@ -44,7 +44,8 @@ def test_search_writes_a_consistent_directory(tmp_path):
                        on_trial=lambda rec: seen_lines.append(len(fileio.read_jsonl(d + "/trials.jsonl"))))
   # trials.jsonl is valid and complete after every trial.
   assert seen_lines == [1, 2, 3, 4, 5, 6]
-  trials = fileio.read_jsonl(os.path.join(d, "trials.jsonl"))
+  # Each trial once; within a batch the cached repeats are stored before the trained children.
+  trials = sorted(fileio.read_jsonl(os.path.join(d, "trials.jsonl")), key=lambda r: r["trial"])
   assert [r["trial"] for r in trials] == list(range(6))
   assert summary.trials == 6 and summary.updates == 2
   for r in trials:
@@ -142,7 +143,7 @@ def test_resume_extends_and_refuses_conflicts(tmp_path):
     run_search(d, tiny_config(trials=3, controller="random", controller_hparams=()), show_progress=False)
   summary = run_search(d, tiny_config(trials=6), show_progress=False)  # --trials may be raised
   assert summary.trials == 6
-  assert [r["trial"] for r in fileio.read_jsonl(os.path.join(d, "trials.jsonl"))] == list(range(6))
+  assert sorted(r["trial"] for r in fileio.read_jsonl(os.path.join(d, "trials.jsonl"))) == list(range(6))
 
 
 def test_failed_children_are_recorded_and_the_search_goes_on(tmp_path):
@@ -192,6 +193,38 @@ def test_duplicate_architectures_are_cached_not_retrained(tmp_path):
   assert [r["cached_from"] for r in trials] == [None, 0, 0, 0, 0]
   assert len({r["reward"] for r in trials}) == 1
   assert all(r["train_seconds"] == 0.0 for r in trials[1:])
+
+
+def test_choices_that_build_the_same_proxy_network_are_scored_once(tmp_path):
+  # Filters 24 and 32 both round to 8 channels at proxy width 0.25: the second choice is the
+  # same trained network, so it is cached from the first, with its own deploy FLOPs and reward.
+  d = str(tmp_path / "s")
+  import search_space
+  from search_space import space as space_lib
+  two = space_lib.SearchSpace(stages=(
+      space_lib.StageSpace(stride=1, kernel=(3,), expansion=(1,), se_ratio=(0.0,), skip=("identity",),
+                           repeats=(1,), filters=(24, 32)),
+      space_lib.StageSpace(stride=2, kernel=(3,), expansion=(1,), se_ratio=(0.0,), skip=("identity",),
+                           repeats=(1,), filters=(16,))), stem_filters=8, head_filters=16,
+      resolution=32, name="two")
+  search_space.SPACES["two"] = lambda: two
+  try:
+    run_search(d, tiny_config(space="two", controller="random", controller_hparams=(), trials=8,
+                              trials_per_update=4), show_progress=False)
+  finally:
+    del search_space.SPACES["two"]
+  trials = fileio.read_jsonl(os.path.join(d, "trials.jsonl"))
+  assert [r["status"] for r in trials].count("ok") == 1  # one network trained, whatever was sampled
+  first = trials[0]
+  for r in trials[1:]:
+    assert r["status"] == "cached" and r["cached_from"] == 0 and r["accuracy"] == first["accuracy"]
+  by_filters = {r["blocks"][0]: r for r in trials}
+  assert len(by_filters) == 2, "the random controller never sampled both filter choices"
+  small, large = by_filters["r1_k3_s11_e1_i8_o24"], by_filters["r1_k3_s11_e1_i8_o32"]
+  assert small["flops"] < large["flops"] and small["reward"] != large["reward"]
+  import rewards
+  for r in (small, large):
+    assert r["reward"] == pytest.approx(rewards.compute("mnas", r["accuracy"], r["flops"], 30e6, None))
 
 
 def _kill_and_resume(tmp_path, controller_flags, kill_points):
@@ -270,7 +303,7 @@ def test_sigkill_resume_with_ppo_equals_uninterrupted_run(tmp_path):
     ("--dataset=bogus", "bogus"),
     ("--target_flops=-5", "--target_flops=-5.0 is invalid"),
     ("--trials=0", "--trials=0 is invalid; allowed: an integer >= 1"),
-    ("--search_space=huge", "unknown search space 'huge'"),
+    ("--search_space=huge", "--search_space='huge' is invalid; allowed: default, micro"),
 ])
 def test_bad_search_flags_give_clear_errors(tmp_path, flag, fragment):
   p = run_cli("search", f"--search_dir={tmp_path / 's'}", *TINY_FLAGS, flag)

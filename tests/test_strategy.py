@@ -24,7 +24,7 @@ def test_cpu_is_one_device_on_the_cpu():
 @pytest.mark.skipif(GPUS > 0, reason="this machine has a GPU")
 def test_mirrored_without_gpu_fails_fast():
   with pytest.raises(ValueError, match="strategy='mirrored' needs at least 1 GPU and this machine has "
-                                       "none; allowed here: auto or cpu"):
+                                       "none; allowed: auto or cpu"):
     make_strategy("mirrored")
 
 

@@ -215,14 +215,14 @@ def test_cli_evaluate_json():
     (["--arch=efficientnet-b0", "--proxy_epochs=-1"],
      "error: --proxy_epochs=-1 is invalid; allowed: an integer >= 1"),
     (["--arch=efficientnet-b0", "--dataset=imagenet"],
-     "error: --dataset='imagenet' is invalid; allowed: fashion_mnist, cifar10, synthetic, tfds:NAME, "
+     "error: --dataset='imagenet' is unknown; allowed: fashion_mnist, cifar10, synthetic, tfds:NAME, "
      "dir:PATH"),
     (["--arch=efficientnet-b0", "--proxy_optimizer=adam"],
      "error: --proxy_optimizer='adam' is invalid; allowed: sgd or rmsprop"),
     (["--arch=efficientnet-b0", "--cost_resolution=0"],
      "error: --cost_resolution=0 is invalid; allowed: an integer >= 1"),
     (["--arch=efficientnet-b0", "--dataset=dir:/no/such/folder"],
-     "error: dataset='dir:/no/such/folder': folder '/no/such/folder' does not exist"),
+     "error: --dataset='dir:/no/such/folder': folder '/no/such/folder' does not exist"),
 ])
 def test_cli_evaluate_errors_are_one_line(args, line):
   p = run_cli(*args)
@@ -246,7 +246,6 @@ def _keras_and_lean_models(task, seed=3):
     dict(weight_decay=0.01),
     dict(optimizer="rmsprop", learning_rate=0.01, weight_decay=0.001, label_smoothing=0.1),
     dict(momentum=0.0, warmup_fraction=0.0),
-    dict(clip_norm=0.05, weight_decay=0.01),  # small enough that every step is clipped
 ])
 @pytest.mark.parametrize("fused_bn", [False, True])
 def test_lean_step_updates_weights_as_the_keras_optimizer(changes, fused_bn, monkeypatch):
@@ -276,6 +275,12 @@ def test_lean_step_updates_weights_as_the_keras_optimizer(changes, fused_bn, mon
       moved += int(np.any(a.numpy() != 0))
   assert moved == 7  # every batch norm's running mean was updated
   trainer.release_keras_state()
+
+
+def test_lean_step_clips_gradients_as_the_keras_optimizer(monkeypatch):
+  # A norm small enough that every step is clipped, with decoupled weight decay after clipping.
+  test_lean_step_updates_weights_as_the_keras_optimizer(dict(clip_norm=0.05, weight_decay=0.01),
+                                                        False, monkeypatch)
 
 
 def _reference_fit(task, seed):

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import sys
 from typing import Any, NoReturn
 
 from absl import flags
 
 import search_space
+from mnas_search import datasets
 from mnas_search.backends import BACKENDS
 from mnas_search.proxy import ProxyTask
 from nas_common import FieldError
@@ -43,6 +45,7 @@ FIELD_FLAGS = {
     "trials": "trials", "trials_per_update": "trials_per_update",
     "cost_resolution": "cost_resolution", "cost_num_classes": "cost_num_classes",
     "backend": "backend", "workers": "workers", "ray_address": "ray_address",
+    "ray_allow_insecure": "ray_allow_insecure",
     "cpus_per_trial": "cpus_per_trial", "gpus_per_trial": "gpus_per_trial",
     "strategy": "strategy", "tpu": "tpu", "references": "references",
     "latency_threads": "latency_threads", "latency_cache_dir": "latency_cache_dir",
@@ -55,7 +58,10 @@ FIELD_FLAGS = {
     "family": "family", "phi": "phi", "alpha": "alpha", "beta": "beta", "gamma": "gamma",
     "top_k": "top_k", "formats": "formats", "weights": "weights", "ema_decay": "ema_decay",
     "augment": "augment", "label_smoothing": "label_smoothing", "bn_momentum": "train_bn_momentum",
-    "sample": "sample",
+    "sample": "sample", "coefficients": "coefficients", "family_dir": "family_dir",
+    "width_coefficient": "width_coefficient", "depth_coefficient": "depth_coefficient",
+    "oneshot_epochs": "oneshot_epochs", "oneshot_warmup_fraction": "oneshot_warmup_fraction",
+    "oneshot_top_k": "oneshot_top_k",
     # fidelity --ground_truth (mnas_search.ground_truth)
     "ground_truth": "ground_truth", "proxy": "proxy", "scores": "scores",
 }
@@ -70,7 +76,8 @@ COMMAND_FIELD_FLAGS = {
     "describe": {"resolution": "resolution", "num_classes": "num_classes"},
     "latency": {"resolution": "latency_resolution", "num_classes": "num_classes",
                 "threads": "latency_threads", "warmup": "latency_warmup",
-                "repeats": "latency_repeats", "cache_dir": "latency_cache_dir"},
+                "repeats": "latency_repeats", "cache_dir": "latency_cache_dir",
+                "measure_missing": "latency_measure_missing"},
     "export": {"resolution": "export_resolution", "num_classes": "export_num_classes",
                "channels": "export_channels"},
 }
@@ -83,11 +90,15 @@ def flag_of(command: str, field: str, fv: FlagValues) -> str | None:
 
 
 def error_line(e: Exception, command: str, fv: FlagValues) -> str:
-  """The one line that reports `e`: a FieldError names the flag that sets its field."""
-  field = getattr(e, "field", None)
-  flag = flag_of(command, field, fv) if isinstance(field, str) else None
-  if flag is not None and isinstance(e, FieldError):
-    return e.describe(f"--{flag}")
+  """The one line that reports `e`: a FieldError names the flag that sets its field.
+
+  A FieldError with `where` concerns a field of a stored record (a key of a trials.jsonl line),
+  not a setting, so it keeps its own message, which names the file.
+  """
+  if isinstance(e, FieldError) and e.where is None and isinstance(e.field, str):
+    flag = flag_of(command, e.field, fv)
+    if flag is not None:
+      return e.describe(f"--{flag}")
   return str(e)
 
 
@@ -303,8 +314,13 @@ def define_backend(fv: FlagValues) -> None:
                     flag_values=fv)
   flags.DEFINE_string("workers", "auto", "Concurrent children: auto (process: one per core; ray: 2) "
                       "or an integer >= 1.", flag_values=fv)
-  flags.DEFINE_string("ray_address", None, "Join this Ray cluster (default: start a local one).",
-                      flag_values=fv)
+  flags.DEFINE_string("ray_address", None, "Join the Ray cluster whose head is at HOST:PORT; it must "
+                      "require a token (RAY_AUTH_MODE=token, with the token in RAY_AUTH_TOKEN, "
+                      "RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token). Default: start a local Ray, on "
+                      "127.0.0.1 only.", flag_values=fv)
+  flags.DEFINE_bool("ray_allow_insecure", False, "Join a --ray_address cluster that has no "
+                    "authentication: anyone who can reach its ports can run code on it.",
+                    flag_values=fv)
   flags.DEFINE_float("cpus_per_trial", 1.0, "Ray CPUs per trial.", flag_values=fv)
   flags.DEFINE_float("gpus_per_trial", 0.0, "Ray GPUs per trial.", flag_values=fv)
 
@@ -317,11 +333,18 @@ def define_progress(fv: FlagValues) -> None:
 def arch_from_flags(fv: FlagValues) -> Architecture:
   """The architecture named by --arch or given by --blocks."""
   if fv.blocks and fv.arch:
-    raise ValueError("give either --arch or --blocks, not both")
+    raise ValueError(f"--arch={fv.arch} and --blocks={','.join(fv.blocks)} were given together; "
+                     "allowed: one of them")
   if fv.blocks:
-    return Architecture(blocks=search_space.parse_blocks(fv.blocks), name="custom",
-                        activation=fv.activation, width_coefficient=fv.width_coefficient,
-                        depth_coefficient=fv.depth_coefficient)
+    for flag in ("width_coefficient", "depth_coefficient"):
+      if not (math.isfinite(fv[flag].value) and fv[flag].value > 0):
+        raise FieldError(flag, fv[flag].value, "a finite number > 0")
+    try:
+      return Architecture(blocks=search_space.parse_blocks(fv.blocks), name="custom",
+                          activation=fv.activation, width_coefficient=fv.width_coefficient,
+                          depth_coefficient=fv.depth_coefficient)
+    except ValueError as e:  # search_space names a block or a field of its own, not the flag
+      raise ValueError(f"--blocks={','.join(fv.blocks)}: {e}") from None
   if not fv.arch:
     raise ValueError("--arch (a name or a JSON path) or --blocks is required; names: "
                      + ", ".join(sorted(search_space.NAMED)))
@@ -349,9 +372,16 @@ def proxy_values(fv: FlagValues, only_present: bool = False) -> dict[str, Any]:
   return values
 
 
+def proxy_task(values: dict[str, Any]) -> ProxyTask:
+  """ProxyTask(**values), its dataset name checked first: the datasets module's error says what is
+  wrong with the name, where ProxyTask's lists only the names allowed."""
+  datasets.check_dataset_name(values.get("dataset", _PROXY.dataset))
+  return ProxyTask(**values)
+
+
 def proxy_task_from_flags(fv: FlagValues) -> ProxyTask:
   """The ProxyTask that the --dataset, --data_dir, --proxy_* and --seed flags describe."""
-  return ProxyTask(**proxy_values(fv))
+  return proxy_task(proxy_values(fv))
 
 
 def workers_from_flags(fv: FlagValues) -> int:
@@ -370,12 +400,29 @@ def workers_from_flags(fv: FlagValues) -> int:
 def backend_options(fv: FlagValues) -> dict[str, Any]:
   """The backend group's values as make_backend's arguments (SearchConfig's fields too)."""
   return dict(backend=fv.backend, workers=workers_from_flags(fv), ray_address=fv.ray_address,
-              cpus_per_trial=fv.cpus_per_trial, gpus_per_trial=fv.gpus_per_trial)
+              ray_allow_insecure=fv.ray_allow_insecure, cpus_per_trial=fv.cpus_per_trial,
+              gpus_per_trial=fv.gpus_per_trial)
+
+
+def check_ray_cluster(fv: FlagValues) -> None:
+  """--backend=ray --ray_address: the cluster must require a token and accept this process's,
+  unless --ray_allow_insecure; checked before the command writes anything (the backend checks
+  again when it joins)."""
+  if fv.backend != "ray" or not fv.ray_address or fv.ray_allow_insecure:
+    return
+  from mnas_search import raycluster
+  if not raycluster.requires_token(fv.ray_address):
+    raise ValueError(f"--ray_address={fv.ray_address} is a Ray cluster without authentication: "
+                     "anyone who can reach its ports can run code on it; allowed: a cluster "
+                     "started with RAY_AUTH_MODE=token (see scripts/ray_two_nodes.sh), or "
+                     "--ray_allow_insecure to join it anyway")
+  raycluster.check_token(fv.ray_address)
 
 
 def backend_from_flags(fv: FlagValues, task: ProxyTask):
   """The backend that the backend group describes, for children of `task`."""
   from mnas_search import backends
+  check_ray_cluster(fv)
   options = backend_options(fv)
   return backends.make_backend(options.pop("backend"), **options, strategy=fv.strategy,
                                hard_timeout_s=backends.hard_timeout_for(task.timeout_s))

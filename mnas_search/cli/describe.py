@@ -21,12 +21,20 @@ def define_flags(fv: flags.FlagValues) -> None:
 
 
 def describe_dict(arch: Architecture, resolution: int, num_classes: int, stem_stride: int = 2) -> dict:
-  return {"name": arch.name, "blocks": arch.block_strings,
-          "width_coefficient": arch.width_coefficient, "depth_coefficient": arch.depth_coefficient,
-          "resolution": resolution, "stem_stride": stem_stride,
-          "params": search_space.count_params(arch, num_classes),
-          "trainable_params": search_space.count_trainable_params(arch, num_classes),
-          "flops": search_space.count_flops(arch, resolution, num_classes, stem_stride=stem_stride)}
+  """describe's JSON; "stem_stride" appears only for the small-image geometry (1), so that the
+  reference geometry's output is what it always was."""
+  d = {"name": arch.name, "blocks": arch.block_strings,
+       "width_coefficient": arch.width_coefficient, "depth_coefficient": arch.depth_coefficient,
+       "resolution": resolution, "params": search_space.count_params(arch, num_classes),
+       "trainable_params": search_space.count_trainable_params(arch, num_classes),
+       "flops": search_space.count_flops(arch, resolution, num_classes, stem_stride=stem_stride)}
+  if stem_stride != 2:
+    d["stem_stride"] = stem_stride
+  return d
+
+
+def stem_stride_of(d: dict) -> int:
+  return d.get("stem_stride", 2)
 
 
 def run(fv: flags.FlagValues) -> None:
@@ -39,7 +47,7 @@ def run(fv: flags.FlagValues) -> None:
     return
   print(f"{d['name']}  (width {d['width_coefficient']:g}, depth {d['depth_coefficient']:g}, "
         f"resolution {res}, activation {arch.activation}"
-        + (", stem stride 1: the small-image geometry)" if d["stem_stride"] == 1 else ")"))
+        + (", stem stride 1: the small-image geometry)" if stem_stride_of(d) == 1 else ")"))
   print(f"{'stage':>5}  {'block':<34} {'repeats':>7}")
   for i, b in enumerate(arch.blocks):
     print(f"{i + 1:>5}  {b.to_string():<34} "

@@ -39,7 +39,9 @@ def run(fv: flags.FlagValues) -> None:
                  weights=fv.weights)
   if fv.search_dir:
     if fv.arch or fv.blocks:
-      raise ValueError("give either --search_dir or --arch/--blocks, not both")
+      other = "arch" if fv.arch else "blocks"
+      raise ValueError(f"--search_dir={fv.search_dir} was given with --{other}; allowed: one of them "
+                       "(a search's trials, or one architecture)")
     entries = export.export_search(fv.search_dir, out, top_k=fv.top_k, use_pareto=fv.pareto,
                                    num_classes=fv.export_num_classes, **options)
   else:

@@ -45,8 +45,8 @@ def run(fv: flags.FlagValues) -> None:
                 warmup=fv.latency_warmup, repeats=fv.latency_repeats)
   if fv.build:
     if fv.arch or fv.blocks:
-      raise ValueError("give either --build (the whole table of --search_space) or --arch/--blocks, "
-                       "not both")
+      raise ValueError(f"--build was given with --{'arch' if fv.arch else 'blocks'}; allowed: one of "
+                       "them (--build measures the whole table of --search_space)")
     try:
       space = search_space.get_space(fv.search_space)
     except ValueError as e:

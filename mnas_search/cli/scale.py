@@ -32,10 +32,11 @@ def run(fv: flags.FlagValues) -> None:
   explicit = [f"--{f}" for f in ("alpha", "beta", "gamma") if fv[f].present]
   if fv.family == "paper" and (explicit or fv.coefficients or fv.phi):
     given = explicit + ["--coefficients"] * bool(fv.coefficients) + ["--phi"] * bool(fv.phi)
-    raise ValueError(f"only --family=compound takes {', '.join(given)}; --family=paper is the "
-                     "fixed B0–B7 table")
+    raise ValueError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} not taken by "
+                     "--family=paper (the fixed B0–B7 table); allowed with --family=compound")
   if fv.coefficients and explicit:
-    raise ValueError(f"give either --coefficients or {', '.join(explicit)}, not both")
+    raise ValueError(f"--coefficients={fv.coefficients} was given with {', '.join(explicit)}; "
+                     "allowed: one of them")
   coefficients = (fv.alpha, fv.beta, fv.gamma)
   if fv.coefficients:
     coefficients = family.load_coefficients(fv.coefficients)

@@ -13,8 +13,8 @@ MODES = ("multitrial", "oneshot")
 # The flags that only one mode takes; giving one with the other mode is refused.
 MODE_ONLY_FLAGS = {
     "multitrial": ("trials", "trials_per_update", "target_latency_ms", "latency_threads",
-                   "latency_cache_dir", "backend", "workers", "ray_address", "cpus_per_trial",
-                   "gpus_per_trial", "tpu", "deterministic", "warm_start_from"),
+                   "latency_cache_dir", "backend", "workers", "ray_address", "ray_allow_insecure",
+                   "cpus_per_trial", "gpus_per_trial", "tpu", "deterministic", "warm_start_from"),
     "oneshot": ("oneshot_epochs", "oneshot_warmup_fraction", "oneshot_top_k"),
 }
 # OneShotConfig's defaults of the --oneshot_* flags (importing it here would import TensorFlow;
@@ -199,6 +199,7 @@ def run(fv: flags.FlagValues) -> None:
     return
   from mnas_search.search import run_search
   config = search_config_from_flags(fv)
+  common.check_ray_cluster(fv)
   summary = run_search(search_dir, config, show_progress=fv.progress)
   out = {"search_dir": search_dir, "trials": summary.trials, "updates": summary.updates,
          "wall_seconds": round(summary.wall_seconds, 1), **_best_and_references(summary)}

@@ -70,7 +70,7 @@ def run(fv: flags.FlagValues) -> None:
   values = {field: fv[flag].value for field, flag in TRAIN_FIELDS.items()}
   values["resolution"] = fv.train_resolution or arch.resolution
   values["stem_stride"] = int(values["stem_stride"])
-  task = ProxyTask(**values)
+  task = common.proxy_task(values)
   augment = [a.strip() for a in fv.augment or [] if a.strip()]
   if augment == ["auto"]:
     augment = None

@@ -33,7 +33,6 @@ from typing import Any, Sequence
 import numpy as np
 from absl import logging
 
-import controller as controller_lib
 import rewards as rewards_lib
 import search_space
 from controller import base as controller_base
@@ -42,6 +41,7 @@ from mnas_search import pareto as pareto_lib
 from mnas_search import search as search_lib
 from mnas_search.progress import Progress
 from mnas_search.proxy import ProxyTask
+from nas_common import FieldError
 
 CONTROLLERS = ("reinforce", "ppo")
 COSTS = ("flops", "params")
@@ -111,15 +111,15 @@ class OneShotConfig:
 
   def __post_init__(self):
     if self.controller not in CONTROLLERS:
-      raise ValueError(f"--controller={self.controller!r} is invalid for --mode=oneshot; allowed: "
-                       f"{', '.join(CONTROLLERS)}")
+      raise FieldError("controller", self.controller, ", ".join(CONTROLLERS),
+                       detail=" for a one-shot search")
     if self.cost not in COSTS:
-      raise ValueError(f"--cost={self.cost!r} is invalid for --mode=oneshot; allowed: {', '.join(COSTS)}")
+      raise FieldError("cost", self.cost, ", ".join(COSTS), detail=" for a one-shot search")
     for name in ("oneshot_epochs", "oneshot_top_k", "controller_batch", "checkpoint_every"):
       v = getattr(self, name)
       minimum = 0 if name == "oneshot_top_k" else 1
       if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-        raise ValueError(f"--{name}={v!r} is invalid; allowed: an integer >= {minimum}")
+        raise FieldError(name, v, f"an integer >= {minimum}")
     for name in ("oneshot_warmup_fraction", "final_window_fraction"):
       v = getattr(self, name)
       low_ok = v >= 0 if name == "oneshot_warmup_fraction" else v > 0
@@ -127,7 +127,7 @@ class OneShotConfig:
                                                                         (name == "final_window_fraction"
                                                                          and v == 1)):
         allowed = "a number in [0, 1)" if name == "oneshot_warmup_fraction" else "a number in (0, 1]"
-        raise ValueError(f"--{name}={v!r} is invalid; allowed: {allowed}")
+        raise FieldError(name, v, allowed)
     merged = dict(ONESHOT_CONTROLLER_DEFAULTS.get(self.controller, ()))
     merged.update(dict(self.controller_hparams))
     object.__setattr__(self, "controller_hparams", tuple(sorted(merged.items())))
@@ -191,8 +191,8 @@ class ArrayFeed:
     self.val_x, self.val_y = _materialize(*splits.val, task.resolution, channels)
     self.batch_size = task.batch_size
     if len(self.val_y) < self.batch_size:
-      raise ValueError(f"val_images={len(self.val_y)} is invalid for a one-shot search with "
-                       f"batch_size={self.batch_size}; allowed: at least one validation batch")
+      raise FieldError("val_images", len(self.val_y), f"at least one validation batch (>= "
+                       f"batch_size={self.batch_size})", detail=" for a one-shot search")
     self.seed = seed
     self.steps_per_epoch = len(self.train_y) // self.batch_size
     self._perms: dict[tuple[int, int], np.ndarray] = {}
@@ -306,8 +306,7 @@ class OneShotSearch:
 
   # --------------------------------------------------------------------------- set-up
   def make_controller(self):
-    c = self.config
-    return controller_lib.make(c.controller, self.space.arities, seed=c.seed, **dict(c.controller_hparams))
+    return search_lib.make_controller(self.config, self.space.arities)
 
   def build(self):
     """Loads the data, builds the supernet, its optimizer and the runner."""
