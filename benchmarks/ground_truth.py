@@ -55,6 +55,7 @@ from mnas_search import backends as backends_lib  # noqa: E402
 from mnas_search import fileio, interrupt, stats  # noqa: E402
 from mnas_search import ground_truth as gt  # noqa: E402
 from mnas_search.proxy import ProxyTask  # noqa: E402
+from mnas_search.rundir import DirectoryLockedError, RunDir  # noqa: E402
 
 REFERENCES = ("efficientnet-b0", "mnasnet-a1", "mobilenet-v2")
 SEARCH_QUALITY_TRAIN = os.path.join("results", "search_quality", "train")
@@ -170,8 +171,10 @@ def architecture_set() -> list[tuple[str, dict]]:
   entries += search_quality_finalists() + list(random_architectures())
   seen, out = set(), []
   for name, d in entries:
-    ident = search_space.Architecture.from_dict(d).identity()
-    if ident not in seen:  # one network, one name
+    # One network, one name: two choices that G's width rounds to the same channels are one network.
+    ident = search_space.scale(search_space.Architecture.from_dict(d),
+                               width=G_TASK.proxy_width).network_identity()
+    if ident not in seen:
       seen.add(ident)
       out.append((name, d))
   return out
@@ -265,13 +268,26 @@ def _commit() -> str | None:
 
 
 def _run_job(args: tuple[Job, str, int]) -> dict[str, Any]:
-  """Runs one job in a worker process and returns its record (top level, for the pool)."""
-  job, out, workers = args
+  """Runs one job in a worker process and returns its record (top level, for the pool).
+
+  An error that is not the child's (bad settings, a locked or conflicting run folder) stops the
+  whole run, as a RuntimeError: the library's own exceptions do not all survive pickling back to
+  the parent, and one that does not hangs `Pool.imap_unordered`.
+  """
+  job = args[0]
+  try:
+    return _run_job_unchecked(*args)
+  except Exception as e:
+    raise RuntimeError(f"job {job.key}: {type(e).__name__}: {e}") from None
+
+
+def _run_job_unchecked(job: Job, out: str, workers: int) -> dict[str, Any]:
   arch = search_space.Architecture.from_dict(job.arch)
   flops, params = deploy_costs(arch)
   base = {"name": job.name, "blocks": gt.blocks_key(arch), "seed": job.seed, "flops": flops,
           "params": params, "workers": workers, "commit": _commit()}
   task = ProxyTask.from_dict(job.task)
+  t0 = time.monotonic()
   if job.proxy is None:
     from mnas_search import train as train_lib
     r = train_lib.train(arch, run_dir(out, job.name, job.seed),
@@ -280,9 +296,9 @@ def _run_job(args: tuple[Job, str, int]) -> dict[str, Any]:
     return {**base, "status": r.status, "test_accuracy": m.get("test_accuracy"),
             "val_accuracy": m.get("val_accuracy"), "epochs": task.epochs,
             "augment": list(job.augment or ()),
-            "wall_seconds": m.get("train_seconds"), "error": r.error, "arch": job.arch}
+            "wall_seconds": m.get("train_seconds"), "job_seconds": round(time.monotonic() - t0, 3),
+            "error": r.error, "arch": job.arch}
   from mnas_search import trainer
-  t0 = time.monotonic()
   res = trainer.evaluate(arch, task, seed=job.seed)
   return {"proxy": job.proxy, **base, "accuracy": res.accuracy, "status": res.status,
           "seconds": round(time.monotonic() - t0, 3), "error": res.error}
@@ -415,8 +431,11 @@ def summarize(out: str) -> dict[str, Any]:
     by_name.setdefault(r["name"], []).append(float(r["test_accuracy"]))
   stds = [statistics.stdev(v) for v in by_name.values() if len(v) >= 2]
   truth = gt.truth(ok)
-  workers = max([int(r.get("workers", 1)) for r in recs] or [1])
-  hours = sum(float(r.get("wall_seconds") or 0) for r in recs) / workers / 3600
+  # Each training's wall time shared with the other workers: the machine's hours for the set. The
+  # training loop's time (`wall_seconds`, summed over sessions; the job's set-up and final
+  # evaluation are in `job_seconds` for the records that have it).
+  hours = sum(float(r.get("job_seconds") or r.get("wall_seconds") or 0) / int(r.get("workers", 1))
+              for r in recs) / 3600
   proxies = summarize_proxies(prox, truth)
   default = choose_default(proxies)
   ref = lambda n: _mean_std(by_name.get(n, []))
@@ -527,8 +546,11 @@ def summary_markdown(s: dict[str, Any]) -> str:
            "|---|---|---|---|---|---|---|---|"]
   for name, p in s["proxies"].items():
     v = p["vs_g"]
-    lines.append(f"| {name} | {v['n']} | {_rank(v['kendall_tau'], v['kendall_tau_interval'])} | "
-                 f"{_rank(v['spearman_rho'], v['spearman_rho_interval'])} | {_pct(p['b0'])} | "
+    few = v["n"] < 3  # a ranking of 2 networks is +-1 by construction
+    lines.append(f"| {name} | {v['n']} | "
+                 f"{'n/a' if few else _rank(v['kendall_tau'], v['kendall_tau_interval'])} | "
+                 f"{'n/a' if few else _rank(v['spearman_rho'], v['spearman_rho_interval'])} | "
+                 f"{_pct(p['b0'])} | "
                  f"{_pct(p['a1'])} | {fmt(p['median_seconds'], 1.0, 1)} | {p['n_failed']} |")
   lines += ["", f"Default proxy (highest τ at <= {SUMMARY_COST_LIMIT_S:.0f} s per child, over at "
             f"least {MIN_NETWORKS_FOR_DEFAULT} networks): "
@@ -570,7 +592,6 @@ def main(argv):
   del argv
   out = FLAGS.out
   if FLAGS.summary:
-    import_old_proxy(out)
     s = summarize(out)
     fileio.atomic_write_text(os.path.join(out, "summary.json"), _json(s) + "\n")
     fileio.atomic_write_text(os.path.join(out, "summary.md"), summary_markdown(s))
@@ -586,6 +607,14 @@ def main(argv):
   if not os.path.isfile(gi):
     fileio.atomic_write_text(gi, GITIGNORE)
   workers = FLAGS.workers or backends_lib.available_cores()
+  lock = RunDir(out, "experiment")
+  try:
+    lock.acquire()  # one writer per folder: records are appended by this process alone
+  except DirectoryLockedError as e:
+    print(f"error: --out={out}: {e}", file=sys.stderr)
+    sys.exit(2)
+  if not FLAGS.quick:
+    import_old_proxy(out)
   try:
     with interrupt.handlers():
       if FLAGS.quick:

@@ -117,7 +117,8 @@ class ProxyTask:
     if self.bn_momentum is not None:
       _check_float("bn_momentum", self.bn_momentum, "None or a number in [0, 1)",
                    lambda v: 0 <= v < 1)
-    if self.stem_stride not in STEM_STRIDES or isinstance(self.stem_stride, bool):
+    if not isinstance(self.stem_stride, int) or isinstance(self.stem_stride, bool) \
+        or self.stem_stride not in STEM_STRIDES:
       raise ProxyTaskError("stem_stride", self.stem_stride, "1 or 2")
     if self.clip_norm is not None:
       _check_float("clip_norm", self.clip_norm, "None or a finite number > 0", lambda v: v > 0)

@@ -51,6 +51,19 @@ WARM_START_FIELDS = ("task", "space", "reward", "w", "cost", "target_flops", "ta
                      "target_latency_ms", "cost_resolution", "cost_num_classes")
 
 
+def scored_trials(by_trial: Mapping[int, dict[str, Any]]) -> list[dict[str, Any]]:
+  """The trials that stand for a network of their own: trained ok, or cached from another
+  architecture that trains as the same network (own deploy cost, own point on the front)."""
+  out = []
+  for r in by_trial.values():
+    original = by_trial.get(r.get("cached_from"))
+    if r["status"] == "ok" or (r["status"] == "cached" and original is not None
+                               and original["status"] == "ok"
+                               and list(original["blocks"]) != list(r["blocks"])):
+      out.append(r)
+  return out
+
+
 @dataclasses.dataclass(frozen=True)
 class SearchConfig:
   """Every setting of a search; written to params.json.
@@ -546,7 +559,7 @@ class Search:
   def _repair_best(self, records) -> None:
     """Rewrites best.json when trials.jsonl holds a better ok trial: a crash (or a full disk)
     between a trial's append and best.json's write would otherwise leave best.json stale."""
-    top = best_by_reward(records, ("ok",))
+    top = best_by_reward(records, ("ok", "cached"))
     best = self.store.read_best()
     if top is not None and (best is None or top["reward"] > best["reward"]):
       logging.warning("best.json was behind trials.jsonl (a crash between the two writes); "
@@ -631,8 +644,7 @@ class Search:
     self.timings["controller"] += time.perf_counter() - t0
     kill_point("checkpoint_saved")
     t0 = time.perf_counter()
-    ok = [r for r in self._by_trial.values() if r["status"] == "ok"]
-    pareto_lib.update_pareto_file(self.store.path("pareto.json"), ok)
+    pareto_lib.update_pareto_file(self.store.path("pareto.json"), scored_trials(self._by_trial))
     self._board.flush()
     self.timings["store"] += time.perf_counter() - t0
     self._trial += k
@@ -652,7 +664,9 @@ class Search:
     self._board.scalars("trial", rec["trial"], {k: rec[k] for k in ("accuracy", "reward", "flops", "params")})
     progress = self._progress
     # A new best only when strictly better: on a tie the trial stored first stays best.
-    if rec["status"] == "ok" and (progress.best is None or rec["reward"] > progress.best):
+    # A repeat of the same architecture has its original's reward, so it never passes this test;
+    # another architecture that trains as the same network has its own deploy cost, so it may.
+    if rec["status"] in ("ok", "cached") and (progress.best is None or rec["reward"] > progress.best):
       best = {k: rec[k] for k in BEST_KEYS}
       self.store.write_best(best)
       self._board.text("best_architecture", rec["trial"], "\n".join(f"    {b}" for b in rec["blocks"]) +

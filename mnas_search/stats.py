@@ -116,12 +116,7 @@ def prob_greater(x: Sequence[float], y: Sequence[float]) -> float:
   Raises:
     ValueError: an empty side, or a value that is not a finite number.
   """
-  xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-  if xs.ndim != 1 or ys.ndim != 1 or xs.size == 0 or ys.size == 0:
-    raise ValueError(f"prob_greater needs two non-empty 1-D sequences; got shapes {xs.shape} and "
-                     f"{ys.shape}")
-  if not (np.isfinite(xs).all() and np.isfinite(ys).all()):
-    raise ValueError("x and y must be finite numbers (no NaN or Inf)")
+  xs, ys = _groups(x, y)
   diff = xs[:, None] - ys[None, :]
   return float((np.sum(diff > 0) + 0.5 * np.sum(diff == 0)) / diff.size)
 

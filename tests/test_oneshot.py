@@ -166,3 +166,11 @@ def test_sigkill_mid_search_and_mid_finalists_resumes_and_finishes(tmp_path):
   assert [f["source"] for f in finalists] == ["most_likely"]
   oneshot.run_oneshot(d, config, show_progress=False)  # a finished search run again adds nothing
   assert len(fileio.read_jsonl(os.path.join(d, "trials.jsonl"))) == 1
+
+
+def test_the_small_image_geometry_is_refused_for_a_one_shot_search():
+  # The supernet's stem has stride 2: its finalists would train in another geometry than it.
+  from mnas_search.oneshot.search import OneShotConfig
+  from mnas_search.proxy import ProxyTask
+  with pytest.raises(ValueError, match="stem_stride=1 is invalid for a one-shot search; allowed: 2"):
+    OneShotConfig(task=ProxyTask(stem_stride=1))

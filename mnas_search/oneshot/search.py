@@ -115,6 +115,8 @@ class OneShotConfig:
                        detail=" for a one-shot search")
     if self.cost not in COSTS:
       raise FieldError("cost", self.cost, ", ".join(COSTS), detail=" for a one-shot search")
+    if self.task.stem_stride != 2:  # the supernet is built with the reference's stride-2 stem
+      raise FieldError("stem_stride", self.task.stem_stride, "2", detail=" for a one-shot search")
     for name in ("oneshot_epochs", "oneshot_top_k", "controller_batch", "checkpoint_every"):
       v = getattr(self, name)
       minimum = 0 if name == "oneshot_top_k" else 1
