@@ -267,7 +267,7 @@ def _commit() -> str | None:
     return None
 
 
-def _run_job(args: tuple[Job, str, int]) -> dict[str, Any]:
+def _run_job(args: tuple[Job, str, int, str | None]) -> dict[str, Any]:
   """Runs one job in a worker process and returns its record (top level, for the pool).
 
   An error that is not the child's (bad settings, a locked or conflicting run folder) stops the
@@ -281,11 +281,11 @@ def _run_job(args: tuple[Job, str, int]) -> dict[str, Any]:
     raise RuntimeError(f"job {job.key}: {type(e).__name__}: {e}") from None
 
 
-def _run_job_unchecked(job: Job, out: str, workers: int) -> dict[str, Any]:
+def _run_job_unchecked(job: Job, out: str, workers: int, commit: str | None) -> dict[str, Any]:
   arch = search_space.Architecture.from_dict(job.arch)
   flops, params = deploy_costs(arch)
   base = {"name": job.name, "blocks": gt.blocks_key(arch), "seed": job.seed, "flops": flops,
-          "params": params, "workers": workers, "commit": _commit()}
+          "params": params, "workers": workers, "commit": commit}
   task = ProxyTask.from_dict(job.task)
   t0 = time.monotonic()
   if job.proxy is None:
@@ -381,13 +381,14 @@ def run_jobs(out: str, jobs: Sequence[Job], workers: int, max_hours: float | Non
     return 0
   deadline = None if max_hours is None else time.monotonic() + max_hours * 3600
   threads = backends_lib.default_threads_per_worker(workers)
+  commit = _commit()  # once, not per job
   ctx = multiprocessing.get_context("spawn")
   n = 0
   # A pool, not concurrent.futures: leaving the block on a stop terminates the trainings at once
   # (their checkpoints are written atomically; a rerun continues them).
   with ctx.Pool(workers, initializer=backends_lib.init_worker, initargs=(threads,),
                 maxtasksperchild=MAX_TASKS_PER_WORKER) as pool:
-    for record in pool.imap_unordered(_run_job, [(j, out, workers) for j in todo]):
+    for record in pool.imap_unordered(_run_job, [(j, out, workers, commit) for j in todo]):
       with interrupt.deferred():
         fileio.append_jsonl(records_path(out, "proxy" in record), record)
       n += 1

@@ -33,10 +33,6 @@ def describe_dict(arch: Architecture, resolution: int, num_classes: int, stem_st
   return d
 
 
-def stem_stride_of(d: dict) -> int:
-  return d.get("stem_stride", 2)
-
-
 def run(fv: flags.FlagValues) -> None:
   """Prints an architecture's blocks, parameters and multiply-adds."""
   arch = common.arch_from_flags(fv)
@@ -47,7 +43,7 @@ def run(fv: flags.FlagValues) -> None:
     return
   print(f"{d['name']}  (width {d['width_coefficient']:g}, depth {d['depth_coefficient']:g}, "
         f"resolution {res}, activation {arch.activation}"
-        + (", stem stride 1: the small-image geometry)" if stem_stride_of(d) == 1 else ")"))
+        + (", stem stride 1: the small-image geometry)" if d.get("stem_stride") == 1 else ")"))
   print(f"{'stage':>5}  {'block':<34} {'repeats':>7}")
   for i, b in enumerate(arch.blocks):
     print(f"{i + 1:>5}  {b.to_string():<34} "
