@@ -63,7 +63,7 @@ SEARCH_QUALITY_TRAIN = os.path.join("results", "search_quality", "train")
 # G: the whole training split but 2,000 monitored validation images, at 32 px in the small-image
 # geometry (stem stride 1) and width 0.5, SGD with momentum, warm-up then cosine, gradients clipped
 # to norm 1, label smoothing, weight decay and a weight EMA (train.py's default), no augmentation
-# (six epochs underfit: crop+flip cost A1 1.5 points of validation accuracy), scored on the
+# (six epochs underfit, and crop+flip lowered validation accuracy: see the README), scored on the
 # 10,000 test images. Width 0.5 and 6 epochs fit the set in the 8-hour budget.
 G_TASK = ProxyTask(train_images=None, val_images=2000, epochs=6, batch_size=128,
                    learning_rate=0.1, warmup_fraction=0.05, weight_decay=1e-4,
