@@ -39,7 +39,7 @@ def run_command(command: str, argv: list[str], fv: flags.FlagValues = FLAGS) -> 
   library, a run directory locked by another process) ends it with one line on stderr and exit
   status 2. A file the disk refused (ENOSPC, EACCES, ... any OSError with an errno): one line
   naming the file and the errno, exit status 1. SIGINT/SIGTERM stop the run at the next safe
-  point: one line, exit status 130/143 (`mnas_search.interrupt`).
+  point: one line, exit status 130/143 (`mnas_search.util.interrupt`).
   """
   module = cli.command_module(command)
   module.define_flags(fv)
@@ -48,8 +48,8 @@ def run_command(command: str, argv: list[str], fv: flags.FlagValues = FLAGS) -> 
     if len(args) > 1:
       common.fail(f"{command} takes no positional arguments; given: {' '.join(args[1:])}")
     quiet.set_log_level(fv["verbosity"].value if "verbosity" in fv else 0)
-    from mnas_search import interrupt
-    from mnas_search.rundir import DirectoryLockedError
+    from mnas_search.runs.rundir import DirectoryLockedError
+    from mnas_search.util import interrupt
     try:
       with interrupt.handlers():
         module.run(fv)

@@ -29,22 +29,19 @@ import json
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from contextlib import nullcontext
 from unittest import mock
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # tf-agents (the PPO controller) needs it
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-import search_space  # noqa: E402
-from mnas_search import backends, trainer  # noqa: E402
-from mnas_search.proxy import ProxyTask  # noqa: E402
-from mnas_search.search import SearchConfig, run_search  # noqa: E402
+import search_space
+from mnas_search.cli import quiet
+from mnas_search.execution import backends
+from mnas_search.search.multi_trial import SearchConfig, run_search
+from mnas_search.training import evaluation, lean_step
+from mnas_search.training.proxy import ProxyTask
 
 flags.DEFINE_bool("quick", False, "Tiny synthetic proxy and 2-4 children: a smoke test in seconds.")
 flags.DEFINE_string("strategy", "auto", "Children's strategy: auto, cpu, mirrored or tpu.")
@@ -75,10 +72,10 @@ def b0() -> search_space.Architecture:
   return search_space.named("efficientnet-b0")
 
 
-def child(arch, task: ProxyTask, fit: bool = False) -> trainer.TrialResult:
+def child(arch, task: ProxyTask, fit: bool = False) -> evaluation.TrialResult:
   """One child through the lean step, or through model.fit when `fit`."""
-  with mock.patch.object(trainer, "lean_supported", return_value=False) if fit else nullcontext():
-    r = trainer.evaluate(arch, task, strategy=FLAGS.strategy)
+  with mock.patch.object(lean_step, "lean_supported", return_value=False) if fit else nullcontext():
+    r = evaluation.evaluate(arch, task, strategy=FLAGS.strategy)
   if r.status != "ok":
     raise SystemExit(f"child {arch.name} {r.status}: {r.error}")
   return r
@@ -174,4 +171,5 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
+  quiet.install()  # quiet TF logs; legacy Keras for tf-agents
   app.run(main)

@@ -1,7 +1,7 @@
-"""Training throughput of `trainer.evaluate` against a plain `model.fit`, side by side.
+"""Training throughput of `evaluation.evaluate` against a plain `model.fit`, side by side.
 
 Both train the same B0-shaped child (width 0.25, 32x32, batch 128) on the same tf.data input
-(built by `trainer.proxy_datasets`) with the same compiled model (`trainer.build_child`), so the
+(built by `evaluation.proxy_datasets`) with the same compiled model (`evaluation.build_child`), so the
 difference is what `evaluate` adds to the training loop: its guard callback (NaN/Inf and timeout
 checks, step timing, which makes Keras dispatch callbacks synchronously) and its bookkeeping.
 
@@ -28,20 +28,18 @@ import statistics
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-import search_space  # noqa: E402
-from mnas_search import trainer  # noqa: E402
-from mnas_search.proxy import ProxyTask  # noqa: E402
+import search_space
+from mnas_search.cli import quiet
+from mnas_search.training import evaluation
+from mnas_search.training.proxy import ProxyTask
 
 flags.DEFINE_integer("rounds", 3, "Runs of each side (they alternate).")
 flags.DEFINE_integer("epochs", 2, "Epochs per run.")
 flags.DEFINE_integer("train_images", 5000, "Training images per epoch.")
 flags.DEFINE_string("dataset", "synthetic:size=32,channels=3,classes=10,train=7000,test=10",
-                    "Dataset (any name mnas_search.datasets understands).")
+                    "Dataset (any name mnas_search.data.datasets understands).")
 flags.DEFINE_float("min_ratio", 0.95, "Lowest acceptable evaluate/plain throughput ratio.")
 FLAGS = flags.FLAGS
 
@@ -51,11 +49,11 @@ WIDTH, RESOLUTION, BATCH = 0.25, 32, 128
 def plain_fit(arch, task: ProxyTask) -> float:
   """Steady-state images/s of a plain model.fit on the pipeline and model that evaluate() uses."""
   import keras
-  splits = trainer.load_proxy_splits(task)
+  splits = evaluation.load_proxy_splits(task)
   steps = task.epochs * (len(splits.train[1]) // task.batch_size)
   keras.utils.set_random_seed(task.seed)
-  train_ds, _ = trainer.proxy_datasets(task, splits, task.seed)
-  model = trainer.build_child(trainer.proxy_child(arch, task), task, splits, steps)
+  train_ds, _ = evaluation.proxy_datasets(task, splits, task.seed)
+  model = evaluation.build_child(evaluation.proxy_child(arch, task), task, splits, steps)
   model.fit(train_ds, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)  # traces the step
   started = time.monotonic()
   model.fit(train_ds, epochs=task.epochs, verbose=0, shuffle=False)
@@ -67,7 +65,7 @@ def plain_fit(arch, task: ProxyTask) -> float:
 
 def evaluate_fit(arch, task: ProxyTask) -> tuple[float, float]:
   """(evaluate's steady-state images/s, images/s over its whole model.fit with tracing)."""
-  r = trainer.evaluate(arch, task)
+  r = evaluation.evaluate(arch, task)
   if r.status != "ok":
     raise SystemExit(f"evaluate() returned {r.status}: {r.error}")
   return r.images_per_sec, r.steps * task.batch_size / r.train_seconds
@@ -89,7 +87,7 @@ def main(argv) -> None:
         ips, with_tracing = evaluate_fit(arch, task)
         evaluated.append(ips)
         whole.append(with_tracing)
-        print(f"round {i + 1} trainer.evaluate    {ips:8.1f} img/s  (whole fit with tracing: "
+        print(f"round {i + 1} evaluation.evaluate    {ips:8.1f} img/s  (whole fit with tracing: "
               f"{with_tracing:.1f})", flush=True)
   p, e = statistics.median(plain), statistics.median(evaluated)
   ratio = e / p
@@ -97,7 +95,7 @@ def main(argv) -> None:
         f"{FLAGS.epochs} epochs x {FLAGS.train_images} images, {FLAGS.rounds} rounds, "
         f"{os.cpu_count()} CPUs")
   print(f"median plain model.fit   {p:8.1f} img/s  (steady state)")
-  print(f"median trainer.evaluate  {e:8.1f} img/s  (steady state; whole fit with tracing: "
+  print(f"median evaluation.evaluate  {e:8.1f} img/s  (steady state; whole fit with tracing: "
         f"{statistics.median(whole):.1f})")
   print(f"ratio evaluate/plain     {ratio:8.3f}  (required >= {FLAGS.min_ratio})")
   if ratio < FLAGS.min_ratio:
@@ -105,4 +103,5 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
+  quiet.install()  # quiet TF logs; legacy Keras for tf-agents
   app.run(main)

@@ -22,18 +22,16 @@ come back with the landscape's noisy reward. The table reports, over seeds
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
+from absl import app, flags
 
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
-
-import controller  # noqa: E402
-from controller import landscapes  # noqa: E402
-from search_space import default_space  # noqa: E402
+import controller
+from controller import landscapes
+from mnas_search.cli import quiet
+from search_space import default_space
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("samples", 500, "Sample budget per run.")
@@ -112,4 +110,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  quiet.install()  # quiet TF logs; legacy Keras for tf-agents
   app.run(main)

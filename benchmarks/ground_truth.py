@@ -12,7 +12,7 @@ process alone, one line per finished job:
                       test_accuracy (a fraction), val_accuracy, flops and params (at 224 px, 1000
                       classes, as the search counts them), epochs, wall_seconds, workers, commit
                       and the architecture itself. Training runs in OUT/runs/NAME/seedS
-                      (`mnas_search.train`, checkpointed after every epoch, so a SIGKILL loses at
+                      (`mnas_search.training.full_train`, checkpointed after every epoch, so a SIGKILL loses at
                       most one epoch); a record is appended when the run has finished.
   OUT/proxies.jsonl   one line per (proxy, architecture, seed): proxy, name, blocks, seed,
                       accuracy (validation, never test), status and seconds (the child's wall time
@@ -44,18 +44,16 @@ import sys
 import time
 from typing import Any, Sequence
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
+from absl import app, flags, logging
 
-import numpy as np  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
-
-import search_space  # noqa: E402
-from mnas_search import backends as backends_lib  # noqa: E402
-from mnas_search import fileio, interrupt, stats  # noqa: E402
-from mnas_search import ground_truth as gt  # noqa: E402
-from mnas_search.proxy import ProxyTask  # noqa: E402
-from mnas_search.rundir import DirectoryLockedError, RunDir  # noqa: E402
+import search_space
+from mnas_search.analysis import ground_truth as gt
+from mnas_search.cli import quiet
+from mnas_search.execution import backends as backends_lib
+from mnas_search.runs.rundir import DirectoryLockedError, RunDir
+from mnas_search.training.proxy import ProxyTask
+from mnas_search.util import fileio, interrupt, stats
 
 REFERENCES = ("efficientnet-b0", "mnasnet-a1", "mobilenet-v2")
 SEARCH_QUALITY_TRAIN = os.path.join("results", "search_quality", "train")
@@ -289,7 +287,7 @@ def _run_job_unchecked(job: Job, out: str, workers: int, commit: str | None) -> 
   task = ProxyTask.from_dict(job.task)
   t0 = time.monotonic()
   if job.proxy is None:
-    from mnas_search import train as train_lib
+    from mnas_search.training import full_train as train_lib
     r = train_lib.train(arch, run_dir(out, job.name, job.seed),
                         train_lib.TrainConfig(task, augment=job.augment), verbose=0)
     m = r.metrics or {}
@@ -298,8 +296,8 @@ def _run_job_unchecked(job: Job, out: str, workers: int, commit: str | None) -> 
             "augment": list(job.augment or ()),
             "wall_seconds": m.get("train_seconds"), "job_seconds": round(time.monotonic() - t0, 3),
             "error": r.error, "arch": job.arch}
-  from mnas_search import trainer
-  res = trainer.evaluate(arch, task, seed=job.seed)
+  from mnas_search.training import evaluation
+  res = evaluation.evaluate(arch, task, seed=job.seed)
   return {"proxy": job.proxy, **base, "accuracy": res.accuracy, "status": res.status,
           "seconds": round(time.monotonic() - t0, 3), "error": res.error}
 
@@ -638,5 +636,6 @@ def _json(obj: Any, indent: int | None = 2) -> str:
 
 
 if __name__ == "__main__":
+  quiet.install()  # quiet TF logs; legacy Keras for tf-agents
   define_flags()
   app.run(main)

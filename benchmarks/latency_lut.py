@@ -16,12 +16,12 @@ import os
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from mnas_search import latency, stats  # noqa: E402
-from search_space import count_flops, default_space  # noqa: E402
+from mnas_search.cli import quiet
+from mnas_search.costs import latency
+from mnas_search.util import stats
+from search_space import count_flops, default_space
 
 MIN_SPEARMAN = 0.9
 
@@ -76,4 +76,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+  quiet.install()  # quiet TF logs; legacy Keras for tf-agents
   main()

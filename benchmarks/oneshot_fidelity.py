@@ -8,7 +8,7 @@
    efficientnet-b0 and mnasnet-a1 (both in the default space; A1's relu is not a decision, so
    both sides score A1's blocks with the space's activation). For each it measures the supernet
    accuracy (inherited weights, BN recalibrated on `--calib_batches` training batches, the whole
-   validation split) and the stand-alone proxy accuracy (`trainer.evaluate`), and prints
+   validation split) and the stand-alone proxy accuracy (`evaluation.evaluate`), and prints
    Kendall's tau and Spearman's rho, the supernet's training time and one child's mean time.
 3. Runs a multi-trial ppo search with as many children as fit in the one-shot search's wall
    time (at the measured child time) and prints the stand-alone proxy reward of each search's
@@ -22,22 +22,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import search_space  # noqa: E402
-from controller import base as controller_base  # noqa: E402
-from mnas_search import backends, stats, trainer  # noqa: E402
-from mnas_search.oneshot import search as oneshot  # noqa: E402
-from mnas_search.oneshot import supernet as supernet_lib  # noqa: E402
-from mnas_search.proxy import ProxyTask  # noqa: E402
-from mnas_search.search import SearchConfig, run_search  # noqa: E402
+import search_space
+from controller import base as controller_base
+from mnas_search.cli import quiet
+from mnas_search.execution import backends
+from mnas_search.search.multi_trial import SearchConfig, run_search
+from mnas_search.search.oneshot import search as oneshot
+from mnas_search.search.oneshot import supernet as supernet_lib
+from mnas_search.training import evaluation
+from mnas_search.training.proxy import ProxyTask
+from mnas_search.util import stats
 
 
 def main() -> None:
@@ -93,7 +91,7 @@ def main() -> None:
     path = supernet_lib.encode_path(space, task.proxy_width, arch)
     runner.recalibrate(path, (feed.train_batch(i)[0] for i in range(calib)))
     shared = runner.accuracy(feed.val_x, feed.val_y, path, feed.batch_size)
-    result = trainer.evaluate(arch, task, seed=args.seed)
+    result = evaluation.evaluate(arch, task, seed=args.seed)
     rows.append((name, shared, result.accuracy, result.train_seconds,
                  search_space.count_flops(arch, 224, 1000)))
     print(f"{name:>16}  supernet {shared:.4f}  stand-alone {result.accuracy:.4f}  "
@@ -124,4 +122,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+  quiet.install()  # quiet TF logs; legacy Keras for tf-agents
   main()

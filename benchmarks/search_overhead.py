@@ -21,13 +21,11 @@ import shutil
 import tempfile
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from absl import logging
 
-from absl import logging  # noqa: E402
-
-from mnas_search.proxy import ProxyTask  # noqa: E402
-from mnas_search.search import SearchConfig, run_search  # noqa: E402
+from mnas_search.cli import quiet
+from mnas_search.search.multi_trial import SearchConfig, run_search
+from mnas_search.training.proxy import ProxyTask
 
 
 def child_task(train_images: int) -> ProxyTask:
@@ -114,4 +112,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+  quiet.install()  # quiet TF logs; legacy Keras for tf-agents
   main()

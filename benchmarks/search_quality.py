@@ -10,13 +10,13 @@ Stages (each resumable; run the command again and it continues where it stopped)
              seeds, and mnasnet-a1 on the chosen proxy: how much of a proxy score is seed noise.
              One record per child in OUT/noise.jsonl (appended as each finishes).
   searches   every arm (controller) x search seed: a search directory OUT/searches/ARM-sSEED,
-             written by `mnas_search.search.run_search` (it resumes natively), all with the same
+             written by `mnas_search.search.multi_trial.run_search` (it resumes natively), all with the same
              budget of `--children` children, proxy, target and reward.
-  fidelity   `mnas_search.fidelity.run_fidelity` on the first random run (top, middle and bottom
+  fidelity   `mnas_search.analysis.fidelity.run_fidelity` on the first random run (top, middle and bottom
              by proxy reward, retrained with a longer schedule): does the proxy rank like longer
              training? OUT/fidelity/.
   retrain    the top `--retrain_top` distinct architectures of every run by proxy reward, plus
-             efficientnet-b0 and mnasnet-a1, each trained by `mnas_search.train.train` under one
+             efficientnet-b0 and mnasnet-a1, each trained by `mnas_search.training.full_train.train` under one
              recipe with `--retrain_seeds` training seeds and scored on the TEST split:
              OUT/train/KEY/seedS (train directories resume natively). An architecture found by
              several runs is trained once per seed.
@@ -24,33 +24,9 @@ Stages (each resumable; run the command again and it continues where it stopped)
              disk only (trials.jsonl, noise.jsonl, the train directories' metrics.json,
              fidelity.json, timings.jsonl), so that every number can be checked.
 
-Arms are paired by search seed: a child's training seed depends only on (search seed, trial), and
-with the same seed random search and evolution (whose first population is uniform random) sample
-the same first children, as PPO and REINFORCE (both start uniform) do until their first update.
-Differences between arms are then differences of what the controllers learned.
-
-The proxy (`--proxy`, one of CANDIDATES) was chosen with the noise stage: B0's accuracy over 5
-child seeds on each candidate is in results/search_quality/noise.jsonl and results.json "noise".
-
-Cost of the defaults with `--backend=process --workers=2`, measured on 2 CPU cores (no GPU):
-noise 15 min (25 children); searches 85 min (512 children, about 10 s of wall time per child,
-19 s per child per worker); fidelity 5 min; retraining 36 models about 20 min. About 2 h in all.
-
-OUT/timings.jsonl gets one line per stage part that did work (its wall seconds, also when a stop
-signal ends it, so a part run over several sessions adds up); a part with nothing left to do
-writes nothing. SIGINT/SIGTERM stop at the next safe point (exit 130/143); run again to resume.
-
-What summarize reports per arm, beside the best proxy reward within the budget: the mean reward
-of the first and of the last quarter of its children (a controller that learns samples better
-children later; random search does not), and P(late child > random's), the chance that a
-second-half child of the arm out-scores a second-half child of random search (0.5: no better).
-Those are effect sizes. Whether an arm differs from random is tested with a run as the unit
-(results.json "vs_random"): for the best reward, the retrained top-1's test accuracy, the rise from
-the first to the last quarter and the second half's mean reward, the difference of means, its
-permutation p-value and a bootstrap interval. With 2 runs per arm no p-value can fall below 1/3
-two-sided (1/6 one-sided): that many runs cannot decide.
-
-Weights, checkpoints, controller state and TensorBoard logs are kept out of git by OUT/.gitignore.
+Arms are paired by search seed (a child's training seed depends only on the search seed and the
+trial), so differences between arms are differences of what the controllers learned. What
+summarize reports, its tests and the cost of a run are in the README (Results). SIGINT/SIGTERM stop at the next safe point (exit 130/143); run again to resume.
 
 `--quick` shrinks everything (synthetic data, the micro space, 2 children per run) for tests.
 """
@@ -69,20 +45,21 @@ import sys
 import time
 from typing import Any, Iterator, Sequence
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # tf-agents (the PPO controller) needs it
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import app, flags, logging
 
-from absl import app, flags, logging  # noqa: E402
-
-import rewards as rewards_lib  # noqa: E402
-import search_space  # noqa: E402
-from mnas_search import backends as backends_lib  # noqa: E402
-from mnas_search import fidelity as fidelity_lib  # noqa: E402
-from mnas_search import fileio, interrupt, records, report  # noqa: E402
-from mnas_search.progress import Progress  # noqa: E402
-from mnas_search.proxy import ProxyTask  # noqa: E402
-from mnas_search.rundir import RunDir, run_resumable  # noqa: E402
-from mnas_search.search import SearchConfig, run_search  # noqa: E402
+import rewards as rewards_lib
+import search_space
+from mnas_search.analysis import fidelity as fidelity_lib
+from mnas_search.analysis import report
+from mnas_search.cli import quiet
+from mnas_search.execution import backends as backends_lib
+from mnas_search.execution.resumable import RunOptions, run_resumable
+from mnas_search.runs import records
+from mnas_search.runs.rundir import RunDir
+from mnas_search.search.multi_trial import SearchConfig, run_search
+from mnas_search.training.proxy import ProxyTask
+from mnas_search.util import figures, fileio, interrupt
+from mnas_search.util.progress import Progress
 
 STAGES = ("noise", "searches", "fidelity", "retrain", "summarize")
 ARMS = ("ppo", "evolution", "random", "reinforce")
@@ -337,7 +314,7 @@ def run_fidelity_stage(opts: Options) -> int:
   with timed(opts.out, "fidelity") as timing, backends_lib.make_backend(
       opts.backend, workers=opts.workers) as backend:
     s = fidelity_lib.run_fidelity(d, fidelity_lib.FidelityConfig(opts.fidelity_sample, task),
-                                  out_dir=out, backend=backend)
+                                  out_dir=out, options=RunOptions(backend))
     timing["record"] = bool(s["trained"])
   return s["trained"]
 
@@ -371,8 +348,8 @@ def retrain_selection(out: str, arms: Sequence[str], seeds: int, top: int
 
 
 def _train_one(args: tuple[dict[str, Any], str, dict[str, Any]]) -> tuple[str, bool]:
-  """Trains one (architecture, seed) with mnas_search.train (top level, for worker processes)."""
-  from mnas_search import train as train_lib
+  """Trains one (architecture, seed) with mnas_search.training.full_train (top level, for worker processes)."""
+  from mnas_search.training import full_train as train_lib
   arch_dict, out_dir, task_dict = args
   config = train_lib.TrainConfig(ProxyTask.from_dict(task_dict), ema_decay=RETRAIN_EMA_DECAY,
                                  augment=RETRAIN_AUGMENT)
@@ -458,7 +435,7 @@ def late_vs_random(late: dict[str, list[float]], arm: str) -> float | None:
   0.5 means the arm samples no better than random at the end of its budget. Children of one run
   are not independent (the controller links them), so this is an effect size, not a test.
   """
-  from mnas_search import stats
+  from mnas_search.util import stats
   if arm == "random" or not late.get(arm) or not late.get("random"):
     return None
   return round(stats.prob_greater(late[arm], late["random"]), 6)
@@ -625,7 +602,7 @@ def compare_with_random(runs: list[dict[str, Any]], arm: str) -> dict[str, Any]:
   "arm > random"), the smallest p-values those group sizes allow, and a bootstrap interval of
   the difference. None for a measure either side lacks.
   """
-  from mnas_search import stats
+  from mnas_search.util import stats
   out: dict[str, Any] = {}
   for key in VS_RANDOM_MEASURES:
     a, b = ([float(v) for r in runs if r["arm"] == side and (v := run_measure(r, key)) is not None]
@@ -680,7 +657,7 @@ def summarize_fidelity(out: str) -> dict[str, Any] | None:
 
 def proxy_vs_test(models: list[dict[str, Any]]) -> dict[str, Any] | None:
   """Rank correlation of proxy accuracy and mean test accuracy over the retrained models."""
-  from mnas_search import stats
+  from mnas_search.util import stats
   retrained = [m for m in models if m["test_accuracy"]]
   if len(retrained) < 2:
     return None
@@ -702,7 +679,7 @@ def summarize(opts: Options) -> dict[str, Any]:
   results = {
       "options": opts.to_dict(),
       "proxy": proxy_choice(opts, noise),
-      "retrain_recipe": {"task": opts.retrain_task.to_dict(), "trainer": "mnas_search.train",
+      "retrain_recipe": {"task": opts.retrain_task.to_dict(), "trainer": "mnas_search.training.full_train",
                          "ema_decay": RETRAIN_EMA_DECAY, "augment": list(RETRAIN_AUGMENT),
                          "scored_on": "test split"},
       "target_flops": opts.target_flops, "reward": opts.reward,
@@ -861,7 +838,7 @@ def vs_random_markdown(vs: dict[str, Any] | None) -> list[str]:
 def plot_curves(res: dict[str, Any], path: str) -> str:
   """Best reward so far against children: mean over seeds, min–max band, one line per arm."""
   import numpy as np
-  plt, fig, ax = report.figure()
+  plt, fig, ax = figures.figure()
   for i, arm in enumerate(res["arms"]):
     curves = [r["curve"] for r in res["runs"] if r["arm"] == arm and r["curve"]]
     if not curves:
@@ -883,12 +860,12 @@ def plot_curves(res: dict[str, Any], path: str) -> str:
   ax.set_title("Search progress: mean over seeds, min–max band")
   ax.grid(alpha=0.3)
   ax.legend(loc="lower right")
-  return report.save_figure(plt, fig, path)
+  return figures.save_figure(plt, fig, path)
 
 
 def plot_final(res: dict[str, Any], path: str) -> str:
   """Test accuracy against deploy FLOPs for every retrained model, B0 and A1 marked."""
-  plt, fig, ax = report.figure()
+  plt, fig, ax = figures.figure()
   # One hollow marker shape per arm, so that an architecture found by several arms shows them all.
   style = {arm: (f"C{i}", "osD^v"[i % 5], 8 + 3 * i) for i, arm in enumerate(res["arms"])}
   labelled = set()
@@ -915,7 +892,7 @@ def plot_final(res: dict[str, Any], path: str) -> str:
   ax.grid(alpha=0.3)
   if labelled:
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9)
-  return report.save_figure(plt, fig, path)
+  return figures.save_figure(plt, fig, path)
 
 
 GITIGNORE = """# Weights, controller checkpoints and TensorBoard logs stay out of git; the records stay in.
@@ -1019,4 +996,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  quiet.install()  # quiet TF logs; legacy Keras for tf-agents
   app.run(main)

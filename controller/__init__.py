@@ -10,19 +10,15 @@
 Only `ppo` imports TensorFlow, and only when it is built, so the others stay light.
 """
 
+import contextlib
+import importlib
+import io
 import os
+import sys
+import warnings
+from typing import Iterator, Sequence
 
-# tf-agents runs on legacy (tf_keras) Keras; this must be set before TF is imported.
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import contextlib  # noqa: E402
-import importlib  # noqa: E402
-import io  # noqa: E402
-import sys  # noqa: E402
-import warnings  # noqa: E402
-from typing import Iterator, Sequence  # noqa: E402
-
-from controller.base import Controller, Sample  # noqa: E402
+from controller.base import Controller, Sample
 
 DEFAULT = "ppo"
 _CLASSES = {
@@ -32,9 +28,19 @@ _CLASSES = {
     "random": ("controller.random_controller", "RandomController"),
 }
 NAMES = tuple(_CLASSES)
+LEGACY_KERAS_ENV = "TF_USE_LEGACY_KERAS"
 
-# gym (imported by tf-agents) warns at run time about numpy 2; it is not used here.
-warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"gym(\.|$)")
+
+def use_legacy_keras() -> None:
+  """Chooses legacy Keras (tf_keras) as `tf.keras`, which tf-agents needs.
+
+  TensorFlow reads the variable when `tf.keras` is first touched, so this must run before that;
+  entry points call it first thing, and `controller_class("ppo")` calls it before importing
+  tf-agents. Child models use Keras 3 (`import keras`), which the variable does not affect.
+  """
+  os.environ.setdefault(LEGACY_KERAS_ENV, "1")
+  # gym (imported by tf-agents) warns at run time about numpy 2; it is not used here.
+  warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"gym(\.|$)")
 
 
 @contextlib.contextmanager
@@ -75,6 +81,8 @@ def controller_class(name: str) -> type:
   if name not in _CLASSES:
     raise ValueError(f"controller name={name!r} is unknown; allowed: {list(NAMES)}")
   module, cls = _CLASSES[name]
+  if name == "ppo":
+    use_legacy_keras()
   return getattr(importlib.import_module(module), cls)
 
 
@@ -100,4 +108,4 @@ def check_hparams(name: str, **hparams) -> None:
 
 
 __all__ = ["Controller", "Sample", "NAMES", "DEFAULT", "make", "controller_class", "check_hparams",
-           "quiet_tf_agents_import"]
+           "quiet_tf_agents_import", "use_legacy_keras"]

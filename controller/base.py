@@ -30,12 +30,13 @@ import numbers
 import os
 import shutil
 import tempfile
-from typing import Any, Callable, ClassVar, Mapping, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
 
 from nas_common import FieldError, atomic_write_json, check_int, fsync_dir
 from nas_common.atomic import TMP_PREFIX
+
+if TYPE_CHECKING:  # numpy is imported on use: importing the package stays light
+  import numpy as np
 
 FORMAT_VERSION = 1
 LATEST = "LATEST"
@@ -89,6 +90,7 @@ def check_float(name: str, value, low: float, high: float, *, low_open: bool = F
 
 
 def check_bool(name: str, value) -> bool:
+  import numpy as np  # numpy is imported on use, so importing a controller stays free of it
   if not isinstance(value, (bool, np.bool_)):
     raise FieldError(name, value, "True or False")
   return bool(value)
@@ -189,6 +191,7 @@ class Controller(abc.ABC):
     self._arities = check_arities(arities)
     self._seed = check_int("seed", seed, 0)
     self._config = make_config(self.Config, self.NAME, hparams)
+    import numpy as np
     self._rng = np.random.default_rng(self._seed)
     self._num_sampled = 0
     self._num_updates = 0
@@ -233,6 +236,7 @@ class Controller(abc.ABC):
       Metrics: at least `loss`, `entropy` (of the policy after the update, in
       nats summed over decisions) and `mean_reward` (of this batch).
     """
+    import numpy as np
     samples = list(samples)
     r = np.asarray(rewards, np.float64)
     if r.ndim != 1 or len(samples) != r.shape[0] or not samples:
@@ -338,6 +342,7 @@ def advance_baseline(baseline: float | None, rewards: np.ndarray,
   The first batch's mean starts it (so the first advantages are centred);
   then it moves by decay·b + (1 − decay)·mean(rewards) after each batch.
   """
+  import numpy as np
   mean = float(np.mean(rewards))
   used = mean if baseline is None else baseline
   return used, decay * used + (1.0 - decay) * mean

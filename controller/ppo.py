@@ -37,8 +37,8 @@ from nas_common import check_int
 
 if "tf_keras" not in tf.keras.__name__:
   raise ImportError("controller.ppo needs legacy Keras (tf_keras) behind tf.keras: set "
-                    "TF_USE_LEGACY_KERAS=1 before TensorFlow is imported (importing `controller` "
-                    "first does that)")
+                    "TF_USE_LEGACY_KERAS=1 before tf.keras is first used (controller.make('ppo', ...) "
+                    "and controller.use_legacy_keras() do that)")
 
 with quiet_tf_agents_import():
   import tensorflow_probability as tfp

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Sequence
 
 from search_space.blocks import Architecture, BlockArgs
+
+if TYPE_CHECKING:  # numpy is imported on use: importing the package stays light
+  import numpy as np
 
 STAGE_FIELDS = ("kernel", "expansion", "se_ratio", "skip", "repeats", "filters")
 SKIP_OPTIONS = ("identity", "none")

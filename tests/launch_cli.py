@@ -9,8 +9,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _env(env, unset=()):
   e = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-  e.pop("MNAS_SEARCH_KILL_AT", None)
-  e.pop("MNAS_TRAIN_KILL_AFTER_EPOCH", None)
+  e.pop("MNAS_FAULT", None)
   e.update(env or {})
   for name in unset:
     e.pop(name, None)

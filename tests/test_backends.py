@@ -1,4 +1,4 @@
-"""Tests for mnas_search.backends: inline, process and Ray runs, and failures that lose nothing."""
+"""Tests for mnas_search.execution.backends: inline, process and Ray runs, and failures that lose nothing."""
 
 import multiprocessing
 import os
@@ -8,9 +8,10 @@ import procs
 import pytest
 import tensorflow as tf
 
-from mnas_search import backends, fileio
-from mnas_search.proxy import ProxyTask
-from mnas_search.search import SearchConfig, run_search
+from mnas_search.execution import backends
+from mnas_search.search.multi_trial import SearchConfig, run_search
+from mnas_search.training.proxy import ProxyTask
+from mnas_search.util import fileio
 from search_space import get_space
 
 GPUS = len(tf.config.list_logical_devices("GPU"))
@@ -246,7 +247,7 @@ def test_pool_processes_private_api_is_still_there():
 
 ORPHAN_PARENT = """
 import concurrent.futures as cf, multiprocessing, os, sys, time
-from mnas_search import backends
+from mnas_search.execution import backends
 pool = cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
                               initializer=backends.init_worker, initargs=(1,))
 print(pool.submit(os.getpid).result(), flush=True)

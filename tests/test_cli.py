@@ -10,7 +10,7 @@ import launch
 from launch_cli import run_launch
 from mnas_search import cli
 from mnas_search.cli import common, quiet
-from mnas_search.proxy import ProxyTask, ProxyTaskError
+from mnas_search.training.proxy import ProxyTask, ProxyTaskError
 
 # Lines of TF's C++ start-up (oneDNN, the CUDA stub, cuInit, absl's pre-init banner).
 TF_STARTUP = re.compile(r"cuInit|oneDNN|absl::InitializeLog|cuda_|cudart|E0000|I0000|W0000")
@@ -134,7 +134,7 @@ def test_evaluate_prints_no_tf_startup_lines():
 
 def test_search_oneshot_flag_defaults_are_oneshot_configs():
   from mnas_search.cli import search
-  from mnas_search.oneshot.search import OneShotConfig
+  from mnas_search.search.oneshot.search import OneShotConfig
   fv = command_flags("search")
   assert {k: fv[k].default for k in search.ONESHOT_DEFAULTS} == {
       k: getattr(OneShotConfig(), k) for k in search.ONESHOT_DEFAULTS} == {

@@ -50,15 +50,16 @@ def test_make_builds_the_named_controller(name):
   assert controller.controller_class(name) is type(c)
 
 
-def test_import_is_light_and_selects_legacy_keras():
+def test_import_is_light_and_ppo_selects_legacy_keras_only_when_built():
   out = run_python("import os, sys, controller; import controller.evolution, controller.random_controller, "
-                   "controller.reinforce; print(os.environ['TF_USE_LEGACY_KERAS'], "
-                   "'tensorflow' in sys.modules)")
-  assert out.stdout.split() == ["1", "False"]
+                   "controller.reinforce; print(os.environ.get('TF_USE_LEGACY_KERAS'), "
+                   "'tensorflow' in sys.modules); controller.controller_class('ppo'); "
+                   "print(os.environ.get('TF_USE_LEGACY_KERAS'), 'tf_keras' in sys.modules)")
+  assert out.stdout.split() == ["None", "False", "1", "True"]
 
 
 def test_ppo_import_hides_the_gym_banner():
-  out = run_python("import controller.ppo, sys; print('tf_agents' in sys.modules, 'gym' in sys.modules)")
+  out = run_python("import controller, sys; controller.controller_class('ppo'); print('tf_agents' in sys.modules, 'gym' in sys.modules)")
   assert out.stdout.split() == ["True", "True"]  # gym did load ...
   assert "Gym has been unmaintained" not in out.stderr  # ... but said nothing
   assert "DeprecationWarning" not in out.stderr

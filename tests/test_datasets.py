@@ -1,4 +1,4 @@
-"""Tests for mnas_search.datasets: IDX files, where Fashion-MNIST is found, splits, the pipeline."""
+"""Tests for mnas_search.data.datasets: IDX files, where Fashion-MNIST is found, splits, the pipeline."""
 
 import gzip
 import importlib.util
@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from mnas_search import datasets
+from mnas_search.data import datasets
 
 N_TRAIN, N_TEST, H, W = 60, 12, 6, 7
 
@@ -171,7 +171,7 @@ def test_split_sizes_are_checked(tmp_path):
 ])
 def test_bad_dataset_names(name, message):
   with pytest.raises(ValueError, match=message):
-    datasets.check_dataset_name(name)
+    datasets.parse_dataset(name)
 
 
 def test_missing_dir_names_the_path(tmp_path):
@@ -247,7 +247,7 @@ def test_fit_mode(h, w, res, mode):
 def test_pipeline_pads_normalizes_and_makes_rgb():
   images = np.zeros((3, 28, 28, 1), np.uint8)
   images[:, 1:27, 1:27] = 255
-  ds = datasets.make_dataset(images, [4, 5, 6], resolution=32, batch_size=3, channels=3)
+  ds = datasets.make_dataset(images, [4, 5, 6], datasets.Pipeline(resolution=32, batch_size=3, channels=3))
   x, y = next(iter(ds))
   x = x.numpy()
   assert x.shape == (3, 32, 32, 3) and y.numpy().tolist() == [4, 5, 6]
@@ -259,7 +259,7 @@ def test_pipeline_pads_normalizes_and_makes_rgb():
 
 def test_pipeline_resizes_and_keeps_channels():
   images = np.full((2, 16, 16, 3), 51, np.uint8)
-  x, _ = next(iter(datasets.make_dataset(images, [0, 1], resolution=32, batch_size=2)))
+  x, _ = next(iter(datasets.make_dataset(images, [0, 1], datasets.Pipeline(resolution=32, batch_size=2))))
   assert x.shape == (2, 32, 32, 3)
   np.testing.assert_allclose(x.numpy(), 51 / 127.5 - 1.0, atol=1e-6)
 
@@ -269,23 +269,22 @@ def test_pipeline_shuffles_with_its_seed_and_batches():
   labels = np.arange(100)
 
   def order(seed, **kw):
-    ds = datasets.make_dataset(images, labels, resolution=4, batch_size=32, shuffle=True, seed=seed,
-                               **kw)
+    ds = datasets.make_dataset(images, labels, datasets.Pipeline(resolution=4, batch_size=32, shuffle=True,
+                                                              seed=seed, **kw))
     return [int(v) for _, y in ds for v in y]
 
   a = order(0)
   assert sorted(a) == list(range(100)) and a != list(range(100))
   assert order(0) == a and order(1) != a
-  dropped = datasets.make_dataset(images, labels, resolution=4, batch_size=32, drop_remainder=True)
+  dropped = datasets.make_dataset(images, labels, datasets.Pipeline(resolution=4, batch_size=32, drop_remainder=True))
   assert int(dropped.cardinality()) == 3 and len(order(0, drop_remainder=True)) == 96
-  assert int(datasets.make_dataset(images, labels, resolution=4, batch_size=32).cardinality()) == 4
+  assert int(datasets.make_dataset(images, labels, datasets.Pipeline(resolution=4, batch_size=32)).cardinality()) == 4
 
 
 def test_pipeline_without_cache_gives_the_same_batches():
   images = (np.arange(10 * 28 * 28).reshape(10, 28, 28, 1) % 256).astype(np.uint8)
-  cached = datasets.make_dataset(images, np.arange(10), resolution=32, batch_size=4)
-  uncached = datasets.make_dataset(images, np.arange(10), resolution=32, batch_size=4,
-                                   cache_bytes_limit=0)
+  cached = datasets.make_dataset(images, np.arange(10), datasets.Pipeline(resolution=32, batch_size=4))
+  uncached = datasets.make_dataset(images, np.arange(10), datasets.Pipeline(resolution=32, batch_size=4, cache_bytes_limit=0))
   for (xa, ya), (xb, yb) in zip(cached, uncached):
     assert np.array_equal(xa.numpy(), xb.numpy()) and np.array_equal(ya.numpy(), yb.numpy())
 
@@ -293,10 +292,9 @@ def test_pipeline_without_cache_gives_the_same_batches():
 def test_pipeline_input_errors():
   with pytest.raises(ValueError, match=r"images of shape \(2, 4, 4\) and dtype uint8 are invalid; "
                                        r"allowed: uint8 \(N, H, W, C\)"):
-    datasets.make_dataset(np.zeros((2, 4, 4), np.uint8), [0, 1], resolution=4, batch_size=1)
+    datasets.make_dataset(np.zeros((2, 4, 4), np.uint8), [0, 1], datasets.Pipeline(resolution=4, batch_size=1))
   with pytest.raises(ValueError, match=r"channels=2 is invalid for 1-channel images; allowed: None "
                                        r"or 1 or 3"):
-    datasets.make_dataset(np.zeros((2, 4, 4, 1), np.uint8), [0, 1], resolution=4, batch_size=1,
-                          channels=2)
+    datasets.make_dataset(np.zeros((2, 4, 4, 1), np.uint8), [0, 1], datasets.Pipeline(resolution=4, batch_size=1, channels=2))
   with pytest.raises(ValueError, match=r"resolution=0 is invalid; allowed: an integer >= 1"):
-    datasets.make_dataset(np.zeros((2, 4, 4, 1), np.uint8), [0, 1], resolution=0, batch_size=1)
+    datasets.make_dataset(np.zeros((2, 4, 4, 1), np.uint8), [0, 1], datasets.Pipeline(resolution=0, batch_size=1))

@@ -10,9 +10,9 @@ import subprocess
 
 import pytest
 
-from mnas_search import fileio
-from mnas_search.proxy import ProxyTask
-from mnas_search.search import SearchConfig, run_search
+from mnas_search.search.multi_trial import SearchConfig, run_search
+from mnas_search.training.proxy import ProxyTask
+from mnas_search.util import fileio
 
 TASK = ProxyTask(dataset="synthetic", resolution=16, train_images=128, val_images=64, epochs=1,
                  batch_size=64, proxy_width=0.25)

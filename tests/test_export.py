@@ -1,4 +1,4 @@
-"""Tests of mnas_search.export and of `launch.py export` (tiny models at 32x32)."""
+"""Tests of mnas_search.analysis.export and of `launch.py export` (tiny models at 32x32)."""
 
 import json
 import os
@@ -8,7 +8,7 @@ import pytest
 
 import search_space
 from launch_cli import run_launch
-from mnas_search import export
+from mnas_search.analysis import export
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = search_space.named("efficientnet-b0").replace(width_coefficient=0.1, depth_coefficient=0.1,
@@ -83,7 +83,7 @@ def test_parse_formats():
 def test_export_search_json_only(tmp_path):
   d = _search_dir(tmp_path, params={"num_classes": 10})
   out = str(tmp_path / "out")
-  entries = export.export_search(d, out, top_k=2, formats="json")
+  entries = export.export_search(d, out, top_k=2, options=export.ExportOptions(formats="json"))
   assert sorted(os.listdir(out)) == ["01_trial7", "02_trial2", "index.json"]
   assert sorted(os.listdir(os.path.join(out, "01_trial7"))) == ["arch.json", "info.json"]
   arch = search_space.Architecture.load(os.path.join(out, "01_trial7", "arch.json"))
@@ -100,8 +100,7 @@ def test_export_search_json_only(tmp_path):
   assert [m["folder"] for m in index["models"]] == ["01_trial7", "02_trial2"]
   assert entries == index["models"]
   # An explicit count and resolution win over params.json and the arch's own.
-  export.export_search(d, out, top_k=1, formats="json", num_classes=7, resolution=48,
-                       channels=1)
+  export.export_search(d, out, top_k=1, options=export.ExportOptions(formats="json", num_classes=7, resolution=48, channels=1))
   info = json.load(open(os.path.join(out, "01_trial7", "info.json")))
   assert info["export"]["num_classes"] == 7
   assert info["export"]["flops"] == search_space.count_flops(arch, 48, 7, 1)
@@ -112,12 +111,12 @@ def test_export_pareto_from_file_or_trials(tmp_path):
   d = _search_dir(tmp_path)
   out = str(tmp_path / "out")
   # Without pareto.json the front is computed (accuracy up, flops down; params are all equal).
-  export.export_search(d, out, use_pareto=True, formats="json")
+  export.export_search(d, out, use_pareto=True, options=export.ExportOptions(formats="json"))
   assert sorted(os.listdir(out)) == ["01_other-name", "02_trial2", "03_trial7", "index.json"]
   with open(os.path.join(d, "pareto.json"), "w") as f:
     json.dump({"front": [TRIALS[4]]}, f)
   out2 = str(tmp_path / "out2")
-  export.export_search(d, out2, use_pareto=True, formats="json")
+  export.export_search(d, out2, use_pareto=True, options=export.ExportOptions(formats="json"))
   assert sorted(os.listdir(out2)) == ["01_trial4", "index.json"]
 
 
@@ -126,12 +125,11 @@ def test_export_search_errors(tmp_path):
     export.export_search(str(tmp_path / "nowhere"), str(tmp_path / "out"))
   d = _search_dir(tmp_path, trials=[TRIALS[1], TRIALS[5]])
   with pytest.raises(ValueError, match="no successful trial"):
-    export.export_search(d, str(tmp_path / "out"), formats="json")
+    export.export_search(d, str(tmp_path / "out"), options=export.ExportOptions(formats="json"))
   weights = tmp_path / "w.keras"
   weights.write_text("")
   with pytest.raises(ValueError, match="2 architectures are selected"):
-    export.export_search(_search_dir(tmp_path, name="good"), str(tmp_path / "out"), top_k=2,
-                         weights=str(weights))
+    export.export_search(_search_dir(tmp_path, name="good"), str(tmp_path / "out"), top_k=2, options=export.ExportOptions(weights=str(weights)))
   assert not (tmp_path / "out").exists()
 
 
@@ -139,8 +137,10 @@ def test_a_trained_child_agrees_in_all_four_formats_on_real_images(tmp_path):
   import keras
   import tensorflow as tf
 
-  from mnas_search import datasets, train, trainer
-  from mnas_search.proxy import ProxyTask
+  from mnas_search.data import datasets
+  from mnas_search.training import evaluation
+  from mnas_search.training import full_train as train
+  from mnas_search.training.proxy import ProxyTask
   micro = search_space.get_space("micro")
   task = ProxyTask(dataset="synthetic:size=16,channels=1,classes=4,train=300,test=40",
                    resolution=16, train_images=None, val_images=50, epochs=1, batch_size=50,
@@ -149,7 +149,7 @@ def test_a_trained_child_agrees_in_all_four_formats_on_real_images(tmp_path):
                        train.TrainConfig(task), verbose=0)
   trained_arch = search_space.Architecture.from_dict(result.metrics["trained_arch"])
   weights = str(tmp_path / "run" / "model.keras")
-  (entry,) = export.export_architecture(trained_arch, str(tmp_path / "out"), weights=weights)
+  (entry,) = export.export_architecture(trained_arch, str(tmp_path / "out"), options=export.ExportOptions(weights=weights))
   folder = tmp_path / "out" / "01_tiny"
   assert entry["files"] == ["arch.json", "model.keras", "saved_model", "model.tflite", "info.json"]
   assert sorted(entry["checks"]) == ["keras_max_abs_diff", "savedmodel_max_abs_diff",
@@ -157,9 +157,8 @@ def test_a_trained_child_agrees_in_all_four_formats_on_real_images(tmp_path):
   assert entry["checks"]["keras_max_abs_diff"] == 0.0
   assert all(v <= export.AGREEMENT_TOLERANCE for v in entry["checks"].values())
   # The test split's images, as the trainer feeds them (resized, scaled, 1 channel).
-  splits = trainer.load_proxy_splits(task)
-  images = next(iter(datasets.make_dataset(*splits.test, resolution=16, batch_size=40,
-                                           channels=1)))[0].numpy()
+  splits = evaluation.load_proxy_splits(task)
+  images = next(iter(datasets.make_dataset(*splits.test, datasets.Pipeline(resolution=16, batch_size=40, channels=1))))[0].numpy()
   assert images.shape == (40, 16, 16, 1)
   expected = keras.saving.load_model(weights, compile=False)(images, training=False).numpy()
   fresh = search_space.build_model(trained_arch, (16, 16, 1), 4)(images, training=False).numpy()
@@ -184,7 +183,7 @@ def test_a_format_that_disagrees_is_an_error_naming_it(tmp_path, monkeypatch):
   with pytest.raises(ValueError, match=r"01_tiny-b0: the exported keras model disagrees with the "
                                        r"built Keras model: max abs difference 0.25\d* > tolerance "
                                        r"0.001; the keras conversion is broken"):
-    export.export_architecture(arch, str(tmp_path), formats="keras", num_classes=4)
+    export.export_architecture(arch, str(tmp_path), options=export.ExportOptions(formats="keras", num_classes=4))
 
 
 def test_weights_are_loaded_and_checked(tmp_path):
@@ -195,7 +194,7 @@ def test_weights_are_loaded_and_checked(tmp_path):
   trained.set_weights([w + 0.01 for w in trained.get_weights()])  # not an initialization
   path = str(tmp_path / "trained.keras")
   trained.save(path)
-  (entry,) = export.export_architecture(arch, str(tmp_path / "out"), formats="keras", weights=path)
+  (entry,) = export.export_architecture(arch, str(tmp_path / "out"), options=export.ExportOptions(formats="keras", weights=path))
   assert {k: entry["export"][k] for k in ("resolution", "num_classes", "channels", "weights")} == {
       "resolution": 24, "num_classes": 10, "channels": 1, "weights": path}
   batch = np.random.default_rng(2).standard_normal((2, 24, 24, 1)).astype("float32")
@@ -205,13 +204,12 @@ def test_weights_are_loaded_and_checked(tmp_path):
   wider = search_space.Architecture.from_dict(_arch(0.3))
   with pytest.raises(ValueError, match=r"weights=.*stem_conv/kernel has shape \(3, 3, 1, 8\) but "
                                        r"the architecture needs \(3, 3, 1, 16\)"):
-    export.export_architecture(wider, str(tmp_path / "out2"), formats="keras", weights=path)
+    export.export_architecture(wider, str(tmp_path / "out2"), options=export.ExportOptions(formats="keras", weights=path))
   with pytest.raises(ValueError, match=r"predictions/kernel has shape \(128, 10\) but the "
                                        r"architecture needs \(128, 5\)"):
-    export.export_architecture(arch, str(tmp_path / "out3"), formats="keras", weights=path,
-                               num_classes=5)
+    export.export_architecture(arch, str(tmp_path / "out3"), options=export.ExportOptions(formats="keras", weights=path, num_classes=5))
   with pytest.raises(FileNotFoundError, match="missing.keras"):
-    export.export_architecture(arch, str(tmp_path / "out4"), weights=str(tmp_path / "missing.keras"))
+    export.export_architecture(arch, str(tmp_path / "out4"), options=export.ExportOptions(weights=str(tmp_path / "missing.keras")))
 
 
 def test_cli_exports_json_and_prints_the_table(tmp_path):

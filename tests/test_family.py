@@ -1,4 +1,4 @@
-"""Tests of mnas_search.family and of `launch.py scale`."""
+"""Tests of mnas_search.scaling.family and of `launch.py scale`."""
 
 import json
 import os
@@ -7,7 +7,7 @@ import pytest
 
 import search_space
 from launch_cli import run_launch
-from mnas_search import family
+from mnas_search.scaling import family
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

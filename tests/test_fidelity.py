@@ -1,4 +1,4 @@
-"""Tests of mnas_search.fidelity and `launch.py fidelity`: selection, the longer task, a tiny run."""
+"""Tests of mnas_search.analysis.fidelity and `launch.py fidelity`: selection, the longer task, a tiny run."""
 
 import math
 import os
@@ -8,8 +8,9 @@ from png_check import colored_pixels
 
 import search_space
 from launch_cli import run_launch
-from mnas_search import fidelity, fileio, stats
-from mnas_search.proxy import ProxyTask
+from mnas_search.analysis import fidelity
+from mnas_search.training.proxy import ProxyTask
+from mnas_search.util import fileio, stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPACE = search_space.get_space("micro")

@@ -1,4 +1,4 @@
-"""Tests of `launch.py fidelity --ground_truth=G` and the signals of mnas_search.ground_truth.
+"""Tests of `launch.py fidelity --ground_truth=G` and the signals of mnas_search.analysis.ground_truth.
 
 G, the search directory and the scores files are written by hand in tmp_path; nothing trains.
 """
@@ -12,9 +12,9 @@ from absl import flags
 import launch
 import search_space
 from launch_cli import run_launch
-from mnas_search import fileio
-from mnas_search import ground_truth as gt
-from mnas_search.records import TrialRecord
+from mnas_search.analysis import ground_truth as gt
+from mnas_search.runs.records import TrialRecord
+from mnas_search.util import fileio
 from nas_common import FieldError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,10 +1,10 @@
-"""Tests for mnas_search.fileio: atomic writes and crash-tolerant JSON lines."""
+"""Tests for mnas_search.util.fileio: atomic writes and crash-tolerant JSON lines."""
 
 import os
 
 import pytest
 
-from mnas_search import fileio
+from mnas_search.util import fileio
 
 
 def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):

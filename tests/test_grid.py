@@ -1,4 +1,4 @@
-"""Tests of mnas_search.grid and `launch.py grid`: the α, β, γ grid at φ=1 under α·β²·γ² ≈ 2."""
+"""Tests of mnas_search.scaling.grid and `launch.py grid`: the α, β, γ grid at φ=1 under α·β²·γ² ≈ 2."""
 
 import os
 from decimal import Decimal
@@ -8,8 +8,10 @@ from png_check import colored_pixels
 
 import search_space
 from launch_cli import run_launch
-from mnas_search import family, fileio, grid
-from mnas_search.proxy import ProxyTask
+from mnas_search.execution.resumable import RunOptions
+from mnas_search.scaling import family, grid
+from mnas_search.training.proxy import ProxyTask
+from mnas_search.util import fileio
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _MICRO = search_space.get_space("micro")
@@ -99,13 +101,13 @@ def test_tiny_grid_writes_the_files_and_resumes_without_rerunning(tmp_path):
   config = grid.GridConfig(baseline=TINY, task=TASK, **TINY_GRID)
   # Stopped right after the first candidate was stored, with half a line appended by the crash.
   with pytest.raises(_Killed):
-    grid.run_grid(out, config, on_candidate=_kill_after_first)
+    grid.run_grid(out, config, RunOptions(on_record=_kill_after_first))
   first = fileio.read_jsonl(log)
   assert [r["candidate"] for r in first] == [0]
   with open(log, "a") as f:
     f.write('{"candidate": 1, "al')
   seen = []
-  s = grid.run_grid(out, config, on_candidate=seen.append)
+  s = grid.run_grid(out, config, RunOptions(on_record=seen.append))
   assert s.trained == 1 and [r["candidate"] for r in seen] == [1]  # candidate 0 was not rerun
   records = fileio.read_jsonl(log)
   assert records[0] == first[0] and len(records) == 2

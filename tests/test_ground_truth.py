@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import search_space
-from mnas_search import ground_truth as gt
-from mnas_search import stats
+from mnas_search.analysis import ground_truth as gt
+from mnas_search.util import stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "benchmarks", "ground_truth.py")

@@ -1,4 +1,4 @@
-"""Tests for mnas_search.latency: keys, the cached table, prediction, measuring and Spearman."""
+"""Tests for mnas_search.costs.latency: keys, the cached table, prediction, measuring and Spearman."""
 
 import json
 import os
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from launch_cli import run_launch
-from mnas_search import latency
-from mnas_search.latency import BlockKey, HeadKey, StemKey
+from mnas_search.costs import latency
+from mnas_search.costs.latency import BlockKey, HeadKey, StemKey
 from search_space import Architecture, get_space
 from search_space.space import SearchSpace, StageSpace
 
@@ -185,10 +185,10 @@ def test_load_refuses_another_device_and_bad_files(tmp_path):
 
 
 def test_progress_lines():
-  assert str(latency.Progress(0, 40, 10, 0.0)) == (
+  assert str(latency.FillProgress(0, 40, 10, 0.0)) == (
       "50 latency entries: 10 cached, 40 to measure; a time estimate follows the first 5")
-  assert str(latency.Progress(0, 0, 7, 0.0)) == "7 latency entries: 7 cached, 0 to measure; all cached"
-  p = latency.Progress(10, 40, 10, 20.0)
+  assert str(latency.FillProgress(0, 0, 7, 0.0)) == "7 latency entries: 7 cached, 0 to measure; all cached"
+  p = latency.FillProgress(10, 40, 10, 20.0)
   assert p.eta_s == 60.0
   assert str(p) == "measured 10/40 latency entries in 20s (2.00s each); about 1.0 min left"
 
@@ -223,15 +223,17 @@ def test_build_table_measures_only_what_is_missing(tmp_path):
                                        skip=("identity",), repeats=(1,), filters=(8,)),),
                     stem_filters=8, head_filters=16, activation="relu", resolution=16, name="one")
   seen = []
-  plan = latency.build_table(one, 16, 10, cache_dir=str(tmp_path), dry_run=True)
+  plan = latency.build_table(one, latency.LatencyModel(str(tmp_path), resolution=16, num_classes=10),
+                             dry_run=True)
   assert (plan.total, plan.cached, plan.measured) == (3, 0, 0) and not os.path.exists(plan.path)
-  done = latency.build_table(one, 16, 10, cache_dir=str(tmp_path), warmup=1, repeats=3,
-                             on_progress=seen.append)
+  done = latency.build_table(one, latency.LatencyModel(str(tmp_path), resolution=16, num_classes=10,
+                                                     warmup=1, repeats=3), on_progress=seen.append)
   assert (done.total, done.cached, done.measured) == (3, 0, 3)
   assert [(p.done, p.total, p.cached) for p in seen] == [(0, 3, 0), (3, 3, 0)]
   table = latency.load_table(done.path, latency.device_name(), latency.tf_version(), 1)
   assert set(table) == {TINY_STEM, TINY_A, HeadKey(8, 8, 16, 10, "relu")}
-  assert latency.build_table(one, 16, 10, cache_dir=str(tmp_path)).measured == 0
+  assert latency.build_table(
+      one, latency.LatencyModel(str(tmp_path), resolution=16, num_classes=10)).measured == 0
 
 
 # ----------------------------------------------------------------------------- the CLI
@@ -285,5 +287,5 @@ def test_table_ranks_whole_networks_as_measured_end_to_end(tmp_path):
   model = latency.LatencyModel(str(tmp_path), resolution=32, num_classes=10, warmup=2, repeats=15)
   predicted = [model.predict_ms(a) for a in nets]
   measured = [latency.measure_end_to_end(a, 32, 10, warmup=2, repeats=15) for a in nets]
-  from mnas_search import stats
+  from mnas_search.util import stats
   assert stats.spearman(predicted, measured) >= 0.8, (predicted, measured)

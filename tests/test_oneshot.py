@@ -1,4 +1,4 @@
-"""Tests for mnas_search.oneshot.search: the directory it writes, finalists, export, SIGKILL resume."""
+"""Tests for mnas_search.search.oneshot.search: the directory it writes, finalists, export, SIGKILL resume."""
 
 import json
 import os
@@ -12,10 +12,10 @@ from absl import flags
 import launch
 import rewards
 import search_space
-from mnas_search import fileio
-from mnas_search.oneshot import search as oneshot
-from mnas_search.proxy import ProxyTask
-from mnas_search.search import KILL_ENV
+from mnas_search.search.oneshot import search as oneshot
+from mnas_search.training.proxy import ProxyTask
+from mnas_search.util import fileio
+from mnas_search.util.faults import FAULTS_ENV
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 128 training images in batches of 32: 4 steps per epoch.
@@ -27,9 +27,10 @@ CONFIG = dict(space="micro", task=TASK, target_flops=30e6, references=(), onesho
 
 def test_config_checks_and_controller_defaults():
   c = oneshot.OneShotConfig(**CONFIG)
-  assert c.controller_hparams == (("baseline_decay", 0.95), ("learning_rate", 0.01))
-  assert oneshot.OneShotConfig(**CONFIG, controller_hparams=(("learning_rate", 0.3),)).controller_hparams \
+  assert c.hparams == (("baseline_decay", 0.95), ("learning_rate", 0.01))
+  assert oneshot.OneShotConfig(**CONFIG, controller_hparams=(("learning_rate", 0.3),)).hparams \
       == (("baseline_decay", 0.95), ("learning_rate", 0.3))
+  assert c.to_params()["controller_hparams"] == {"baseline_decay": 0.95, "learning_rate": 0.01}
   params = c.to_params()
   assert (params["mode"], params["reward"], params["oneshot_warmup_fraction"]) == ("oneshot", "abs", 0.25)
   with pytest.raises(ValueError, match="controller='evolution' is invalid for a one-shot search"):
@@ -91,12 +92,12 @@ def test_oneshot_search_writes_the_search_directory_contract(tmp_path, capsys):
   assert fileio.read_json(os.path.join(d, "params.json"))["mode"] == "oneshot"
   assert os.listdir(os.path.join(d, "tb"))
   # export, scale and train read the directory unchanged.
-  from mnas_search import export
-  from mnas_search.store import resolve_arch
-  entries = export.export_search(d, str(tmp_path / "export"), top_k=2, formats=("json",))
+  from mnas_search.analysis import export
+  from mnas_search.cli.common import resolve_arch
+  entries = export.export_search(d, str(tmp_path / "export"), top_k=2, options=export.ExportOptions(formats=("json",)))
   assert len(entries) == 2
   assert resolve_arch(d).block_strings == best["blocks"]
-  from mnas_search.oneshot.plot import write_oneshot_plot
+  from mnas_search.analysis.oneshot_plot import write_oneshot_plot
   assert os.path.getsize(write_oneshot_plot(d)) > 0
   # The CLI too: scale takes the directory as its baseline (its best), report adds oneshot.png.
   family_dir = str(tmp_path / "family")
@@ -122,8 +123,8 @@ def test_oneshot_search_writes_the_search_directory_contract(tmp_path, capsys):
 SIGKILL_CONFIG = dict(CONFIG, oneshot_top_k=0)
 SCRIPT = """
 import sys
-from mnas_search.proxy import ProxyTask
-from mnas_search.oneshot.search import OneShotConfig, run_oneshot
+from mnas_search.training.proxy import ProxyTask
+from mnas_search.search.oneshot.search import OneShotConfig, run_oneshot
 task = ProxyTask(dataset="synthetic", resolution=16, train_images=128, val_images=64, epochs=1,
                  batch_size=32, proxy_width=0.5, seed=3)
 run_oneshot(sys.argv[1], OneShotConfig(space="micro", task=task, target_flops=30e6, references=(),
@@ -134,9 +135,9 @@ run_oneshot(sys.argv[1], OneShotConfig(space="micro", task=task, target_flops=30
 
 def _run(d, kill=None):
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
-  env.pop(KILL_ENV, None)
+  env.pop(FAULTS_ENV, None)
   if kill:
-    env[KILL_ENV] = kill
+    env[FAULTS_ENV] = kill
   return subprocess.run([sys.executable, "-c", SCRIPT, d], env=env, cwd=ROOT, capture_output=True,
                         text=True, timeout=600)
 
@@ -170,7 +171,7 @@ def test_sigkill_mid_search_and_mid_finalists_resumes_and_finishes(tmp_path):
 
 def test_the_small_image_geometry_is_refused_for_a_one_shot_search():
   # The supernet's stem has stride 2: its finalists would train in another geometry than it.
-  from mnas_search.oneshot.search import OneShotConfig
-  from mnas_search.proxy import ProxyTask
+  from mnas_search.search.oneshot.search import OneShotConfig
+  from mnas_search.training.proxy import ProxyTask
   with pytest.raises(ValueError, match="stem_stride=1 is invalid for a one-shot search; allowed: 2"):
     OneShotConfig(task=ProxyTask(stem_stride=1))

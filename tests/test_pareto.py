@@ -1,11 +1,11 @@
-"""Tests of mnas_search.pareto on a hand-made trial set with ties, duplicates and failures."""
+"""Tests of mnas_search.search.pareto on a hand-made trial set with ties, duplicates and failures."""
 
 import json
 import os
 
 import pytest
 
-from mnas_search import pareto
+from mnas_search.search import pareto
 
 
 def _t(trial, accuracy, flops, params, status="ok", **extra):
@@ -118,6 +118,6 @@ def test_malformed_pareto_file_is_refused(tmp_path):
 def test_pareto_math_does_not_import_tensorflow():
   import subprocess
   import sys
-  code = ("import sys, mnas_search.pareto; "
+  code = ("import sys, mnas_search.search.pareto; "
           "sys.exit(1 if {'tensorflow', 'keras', 'matplotlib'} & set(sys.modules) else 0)")
   assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -12,9 +12,10 @@ from png_check import colored_pixels
 
 import search_space
 from launch_cli import run_launch
-from mnas_search import export, fidelity, fileio, report
-from mnas_search.proxy import ProxyTask
-from mnas_search.search import SearchConfig, run_search
+from mnas_search.analysis import export, fidelity, report
+from mnas_search.search.multi_trial import SearchConfig, run_search
+from mnas_search.training.proxy import ProxyTask
+from mnas_search.util import fileio
 
 # A search, then the commands that read it: about 30 s on 2 cores, so with -m slow.
 pytestmark = pytest.mark.slow

@@ -1,8 +1,8 @@
-"""Tests for mnas_search.progress."""
+"""Tests for mnas_search.util.progress."""
 
 import io
 
-from mnas_search.progress import Progress, format_seconds
+from mnas_search.util.progress import Progress, format_seconds
 
 
 def test_format_seconds():

@@ -1,11 +1,11 @@
-"""Tests for mnas_search.proxy: ProxyTask defaults, validation and JSON."""
+"""Tests for mnas_search.training.proxy: ProxyTask defaults, validation and JSON."""
 
 import json
 import pickle
 
 import pytest
 
-from mnas_search.proxy import ProxyTask, ProxyTaskError
+from mnas_search.training.proxy import ProxyTask, ProxyTaskError
 
 
 def test_defaults():

@@ -22,7 +22,8 @@ import pytest
 
 from controller.base import STATE_FILE, latest_checkpoint
 from launch_cli import run_launch
-from mnas_search import fileio, raycluster
+from mnas_search.execution import raycluster
+from mnas_search.util import fileio
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "ray_two_nodes.sh")

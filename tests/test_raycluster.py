@@ -1,4 +1,4 @@
-"""mnas_search.raycluster: a cluster joined with --ray_address must require a token and accept
+"""mnas_search.execution.raycluster: a cluster joined with --ray_address must require a token and accept
 this process's; a cluster on this machine stays on loopback.
 
 The GCS here is a stand-in gRPC server that answers GetClusterId as Ray's GCS does (checked
@@ -12,7 +12,7 @@ import os
 import pytest
 from test_cli import run_in_process
 
-from mnas_search import raycluster
+from mnas_search.execution import raycluster
 from nas_common import FieldError
 
 grpc = pytest.importorskip("grpc")

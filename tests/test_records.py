@@ -1,4 +1,4 @@
-"""Tests of mnas_search.records against run directories written before it existed (fixtures/v1)."""
+"""Tests of mnas_search.runs.records against run directories written before it existed (fixtures/v1)."""
 
 import json
 import os
@@ -7,9 +7,11 @@ import shutil
 import pytest
 
 import search_space
-from mnas_search import fidelity, grid, records, report
-from mnas_search.records import FidelityRecord, GridRecord, TrialRecord
-from mnas_search.trainer import TrialResult
+from mnas_search.analysis import fidelity, report
+from mnas_search.runs import records
+from mnas_search.runs.records import FidelityRecord, GridRecord, Sampled, TrialRecord
+from mnas_search.scaling import grid
+from mnas_search.training.evaluation import TrialResult
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "v1")
 
@@ -64,23 +66,22 @@ def test_new_records_match_the_old_writers():
   ok = TrialResult(status="ok", accuracy=0.75, train_seconds=3.5, images_per_sec=123.25,
                    proxy_flops=4321, proxy_params=65, seed=9)
   reward = lambda status, accuracy: 1.625 if status == "ok" else 0.0  # noqa: E731
-  first = TrialRecord.from_result(11, 2, arch, indices, ok, (1000, 200, 1.625), reward,
-                                  golden[0]["seed"])
+  first = TrialRecord.from_result(Sampled(11, 2, arch, indices, golden[0]["seed"]), ok,
+                                  (1000, 200, 1.625), reward)
   # Today's trainer also reports its fixed/steady split: two keys appended after the old ones.
   split = {"fixed_seconds": 0.0, "steady_seconds": 0.0}
   assert first.to_json() == {**golden[0], "reward": 1.625, **split}
   assert list(first.to_json()) == list(golden[0]) + list(split)
   cached = first.replace(reward=golden[0]["reward"]).cached_as(
-      13, 3, arch.replace(name="trial-13"), indices, golden[2]["seed"])
+      Sampled(13, 3, arch.replace(name="trial-13"), indices, golden[2]["seed"]))
   assert json.dumps(cached.to_json()) == json.dumps({**golden[2], **split})
-  old = TrialRecord.from_json(golden[0]).cached_as(13, 3, arch.replace(name="trial-13"), indices,
-                                                   golden[2]["seed"])
+  old = TrialRecord.from_json(golden[0]).cached_as(
+      Sampled(13, 3, arch.replace(name="trial-13"), indices, golden[2]["seed"]))
   assert "fixed_seconds" not in old.to_json()  # a record without the split stays without it
   inf = TrialResult(status="ok", accuracy=float("inf"), train_seconds=1.0, images_per_sec=2.0,
                     proxy_flops=3, proxy_params=4)
-  second = TrialRecord.from_result(12, 2, arch.replace(name="trial-11"), indices, inf,
-                                   (1000, 200, None), lambda s, a: golden[1]["reward"],
-                                   golden[1]["seed"])
+  second = TrialRecord.from_result(Sampled(12, 2, arch.replace(name="trial-11"), indices, golden[1]["seed"]),
+                                   inf, (1000, 200, None), lambda s, a: golden[1]["reward"])
   assert json.dumps(second.to_json()) == json.dumps({**golden[1], **split})
 
 
@@ -92,10 +93,10 @@ def test_trainer_timings_are_appended_only_when_reported():
     status, accuracy, error, train_seconds, images_per_sec, proxy_flops = "ok", 0.5, None, 2, 3, 4
     fixed_seconds, steady_seconds = 1.5, 0.5
 
-  rec = TrialRecord.from_result(0, 0, arch, [0], Timed(), (1, 2, None), lambda s, a: a, 7).to_json()
+  rec = TrialRecord.from_result(Sampled(0, 0, arch, [0], 7), Timed(), (1, 2, None), lambda s, a: a).to_json()
   assert list(rec)[-3:] == ["cached_from", "fixed_seconds", "steady_seconds"]
   assert (rec["fixed_seconds"], rec["steady_seconds"]) == (1.5, 0.5)
-  cached = TrialRecord.from_json(rec).cached_as(1, 0, arch, [0], 8).to_json()
+  cached = TrialRecord.from_json(rec).cached_as(Sampled(1, 0, arch, [0], 8)).to_json()
   assert (cached["fixed_seconds"], cached["steady_seconds"], cached["train_seconds"]) == (0.0, 0.0, 0.0)
 
 
@@ -117,7 +118,7 @@ def test_fixture_grid_and_search_resume_without_training(tmp_path):
     shutil.copytree(os.path.join(FIXTURES, d), tmp_path / d)
   before = (tmp_path / "grid" / "grid.jsonl").read_text()
   params = json.load(open(tmp_path / "grid" / "params.json"))
-  from mnas_search.proxy import ProxyTask
+  from mnas_search.training.proxy import ProxyTask
   config = grid.GridConfig(
       baseline=search_space.Architecture.from_dict(params["baseline"]),
       task=ProxyTask.from_dict(params["task"]), step=params["grid_step"],
@@ -130,8 +131,8 @@ def test_fixture_grid_and_search_resume_without_training(tmp_path):
 
 
 def test_fixture_search_resumes_without_training(tmp_path):
-  from mnas_search.proxy import ProxyTask
-  from mnas_search.search import SearchConfig, run_search
+  from mnas_search.search.multi_trial import SearchConfig, run_search
+  from mnas_search.training.proxy import ProxyTask
   d = tmp_path / "search"
   shutil.copytree(os.path.join(FIXTURES, "search"), d)
   before = {n: (d / n).read_text() for n in ("trials.jsonl", "updates.jsonl", "best.json",

@@ -16,9 +16,9 @@ from test_diskfull import fill, tiny_fs  # noqa: F401  (the tmpfs fixture)
 from test_search import TINY_FLAGS, tiny_config
 
 from launch_cli import ROOT, run_launch
-from mnas_search import fileio
-from mnas_search.search import run_search
-from mnas_search.store import SearchStore
+from mnas_search.runs.store import SearchStore
+from mnas_search.search.multi_trial import run_search
+from mnas_search.util import fileio
 
 EVOLUTION = ["--controller=evolution", "--controller_hparams=population_size=4,tournament_size=2",
              "--trials_per_update=2"]
@@ -86,7 +86,7 @@ def test_a_second_process_is_refused_and_writes_nothing(tmp_path):
 
 
 def test_the_library_refuses_a_locked_directory_before_writing(tmp_path):
-  from mnas_search.rundir import DirectoryLockedError
+  from mnas_search.runs.rundir import DirectoryLockedError
   d = str(tmp_path / "s")
   holder = SearchStore(d)
   with holder.lock():
@@ -99,7 +99,7 @@ def test_the_library_refuses_a_locked_directory_before_writing(tmp_path):
 # ----------------------------------------------------------------------------- 2. signals
 def _start(d, trials, *extra):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-  env.pop("MNAS_SEARCH_KILL_AT", None)
+  env.pop("MNAS_FAULT", None)
   args = [sys.executable, os.path.join(ROOT, "launch.py"), *search_args(d, trials, *extra)]
   return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True)
@@ -272,7 +272,7 @@ def test_warm_start_retrains_no_old_architecture(tmp_path):
 
 def test_a_warm_started_controller_learns_from_the_old_trials(tmp_path):
   import controller as controller_lib
-  from mnas_search.search import _replay
+  from mnas_search.search.multi_trial import _replay
   old = finished_search(tmp_path, trials=4)
   source = read_trials(old)
   hparams = dict(population_size=4, tournament_size=2)

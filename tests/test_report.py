@@ -1,4 +1,4 @@
-"""Tests of mnas_search.report (readers, PNG plots, summary.md) and of `launch.py report`."""
+"""Tests of mnas_search.analysis.report (readers, PNG plots, summary.md) and of `launch.py report`."""
 
 import json
 import os
@@ -10,7 +10,9 @@ import pytest
 from png_check import colored_pixels
 
 import search_space
-from mnas_search import family, records, report
+from mnas_search.analysis import report
+from mnas_search.runs import records
+from mnas_search.scaling import family
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARCH = search_space.named("efficientnet-b0").to_dict()

@@ -1,4 +1,4 @@
-"""Tests for mnas_search.search: the loop, the directory it writes, exact resume after SIGKILL."""
+"""Tests for mnas_search.search.multi_trial: the loop, the directory it writes, exact resume after SIGKILL."""
 
 import os
 import signal
@@ -6,9 +6,11 @@ import signal
 import pytest
 
 from launch_cli import run_launch, start_launch
-from mnas_search import backends, fileio
-from mnas_search.proxy import ProxyTask
-from mnas_search.search import KILL_ENV, SearchConfig, run_search, trial_seed
+from mnas_search.execution import backends
+from mnas_search.search.multi_trial import SearchConfig, run_search, trial_seed
+from mnas_search.training.proxy import ProxyTask
+from mnas_search.util import fileio
+from mnas_search.util.faults import FAULTS_ENV
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_TASK = ProxyTask(dataset="synthetic", resolution=16, train_images=128, val_images=64, epochs=1,
@@ -245,7 +247,7 @@ def _kill_and_resume(tmp_path, controller_flags, kill_points):
   try:
     for point in kill_points:
       p = run_cli("search", f"--search_dir={crashed}", *TINY_FLAGS, *controller_flags,
-                  env={KILL_ENV: point})
+                  env={FAULTS_ENV: point})
       assert p.returncode == -signal.SIGKILL, (point, p.returncode, p.stderr[-3000:])
   finally:
     _, stderr = reference.communicate(timeout=600)

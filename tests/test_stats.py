@@ -1,4 +1,4 @@
-"""Tests of mnas_search.stats on cases worked out by hand: rank correlations, P(X > Y), the
+"""Tests of mnas_search.util.stats on cases worked out by hand: rank correlations, P(X > Y), the
 permutation test and the bootstrap interval of a difference of means."""
 
 import math
@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from mnas_search import stats
+from mnas_search.util import stats
 
 
 def test_rankdata_averages_ties():

@@ -24,7 +24,7 @@ from launch_cli import ROOT, _env, run_launch
 HOLD_CLEANUP = """
 import sys, time
 import launch
-from mnas_search import backends
+from mnas_search.execution import backends
 marker = sys.argv.pop(1)
 def abort_held_open(self):
   open(marker, "w").close()

@@ -1,8 +1,8 @@
-"""Tests for mnas_search.store: the search directory's files."""
+"""Tests for mnas_search.runs.store: the search directory's files."""
 
 import pytest
 
-from mnas_search.store import SearchStore
+from mnas_search.runs.store import SearchStore
 
 
 def test_params_written_once_then_checked(tmp_path):

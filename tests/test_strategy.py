@@ -1,9 +1,9 @@
-"""Tests for mnas_search.strategy: names, and fast failures for devices that are absent."""
+"""Tests for mnas_search.training.strategy: names, and fast failures for devices that are absent."""
 
 import pytest
 import tensorflow as tf
 
-from mnas_search.strategy import make_strategy, resolve_strategy
+from mnas_search.training.strategy import make_strategy, resolve_strategy
 
 GPUS = len(tf.config.list_logical_devices("GPU"))
 

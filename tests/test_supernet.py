@@ -1,10 +1,10 @@
-"""Tests for mnas_search.oneshot.supernet and runner: masks, exactness against build_model, tracing."""
+"""Tests for mnas_search.search.oneshot.supernet and runner: masks, exactness against build_model, tracing."""
 
 import numpy as np
 import pytest
 
 import search_space
-from mnas_search.oneshot import supernet as sn
+from mnas_search.search.oneshot import supernet as sn
 
 SPACE = search_space.get_space("micro")
 SHAPE = (16, 16, 3)
@@ -20,7 +20,7 @@ ARCHS = [(0, 0, 0, 0, 0, 0) * 3,
 def runner():
   import keras
 
-  from mnas_search.oneshot.runner import SupernetRunner
+  from mnas_search.search.oneshot.runner import SupernetRunner
   net = sn.make_supernet(SPACE, 1.0, SHAPE, CLASSES, bn_momentum=0.9, seed=1)
   return SupernetRunner(net, keras.optimizers.SGD(0.05, momentum=0.9),
                         keras.losses.SparseCategoricalCrossentropy(from_logits=True), calib_rows=8)

@@ -1,4 +1,4 @@
-"""Tests of mnas_search.train and `launch.py train`: full training, test accuracy, resume."""
+"""Tests of mnas_search.training.full_train and `launch.py train`: full training, test accuracy, resume."""
 
 import os
 import signal
@@ -10,8 +10,10 @@ import tensorflow as tf
 
 import search_space
 from launch_cli import run_launch
-from mnas_search import fileio, train, trainer
-from mnas_search.proxy import ProxyTask
+from mnas_search.training import evaluation, recipe
+from mnas_search.training import full_train as train
+from mnas_search.training.proxy import ProxyTask
+from mnas_search.util import faults, fileio
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _MICRO = search_space.get_space("micro")
@@ -48,7 +50,7 @@ def test_stopped_after_epoch_1_continues_at_epoch_2_and_scores_above_chance(tmp_
   # optimizer's step counter (so the learning rate) carried over.
   assert [(h["epoch"], h["session"]) for h in m["history"]] == [(1, 0), (2, 1)]
   assert (m["epochs"], m["steps"], m["sessions"]) == (2, 20, 2)
-  schedule = trainer.make_lr_schedule(TASK, 20)
+  schedule = recipe.make_lr_schedule(TASK, 20)
   assert [h["learning_rate"] for h in m["history"]] == [float(schedule(10)), float(schedule(20))]
   assert m["test_accuracy"] > 0.5  # 4 classes: chance is 0.25
   assert 0.0 <= m["val_accuracy"] <= 1.0 and m["train_seconds"] > 0
@@ -64,7 +66,7 @@ def test_stopped_after_epoch_1_continues_at_epoch_2_and_scores_above_chance(tmp_
   assert sorted(os.listdir(os.path.join(out, "checkpoint"))) == ["checkpoint.json",
                                                                 "epoch-0002.weights.h5"]
   raw = keras.saving.load_model(os.path.join(out, "model.keras"), compile=False)
-  optimizer = trainer.make_optimizer(TASK, 20)  # the run's optimizer, with its EMA slots
+  optimizer = recipe.make_optimizer(TASK, 20)  # the run's optimizer, with its EMA slots
   raw.compile(optimizer=type(optimizer).from_config(dict(optimizer.get_config(), use_ema=True,
                                                          ema_momentum=0.5)))
   raw.optimizer.build(raw.trainable_variables)
@@ -89,7 +91,7 @@ def test_nan_loss_fails_keeps_the_good_checkpoint_and_a_rerun_restarts_from_it(t
                                                                                monkeypatch):
   out = str(tmp_path / "run")
   config = train.TrainConfig(TASK)
-  monkeypatch.setenv(train.NAN_ENV, "14")  # NaN weights before step 14: epoch 2, batch 4
+  monkeypatch.setenv(faults.FAULTS_ENV, "train_step:14")  # NaN weights before step 14: epoch 2, batch 4
   r1 = train.train(ARCH, out, config, verbose=0)
   error = "non-finite loss nan at step 14 (epoch 2, batch 4)"
   assert (r1.status, r1.error, r1.finished, r1.epochs_done, r1.resumed_from) == (
@@ -105,13 +107,13 @@ def test_nan_loss_fails_keeps_the_good_checkpoint_and_a_rerun_restarts_from_it(t
   assert (state["epoch"], state["steps"], state["weights"]) == (1, 10, "epoch-0001.weights.h5")
   assert sorted(os.listdir(os.path.join(out, "checkpoint"))) == ["checkpoint.json",
                                                                 "epoch-0001.weights.h5"]
-  model = trainer.build_child(search_space.scale(ARCH, width=1.0, resolution=16), TASK,
-                              trainer.load_proxy_splits(TASK), 20)
+  model = evaluation.build_child(search_space.scale(ARCH, width=1.0, resolution=16), TASK,
+                              evaluation.load_proxy_splits(TASK), 20)
   model.load_weights(os.path.join(out, "checkpoint", "epoch-0001.weights.h5"))
   assert all(np.isfinite(np.asarray(w)).all() for w in model.weights)
   assert not os.path.exists(os.path.join(out, "model.keras"))
 
-  monkeypatch.delenv(train.NAN_ENV)
+  monkeypatch.delenv(faults.FAULTS_ENV)
   r2 = train.train(ARCH, out, config, verbose=0)
   assert (r2.status, r2.error, r2.finished, r2.epochs_done, r2.resumed_from) == (
       "ok", None, True, 2, 1)
@@ -222,7 +224,7 @@ def test_cli_killed_after_epoch_1_continues_at_epoch_2(tmp_path):
   args = [f"--arch={arch_path}", f"--out={out}", f"--dataset={DATASET}", "--train_resolution=16",
           "--train_val_images=100", "--train_batch_size=50", "--epochs=3",
           "--train_bn_momentum=0.9"]
-  r = _launch(*args, env={train.KILL_ENV: "1"})
+  r = _launch(*args, env=faults.env_for("train_epoch_done", 1))
   assert r.returncode == -signal.SIGKILL, r.stderr
   assert train.read_checkpoint(out)["epoch"] == 1 and not os.path.exists(out + "/metrics.json")
   r = _launch(*args)

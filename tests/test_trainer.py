@@ -1,4 +1,4 @@
-"""Tests for mnas_search.trainer (and the `launch.py evaluate` command in front of it).
+"""Tests for mnas_search.training (evaluation, recipe, lean_step, tf_state; and the `launch.py evaluate` command in front of it).
 
 Children are tiny (two blocks at width 0.25, 16x16, synthetic data): each trains in about a second
 plus graph tracing.
@@ -15,9 +15,9 @@ import tensorflow as tf
 
 import search_space
 from launch_cli import run_launch
-from mnas_search import trainer
-from mnas_search.proxy import ProxyTask
-from mnas_search.trainer import TrialResult, evaluate
+from mnas_search.training import evaluation, lean_step, recipe, tf_state
+from mnas_search.training.evaluation import TrialResult, evaluate
+from mnas_search.training.proxy import ProxyTask
 from search_space import Architecture
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -87,13 +87,13 @@ def test_steps_instead_of_epochs():
 def test_exceptions_and_oom_become_failed(monkeypatch):
   def boom(*args, **kwargs):
     raise RuntimeError("boom")
-  monkeypatch.setattr(trainer.search_space, "build_model", boom)
+  monkeypatch.setattr(evaluation.search_space, "build_model", boom)
   r = evaluate(ARCH, TASK)
   assert (r.status, r.accuracy, r.error, r.steps) == ("failed", 0.0, "RuntimeError: boom", 0)
 
   def oom(*args, **kwargs):
     raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
-  monkeypatch.setattr(trainer.search_space, "build_model", oom)
+  monkeypatch.setattr(evaluation.search_space, "build_model", oom)
   r = evaluate(ARCH, TASK)
   assert (r.status, r.error) == ("failed", "out of memory: OOM when allocating tensor")
 
@@ -116,39 +116,39 @@ def test_bad_input_raises_instead_of_failing_the_child(tmp_path):
 
 
 def test_lr_schedule_warmup_then_cosine_or_constant():
-  sched = trainer.make_lr_schedule(ProxyTask(learning_rate=0.4, warmup_fraction=0.1), 100)
+  sched = recipe.make_lr_schedule(ProxyTask(learning_rate=0.4, warmup_fraction=0.1), 100)
   values = [float(sched(s)) for s in (0, 5, 10, 55, 100, 150)]
   np.testing.assert_allclose(values, [0.0, 0.2, 0.4, 0.2, 0.0, 0.0], atol=1e-6)
-  const = trainer.make_lr_schedule(ProxyTask(learning_rate=0.4, lr_schedule="constant"), 100)
+  const = recipe.make_lr_schedule(ProxyTask(learning_rate=0.4, lr_schedule="constant"), 100)
   np.testing.assert_allclose([float(const(s)) for s in (0, 5, 10, 99)], [0.0, 0.2, 0.4, 0.4], atol=1e-6)
-  plain = trainer.make_lr_schedule(ProxyTask(learning_rate=0.4, warmup_fraction=0.0), 100)
+  plain = recipe.make_lr_schedule(ProxyTask(learning_rate=0.4, warmup_fraction=0.0), 100)
   np.testing.assert_allclose([float(plain(s)) for s in (0, 50)], [0.4, 0.2], atol=1e-6)
 
 
 def test_optimizers():
-  sgd = trainer.make_optimizer(ProxyTask(momentum=0.8), 10)
+  sgd = recipe.make_optimizer(ProxyTask(momentum=0.8), 10)
   assert type(sgd).__name__ == "SGD" and sgd.momentum == 0.8 and sgd.weight_decay is None
-  rms = trainer.make_optimizer(ProxyTask(optimizer="rmsprop", weight_decay=1e-5), 10)
+  rms = recipe.make_optimizer(ProxyTask(optimizer="rmsprop", weight_decay=1e-5), 10)
   assert type(rms).__name__ == "RMSprop" and (rms.rho, rms.epsilon, rms.weight_decay) == (0.9, 1e-3, 1e-5)
 
 
 def test_label_smoothing_loss():
   logits = np.array([[2.0, 0.0, -1.0]], np.float32)
   log_p = logits[0] - np.log(np.exp(logits[0]).sum())
-  plain = trainer.make_loss(ProxyTask(), 3)
+  plain = recipe.make_loss(ProxyTask(), 3)
   np.testing.assert_allclose(float(plain(np.array([0]), logits)), -log_p[0], rtol=1e-6)
-  smooth = trainer.make_loss(ProxyTask(label_smoothing=0.3), 3)
+  smooth = recipe.make_loss(ProxyTask(label_smoothing=0.3), 3)
   target = np.array([0.8, 0.1, 0.1])  # (1 - 0.3) one-hot + 0.3 / 3
   np.testing.assert_allclose(float(smooth(np.array([0]), logits)), -(target * log_p).sum(), rtol=1e-6)
 
 
 def test_bn_momentum_is_set_for_the_proxy():
   import keras
-  splits = trainer.load_proxy_splits(TASK)
-  model = trainer.build_child(trainer.proxy_child(ARCH, TASK), TASK, splits, 10)
+  splits = evaluation.load_proxy_splits(TASK)
+  model = evaluation.build_child(evaluation.proxy_child(ARCH, TASK), TASK, splits, 10)
   bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
   assert len(bns) == 7 and {l.momentum for l in bns} == {0.9}
-  trainer.set_bn_momentum(model, None)
+  recipe.set_bn_momentum(model, None)
   assert {l.momentum for l in bns} == {0.9}
   keras.backend.clear_session()
 
@@ -166,10 +166,10 @@ def test_trial_result_dict():
 
 def test_children_leave_no_graph_behind():
   # Swish (tf.nn.silu) registers a global custom gradient per traced call, which pins the graph.
-  before = trainer.registered_gradients()
+  before = tf_state.registered_gradients()
   r = evaluate(ARCH, TASK.replace(epochs=1))
   assert r.status == "ok" and ARCH.activation == "swish"
-  assert trainer.registered_gradients() == before
+  assert tf_state.registered_gradients() == before
 
 
 def _rss_mb():
@@ -233,12 +233,12 @@ def test_cli_evaluate_errors_are_one_line(args, line):
 # ----------------------------------------------------------------------------- the lean step
 def _keras_and_lean_models(task, seed=3):
   """The same child twice (same seed: same initial weights): compiled for Keras, and plain."""
-  splits = trainer.load_proxy_splits(task)
-  child = trainer.proxy_child(ARCH, task)
-  trainer.seed_child(seed)
-  keras_model = trainer.build_child(child, task, splits, total_steps=8)
-  trainer.seed_child(seed)
-  lean_model = trainer.build_proxy_model(child, task, splits)
+  splits = evaluation.load_proxy_splits(task)
+  child = evaluation.proxy_child(ARCH, task)
+  tf_state.seed_child(seed)
+  keras_model = evaluation.build_child(child, task, splits, total_steps=8)
+  tf_state.seed_child(seed)
+  lean_model = evaluation.build_proxy_model(child, task, splits)
   return splits, keras_model, lean_model
 
 
@@ -252,14 +252,14 @@ def test_lean_step_updates_weights_as_the_keras_optimizer(changes, fused_bn, mon
   # Same weights, same batches: after 3 steps (warmup then cosine; decoupled weight decay; the
   # momentum / RMSProp slots) both must hold the same weights, up to float rounding; with Keras's
   # batch norm or the fused one in the training step.
-  monkeypatch.setattr(trainer, "fused_bn_trains_exactly", lambda: fused_bn)
+  monkeypatch.setattr(lean_step, "fused_bn_trains_exactly", lambda: fused_bn)
   task = TASK.replace(**changes)
   splits, keras_model, lean_model = _keras_and_lean_models(task)
   for a, b in zip(keras_model.weights, lean_model.weights):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
-  step = trainer.lean_train_step(lean_model, task, 4, total_steps=8,
+  step = lean_step.lean_train_step(lean_model, task, 4, total_steps=8,
                                  strategy=tf.distribute.get_strategy())
-  train_ds, _ = trainer.proxy_datasets(task, splits, seed=3)
+  train_ds, _ = evaluation.proxy_datasets(task, splits, seed=3)
   keras_losses, lean_losses = [], []
   for x, y in train_ds.take(3):
     keras_losses.append(float(keras_model.train_on_batch(x, y, return_dict=True)["loss"]))
@@ -274,7 +274,7 @@ def test_lean_step_updates_weights_as_the_keras_optimizer(changes, fused_bn, mon
       np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-3, atol=1e-5, err_msg=a.path)
       moved += int(np.any(a.numpy() != 0))
   assert moved == 7  # every batch norm's running mean was updated
-  trainer.release_keras_state()
+  tf_state.release_keras_state()
 
 
 def test_lean_step_clips_gradients_as_the_keras_optimizer(monkeypatch):
@@ -286,10 +286,10 @@ def test_lean_step_clips_gradients_as_the_keras_optimizer(monkeypatch):
 def _reference_fit(task, seed):
   """(validation accuracy, last-epoch loss) of a plain Keras model.fit of the child."""
   import keras
-  splits = trainer.load_proxy_splits(task)
-  trainer.seed_child(seed)
-  train_ds, val_ds = trainer.proxy_datasets(task, splits, seed)
-  model = trainer.build_child(trainer.proxy_child(ARCH, task), task, splits,
+  splits = evaluation.load_proxy_splits(task)
+  tf_state.seed_child(seed)
+  train_ds, val_ds = evaluation.proxy_datasets(task, splits, seed)
+  model = evaluation.build_child(evaluation.proxy_child(ARCH, task), task, splits,
                               task.epochs * (len(splits.train[1]) // task.batch_size))
   history = model.fit(train_ds, epochs=task.epochs, verbose=0)
   accuracy = model.evaluate(val_ds, verbose=0, return_dict=True)["accuracy"]
@@ -303,7 +303,7 @@ FASHION_TASK = ProxyTask(resolution=16, train_images=2048, val_images=512, epoch
 
 
 def _fashion_mnist_or_skip():
-  from mnas_search import datasets
+  from mnas_search.data import datasets
   try:
     datasets.load_arrays("fashion_mnist")
   except (FileNotFoundError, ValueError) as e:
@@ -345,26 +345,26 @@ def test_old_trial_result_dicts_still_load():
 
 
 def test_lean_step_is_used_on_one_replica_and_model_fit_otherwise(monkeypatch):
-  assert trainer.lean_supported(tf.distribute.get_strategy())
-  assert trainer.lean_supported(tf.distribute.OneDeviceStrategy("/cpu:0"))
+  assert lean_step.lean_supported(tf.distribute.get_strategy())
+  assert lean_step.lean_supported(tf.distribute.OneDeviceStrategy("/cpu:0"))
   calls = []
-  real = trainer._train_keras
-  monkeypatch.setattr(trainer, "lean_supported", lambda strategy: False)
-  monkeypatch.setattr(trainer, "_train_keras", lambda *a: calls.append(1) or real(*a))
+  real = evaluation._train_keras
+  monkeypatch.setattr(lean_step, "lean_supported", lambda strategy: False)
+  monkeypatch.setattr(evaluation, "_train_keras", lambda *a: calls.append(1) or real(*a))
   r = evaluate(ARCH, TASK.replace(epochs=1))
   assert r.status == "ok" and r.steps == 8 and calls == [1] and r.fixed_seconds > 0
 
 
 def test_grappler_setting_is_restored():
   before = tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
-  with trainer.graph_optimizer_off_on_cpu():
+  with tf_state.graph_optimizer_off_on_cpu():
     inside = tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
   assert inside is (not tf.config.list_logical_devices("GPU"))
   assert tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False) == before
 
 def test_a_small_child_learns_real_fashion_mnist():
   # The default dataset, read offline as `make test` provides it (scripts/get_data.sh).
-  from mnas_search import datasets
+  from mnas_search.data import datasets
   if datasets.fashion_mnist_dir() is None:
     pytest.skip("Fashion-MNIST is not available offline here (neither the Debian package "
                 "dataset-fashion-mnist nor ~/.keras/datasets/fashion-mnist); `make data` installs it")
@@ -385,10 +385,10 @@ def test_private_tf_and_keras_apis_are_still_where_the_trainer_uses_them():
   from keras.src.random import seed_generator
   from keras.src.utils import rng_utils
   from tensorflow.python.util import _pywrap_util_port
-  assert isinstance(trainer._gradient_registry(), dict)
+  assert isinstance(tf_state._gradient_registry(), dict)
   assert callable(functional.operation_fn) and callable(_pywrap_util_port.IsMklEnabled)
   assert hasattr(functional.Functional, "_run_through_graph")
   assert hasattr(global_state, "GLOBAL_STATE_TRACKER") and hasattr(global_state, "GLOBAL_SETTINGS_TRACKER")
   assert isinstance(rng_utils.GLOBAL_RANDOM_SEED, str) and isinstance(seed_generator.GLOBAL_SEED_GENERATOR, str)
-  trainer.seed_child(123)
+  tf_state.seed_child(123)
   assert global_state.get_global_attribute(rng_utils.GLOBAL_RANDOM_SEED) == 123

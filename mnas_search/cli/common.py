@@ -11,15 +11,17 @@ from __future__ import annotations
 import errno
 import json
 import math
+import os
 import sys
 from typing import Any, NoReturn
 
 from absl import flags
 
 import search_space
-from mnas_search import datasets
-from mnas_search.backends import BACKENDS
-from mnas_search.proxy import ProxyTask
+from mnas_search.data import datasets
+from mnas_search.execution.backends import BACKENDS
+from mnas_search.runs import store
+from mnas_search.training.proxy import ProxyTask
 from nas_common import FieldError
 from search_space import Architecture
 
@@ -62,7 +64,7 @@ FIELD_FLAGS = {
     "width_coefficient": "width_coefficient", "depth_coefficient": "depth_coefficient",
     "oneshot_epochs": "oneshot_epochs", "oneshot_warmup_fraction": "oneshot_warmup_fraction",
     "oneshot_top_k": "oneshot_top_k",
-    # fidelity --ground_truth (mnas_search.ground_truth)
+    # fidelity --ground_truth (mnas_search.analysis.ground_truth)
     "ground_truth": "ground_truth", "proxy": "proxy", "scores": "scores",
 }
 COMMAND_FIELD_FLAGS = {
@@ -353,7 +355,6 @@ def arch_from_flags(fv: FlagValues) -> Architecture:
 
 def arch_flag(fv: FlagValues, flag: str) -> Architecture:
   """Resolves --arch or --baseline: a name, an architecture JSON, or a search directory (its best)."""
-  from mnas_search.store import resolve_arch
   if not fv[flag].value:
     raise ValueError(f"--{flag}=NAME|PATH.json|SEARCH_DIR is required; names: "
                      + ", ".join(sorted(search_space.NAMED)))
@@ -375,7 +376,7 @@ def proxy_values(fv: FlagValues, only_present: bool = False) -> dict[str, Any]:
 def proxy_task(values: dict[str, Any]) -> ProxyTask:
   """ProxyTask(**values), its dataset name checked first: the datasets module's error says what is
   wrong with the name, where ProxyTask's lists only the names allowed."""
-  datasets.check_dataset_name(values.get("dataset", _PROXY.dataset))
+  datasets.parse_dataset(values.get("dataset", _PROXY.dataset))
   return ProxyTask(**values)
 
 
@@ -410,7 +411,7 @@ def check_ray_cluster(fv: FlagValues) -> None:
   again when it joins)."""
   if fv.backend != "ray" or not fv.ray_address or fv.ray_allow_insecure:
     return
-  from mnas_search import raycluster
+  from mnas_search.execution import raycluster
   if not raycluster.requires_token(fv.ray_address):
     raise ValueError(f"--ray_address={fv.ray_address} is a Ray cluster without authentication: "
                      "anyone who can reach its ports can run code on it; allowed: a cluster "
@@ -421,8 +422,30 @@ def check_ray_cluster(fv: FlagValues) -> None:
 
 def backend_from_flags(fv: FlagValues, task: ProxyTask):
   """The backend that the backend group describes, for children of `task`."""
-  from mnas_search import backends
+  from mnas_search.execution import backends
   check_ray_cluster(fv)
-  options = backend_options(fv)
-  return backends.make_backend(options.pop("backend"), **options, strategy=fv.strategy,
-                               hard_timeout_s=backends.hard_timeout_for(task.timeout_s))
+  ray = backends.RayOptions(fv.ray_address, fv.ray_allow_insecure, fv.cpus_per_trial,
+                            fv.gpus_per_trial)
+  return backends.make_backend(fv.backend, workers_from_flags(fv), ray,
+                               hard_timeout_s=backends.hard_timeout_for(task.timeout_s),
+                               strategy=fv.strategy)
+
+
+def resolve_arch(spec: str):
+  """An architecture from a name, an architecture JSON, or a search directory (its best trial).
+
+  Args:
+    spec: `efficientnet-b0` (any `search_space.NAMED`), `path/arch.json`, or a search
+      directory holding best.json.
+
+  Returns:
+    The `search_space.Architecture`.
+  """
+  if spec and os.path.isdir(spec):
+    best = store.SearchStore(spec).read_best()
+    if best is None:
+      raise FileNotFoundError(f"{spec!r} is a folder without best.json; allowed: a search directory "
+                              "with at least one finished trial, an architecture JSON or a name")
+    return search_space.Architecture.from_dict(best["arch"]).replace(
+        name=f"{os.path.basename(os.path.normpath(spec))}-best")
+  return search_space.resolve_arch(spec)

@@ -29,10 +29,10 @@ def run(fv: flags.FlagValues) -> None:
   task = common.proxy_task_from_flags(fv)
   flops = search_space.count_flops(arch, fv.cost_resolution, fv.cost_num_classes)
   params = search_space.count_params(arch, fv.cost_num_classes)
-  from mnas_search import strategy as strategy_lib
-  from mnas_search import trainer
+  from mnas_search.training import evaluation
+  from mnas_search.training import strategy as strategy_lib
   strategy = strategy_lib.make_strategy(fv.strategy, fv.tpu)
-  r = trainer.evaluate(arch, task, strategy=strategy, deterministic=fv.deterministic)
+  r = evaluation.evaluate(arch, task, strategy=strategy, deterministic=fv.deterministic)
   out = {"name": arch.name, "status": r.status, "accuracy": r.accuracy, "flops": flops,
          "params": params, "train_seconds": r.train_seconds, "images_per_sec": r.images_per_sec,
          "proxy_flops": r.proxy_flops, "proxy_params": r.proxy_params, "steps": r.steps,

@@ -32,23 +32,21 @@ def define_flags(fv: flags.FlagValues) -> None:
 
 def run(fv: flags.FlagValues) -> None:
   """Exports the top-k (or Pareto) trials of a search, or one architecture, to model files."""
-  from mnas_search import export
+  from mnas_search.analysis import export
   out = common.require(fv, "out", "--out=DIR is required: where the exported models go")
-  formats = export.parse_formats(fv.formats)
-  options = dict(formats=formats, resolution=fv.export_resolution, channels=fv.export_channels,
-                 weights=fv.weights)
+  options = export.ExportOptions(fv.formats, fv.export_resolution, fv.export_num_classes,
+                                 fv.export_channels, fv.weights)
   if fv.search_dir:
     if fv.arch or fv.blocks:
       other = "arch" if fv.arch else "blocks"
       raise ValueError(f"--search_dir={fv.search_dir} was given with --{other}; allowed: one of them "
                        "(a search's trials, or one architecture)")
     entries = export.export_search(fv.search_dir, out, top_k=fv.top_k, use_pareto=fv.pareto,
-                                   num_classes=fv.export_num_classes, **options)
+                                   options=options)
   else:
     if fv.pareto or fv["top_k"].present:
       raise ValueError("--top_k and --pareto select trials of a search; give --search_dir=DIR")
-    entries = export.export_architecture(
-        common.arch_from_flags(fv), out, num_classes=fv.export_num_classes,
-        source=fv.arch or "--blocks", **options)
+    entries = export.export_architecture(common.arch_from_flags(fv), out, options,
+                                         source=fv.arch or "--blocks")
   print(export.format_index(entries))
   print(f"wrote {os.path.join(out, 'index.json')}")

@@ -11,6 +11,7 @@ from typing import Any
 from absl import flags
 
 from mnas_search.cli import common
+from mnas_search.execution.resumable import RunOptions
 
 # The flags that --ground_truth takes; the signals, exactly one of which is given with it.
 GROUND_TRUTH_FLAGS = ("ground_truth", "search_dir", "proxy", "scores", "json")
@@ -57,7 +58,7 @@ def run(fv: flags.FlagValues) -> None:
 
 def run_retraining(fv: flags.FlagValues) -> None:
   """Retrains K trials of a search longer; prints Kendall τ and Spearman ρ of the two rankings."""
-  from mnas_search import fidelity
+  from mnas_search.analysis import fidelity
   search_dir = common.require(fv, "search_dir",
                               "--search_dir=DIR is required: the search whose proxy is checked")
   if fv.sample is None:
@@ -73,8 +74,8 @@ def run_retraining(fv: flags.FlagValues) -> None:
   config = fidelity.FidelityConfig(sample=fv.sample, task=long_task,
                                    deterministic=fv.deterministic)
   with common.backend_from_flags(fv, long_task) as backend:
-    s = fidelity.run_fidelity(search_dir, config, out_dir=fv.out, backend=backend,
-                              strategy=fv.strategy, tpu=fv.tpu, show_progress=fv.progress)
+    s = fidelity.run_fidelity(search_dir, config, out_dir=fv.out,
+                              options=RunOptions(backend, fv.strategy, fv.tpu, fv.progress))
   if fv.json:
     common.print_json({k: s[k] for k in ("selected", "n", "kendall_tau", "spearman_rho", "files")})
     return
@@ -113,7 +114,7 @@ def check_ground_truth_flags(fv: flags.FlagValues) -> str:
 
 def read_ground_truth(directory: str) -> tuple[dict[str, float], dict[str, str]]:
   """G's mean test accuracy and name per network; a FieldError naming --ground_truth if none."""
-  from mnas_search import ground_truth as gt
+  from mnas_search.analysis import ground_truth as gt
   from nas_common import FieldError
   allowed = f"a folder with {gt.RECORDS}, as benchmarks/ground_truth.py writes"
   if not os.path.isdir(directory):
@@ -128,7 +129,7 @@ def read_ground_truth(directory: str) -> tuple[dict[str, float], dict[str, str]]
 
 def read_signal(fv: flags.FlagValues, flag: str, directory: str) -> dict[str, float]:
   """The signal that --search_dir, --proxy or --scores names, {blocks_key: score}."""
-  from mnas_search import ground_truth as gt
+  from mnas_search.analysis import ground_truth as gt
   value = fv[flag].value or ""
   if flag == "search_dir":
     return gt.search_signal(value)
@@ -139,7 +140,7 @@ def read_signal(fv: flags.FlagValues, flag: str, directory: str) -> dict[str, fl
 
 def run_ground_truth(fv: flags.FlagValues) -> None:
   """Scores a signal against G: how many networks matched, τ and ρ with their intervals."""
-  from mnas_search import ground_truth as gt
+  from mnas_search.analysis import ground_truth as gt
   flag = check_ground_truth_flags(fv)
   truth, names = read_ground_truth(fv.ground_truth or "")
   signal = read_signal(fv, flag, fv.ground_truth)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from absl import flags
 
 from mnas_search.cli import common
+from mnas_search.execution.resumable import RunOptions
 
 
 def define_flags(fv: flags.FlagValues) -> None:
@@ -40,7 +41,7 @@ def parse_range(fv: flags.FlagValues, flag: str) -> tuple[float, float]:
 
 def run(fv: flags.FlagValues) -> None:
   """Scores the α, β, γ grid at φ=1 on the proxy (resumable); prints the table and the best."""
-  from mnas_search import grid
+  from mnas_search.scaling import grid
   baseline = common.arch_flag(fv, "baseline")
   out = common.require(fv, "out", "--out=DIR is required: where grid.jsonl, the table and "
                        "coefficients.json go (an existing grid there is resumed)")
@@ -53,8 +54,7 @@ def run(fv: flags.FlagValues) -> None:
         f"|alpha*beta^2*gamma^2 - 2| <= {config.tolerance} (step {config.step}); proxy "
         f"{config.task.dataset} at {config.task.resolution}px x gamma", flush=True)
   with common.backend_from_flags(fv, config.task) as backend:
-    summary = grid.run_grid(out, config, backend=backend, strategy=fv.strategy, tpu=fv.tpu,
-                            show_progress=fv.progress)
+    summary = grid.run_grid(out, config, RunOptions(backend, fv.strategy, fv.tpu, fv.progress))
   print(grid.format_table(summary.rows, baseline.name))
   print(f"trained {summary.trained} candidate(s) in {summary.wall_seconds:.0f}s "
         f"({len(summary.rows) - summary.trained} read from grid.jsonl)")

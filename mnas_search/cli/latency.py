@@ -40,7 +40,7 @@ def define_flags(fv: flags.FlagValues) -> None:
 
 def run(fv: flags.FlagValues) -> None:
   """Builds the latency lookup table (--build), or predicts and measures one architecture."""
-  from mnas_search import latency
+  from mnas_search.costs import latency
   timing = dict(threads=fv.latency_threads, cache_dir=fv.latency_cache_dir,
                 warmup=fv.latency_warmup, repeats=fv.latency_repeats)
   if fv.build:
@@ -55,8 +55,9 @@ def run(fv: flags.FlagValues) -> None:
     print(f"latency table {latency.cache_path(fv.latency_cache_dir, fv.latency_threads)}: "
           f"space {space.name!r} at {res}x{res}, {fv.num_classes} classes, "
           f"{fv.latency_threads} thread(s)", flush=True)
-    done = latency.build_table(space, res, fv.num_classes, dry_run=fv.latency_dry_run,
-                               on_progress=lambda p: print(f"  {p}", flush=True), **timing)
+    model = latency.LatencyModel(resolution=res, num_classes=fv.num_classes, **timing)
+    done = latency.build_table(space, model, dry_run=fv.latency_dry_run,
+                               on_progress=lambda p: print(f"  {p}", flush=True))
     if fv.latency_dry_run:
       print(f"  {done.total} entries: {done.cached} cached, {done.total - done.cached} to measure "
             "(dry run: none measured)")

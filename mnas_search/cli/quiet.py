@@ -23,6 +23,8 @@ import sys
 import tempfile
 from typing import Iterator
 
+import controller
+
 LEVEL_VAR = "TF_CPP_MIN_LOG_LEVEL"
 # Hides TF's C++ INFO, WARNING and ERROR lines (start-up noise such as "failed call to cuInit" on a
 # machine without a GPU driver); errors that matter reach Python as exceptions.
@@ -109,8 +111,7 @@ class _QuietImport(importlib.abc.MetaPathFinder):
 
 def install() -> None:
   """Makes the first `import tensorflow` quiet; a no-op once TensorFlow is imported."""
-  # tf-agents (the PPO controller) needs legacy Keras as tf.keras; this must precede any TF import.
-  os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+  controller.use_legacy_keras()  # tf-agents needs it before tf.keras is first touched
   os.environ.setdefault(LEVEL_VAR, _USER_LEVEL or QUIET_LEVEL)
   if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietImport) for f in sys.meta_path):
     sys.meta_path.insert(0, _QuietImport())

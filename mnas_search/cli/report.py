@@ -16,7 +16,7 @@ def define_flags(fv: flags.FlagValues) -> None:
 
 def run(fv: flags.FlagValues) -> None:
   """Writes the plots and summary.md of a search directory."""
-  from mnas_search import report
+  from mnas_search.analysis import report
   search_dir = common.require(fv, "search_dir",
                               "--search_dir=DIR is required: the search to report on")
   written = report.write_report(search_dir, fv.out, fv.family_dir)

@@ -26,7 +26,7 @@ def define_flags(fv: flags.FlagValues) -> None:
 
 def run(fv: flags.FlagValues) -> None:
   """Writes a scaled family of a baseline (arch JSON per member, family.json) and prints it."""
-  from mnas_search import family
+  from mnas_search.scaling import family
   baseline = common.arch_flag(fv, "baseline")
   out = common.require(fv, "out", "--out=DIR is required: where the member JSONs and family.json go")
   explicit = [f"--{f}" for f in ("alpha", "beta", "gamma") if fv[f].present]

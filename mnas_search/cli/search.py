@@ -94,7 +94,7 @@ def parse_hparams(pairs) -> tuple:
 
 
 def search_config_from_flags(fv: flags.FlagValues):
-  from mnas_search.search import SearchConfig
+  from mnas_search.search.multi_trial import SearchConfig
   return SearchConfig(
       space=fv.search_space, controller=fv.controller,
       controller_hparams=parse_hparams(fv.controller_hparams), reward=fv.reward, w=fv.w,
@@ -111,7 +111,7 @@ def search_config_from_flags(fv: flags.FlagValues):
 def oneshot_config_from_flags(fv: flags.FlagValues):
   """The OneShotConfig of the shared flags and the --oneshot_* flags. The controller and the
   reward default to TuNAS's (reinforce, abs) unless --controller or --reward is given."""
-  from mnas_search.oneshot.search import OneShotConfig
+  from mnas_search.search.oneshot.search import OneShotConfig
   given = {}
   if fv["controller"].present:
     given["controller"] = fv.controller
@@ -132,7 +132,8 @@ def check_mode(fv: flags.FlagValues, search_dir: str) -> None:
     for name in names:
       if mode != fv.mode and name in fv and fv[name].present:
         common.fail(f"--{name} is not taken by search --mode={fv.mode}; allowed with --mode={mode}")
-  from mnas_search import rundir  # a corrupted params.json is named (rundir.corrupted)
+  from mnas_search.runs import rundir
+  # a corrupted params.json is named (rundir.corrupted
   params = rundir.read_params(search_dir)
   if params:
     stored = params.get("mode", "multitrial")  # multi-trial params.json has no mode
@@ -165,7 +166,7 @@ def _print_best_and_references(summary) -> None:
 
 def run_oneshot_search(fv: flags.FlagValues, search_dir: str) -> None:
   """--mode=oneshot: the supernet phase, then its finalists stand-alone; prints the summary."""
-  from mnas_search.oneshot.search import run_oneshot
+  from mnas_search.search.oneshot.search import run_oneshot
   summary = run_oneshot(search_dir, oneshot_config_from_flags(fv), show_progress=fv.progress)
   finalists = [{k: r[k] for k in ("trial", "reward", "accuracy", "flops", "status")}
                for r in summary.finalists]
@@ -197,7 +198,7 @@ def run(fv: flags.FlagValues) -> None:
   if fv.mode == "oneshot":
     run_oneshot_search(fv, search_dir)
     return
-  from mnas_search.search import run_search
+  from mnas_search.search.multi_trial import run_search
   config = search_config_from_flags(fv)
   common.check_ray_cluster(fv)
   summary = run_search(search_dir, config, show_progress=fv.progress)

@@ -8,7 +8,7 @@ import sys
 from absl import flags
 
 from mnas_search.cli import common
-from mnas_search.proxy import ProxyTask
+from mnas_search.training.proxy import ProxyTask
 
 _PROXY = ProxyTask()
 
@@ -62,7 +62,7 @@ def define_flags(fv: flags.FlagValues) -> None:
 
 def run(fv: flags.FlagValues) -> None:
   """Trains an architecture fully (or continues), then prints its test accuracy."""
-  from mnas_search import train
+  from mnas_search.training import full_train as train
   out = common.require(fv, "out", "--out=DIR is required: where model.keras, metrics.json, the "
                        "checkpoints and TensorBoard logs go (an unfinished training there is "
                        "continued)")

@@ -1,0 +1,1 @@
+"""Reading runs back: reports, proxy fidelity, the ground truth and export."""

@@ -1,0 +1,1 @@
+"""Cost models beyond the analytic FLOPs: the per-block latency lookup table."""

@@ -1,0 +1,1 @@
+"""Datasets: the registry of dataset names, their splits and the input pipeline."""

@@ -1,0 +1,1 @@
+"""Searching: the multi-trial search, its Pareto archive and the one-shot (supernet) search."""
