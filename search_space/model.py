@@ -20,21 +20,23 @@ BN_MOMENTUM = 0.99
 BN_EPSILON = 1e-3
 STEM_STRIDES = (1, 2)
 
-# The TF reference's initializers (but the classifier's, see _dense_init). A fresh instance per
+# The TF reference's initializers (but the classifier's, see dense_init). A fresh instance per
 # layer: a shared Keras 3 initializer repeats the same values for every layer of the same shape, and its
 # seed would be fixed at import time instead of by keras.utils.set_random_seed.
-def _conv_init():
+def conv_init():
+  """The convolutions' initializer (a fresh instance per layer)."""
   return keras.initializers.VarianceScaling(scale=2.0, mode="fan_out", distribution="truncated_normal")
 
 
-def _dense_init():
+def dense_init():
+  """The classifier's initializer (a fresh instance per layer)."""
   # The reference scales by fan_out, i.e. by the number of classes: right for ImageNet's 1000, but
   # with 10 classes the initial logits are ~10x larger in variance (initial loss ~4 instead of
   # ln 10) and the first steps are spent undoing that. fan_in (1280 features for B0) keeps
   # ImageNet's scale and makes it independent of the number of classes.
   return keras.initializers.VarianceScaling(scale=1.0 / 3.0, mode="fan_in", distribution="uniform")
 
-_KERAS_ACTIVATIONS = {"swish": "silu", "relu": "relu", "relu6": "relu6", "hard_swish": "hard_silu"}
+KERAS_ACTIVATIONS = {"swish": "silu", "relu": "relu", "relu6": "relu6", "hard_swish": "hard_silu"}
 
 
 def _bn(name: str) -> layers.BatchNormalization:
@@ -43,27 +45,27 @@ def _bn(name: str) -> layers.BatchNormalization:
 
 def mbconv(x, block: ConcreteBlock, activation: str, prefix: str):
   """Applies one MBConv block to tensor `x`."""
-  act = _KERAS_ACTIVATIONS[activation]
+  act = KERAS_ACTIVATIONS[activation]
   inputs = x
   cexp = block.expanded_filters
   if block.expand_ratio != 1:
-    x = layers.Conv2D(cexp, 1, padding="same", use_bias=False, kernel_initializer=_conv_init(),
+    x = layers.Conv2D(cexp, 1, padding="same", use_bias=False, kernel_initializer=conv_init(),
                       name=prefix + "expand_conv")(x)
     x = _bn(prefix + "expand_bn")(x)
     x = layers.Activation(act, name=prefix + "expand_activation")(x)
   x = layers.DepthwiseConv2D(block.kernel_size, strides=block.stride, padding="same", use_bias=False,
-                             depthwise_initializer=_conv_init(), name=prefix + "dwconv")(x)
+                             depthwise_initializer=conv_init(), name=prefix + "dwconv")(x)
   x = _bn(prefix + "bn")(x)
   x = layers.Activation(act, name=prefix + "activation")(x)
   if block.se_ratio > 0:
     se = layers.GlobalAveragePooling2D(keepdims=True, name=prefix + "se_squeeze")(x)
     se = layers.Conv2D(block.se_filters, 1, padding="same", activation=act,
-                       kernel_initializer=_conv_init(), name=prefix + "se_reduce")(se)
+                       kernel_initializer=conv_init(), name=prefix + "se_reduce")(se)
     se = layers.Conv2D(cexp, 1, padding="same", activation="sigmoid",
-                       kernel_initializer=_conv_init(), name=prefix + "se_expand")(se)
+                       kernel_initializer=conv_init(), name=prefix + "se_expand")(se)
     x = layers.Multiply(name=prefix + "se_excite")([x, se])
   x = layers.Conv2D(block.output_filters, 1, padding="same", use_bias=False,
-                    kernel_initializer=_conv_init(), name=prefix + "project_conv")(x)
+                    kernel_initializer=conv_init(), name=prefix + "project_conv")(x)
   x = _bn(prefix + "project_bn")(x)
   if block.has_skip:
     if block.drop_rate > 0:
@@ -101,10 +103,10 @@ def build_model(arch: Architecture, input_shape: Sequence[int] | None = None, nu
   check_int("num_classes", num_classes, 1)
   if stem_stride not in STEM_STRIDES:
     raise ValueError(f"stem_stride={stem_stride!r} is invalid; allowed: 1 or 2")
-  act = _KERAS_ACTIVATIONS[arch.activation]
+  act = KERAS_ACTIVATIONS[arch.activation]
   inputs = keras.Input(shape=input_shape, name="image")
   x = layers.Conv2D(arch.stem_channels, 3, strides=stem_stride, padding="same", use_bias=False,
-                    kernel_initializer=_conv_init(), name="stem_conv")(inputs)
+                    kernel_initializer=conv_init(), name="stem_conv")(inputs)
   x = _bn("stem_bn")(x)
   x = layers.Activation(act, name="stem_activation")(x)
   blocks = arch.expand_blocks()
@@ -112,20 +114,20 @@ def build_model(arch: Architecture, input_shape: Sequence[int] | None = None, nu
   for b in blocks:
     j = stage_seen.get(b.stage, 0)
     stage_seen[b.stage] = j + 1
-    x = mbconv(x, b, arch.activation, prefix=f"block{b.stage + 1}{_letter(j)}_")
+    x = mbconv(x, b, arch.activation, prefix=f"block{b.stage + 1}{block_letter(j)}_")
   x = layers.Conv2D(arch.head_channels, 1, padding="same", use_bias=False,
-                    kernel_initializer=_conv_init(), name="top_conv")(x)
+                    kernel_initializer=conv_init(), name="top_conv")(x)
   x = _bn("top_bn")(x)
   x = layers.Activation(act, name="top_activation")(x)
   x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
   if arch.dropout_rate > 0:
     x = layers.Dropout(arch.dropout_rate, name="top_dropout")(x)
-  outputs = layers.Dense(num_classes, activation=classifier_activation, kernel_initializer=_dense_init(),
+  outputs = layers.Dense(num_classes, activation=classifier_activation, kernel_initializer=dense_init(),
                          name="predictions")(x)
   return keras.Model(inputs, outputs, name=_model_name(name or arch.name))
 
 
-def _letter(j: int) -> str:
+def block_letter(j: int) -> str:
   """a, b, …, z, aa, ab, … for block names within a stage."""
   s = ""
   j += 1

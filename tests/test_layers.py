@@ -95,3 +95,20 @@ def test_only_the_fault_module_reads_the_fault_variable():
   from mnas_search.util import faults
   readers = [rel for rel, source in project_modules() if faults.FAULTS_ENV in source]
   assert readers == [os.path.join("mnas_search", "util", "faults.py")]
+
+
+def private_imports(source: str) -> list[str]:
+  """The private names (a leading underscore) that `source` imports from a project package."""
+  out = []
+  for node in ast.walk(ast.parse(source)):
+    if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and \
+        node.module.split(".")[0] in PROJECT_PACKAGES:
+      out += [f"{node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+  return out
+
+
+def test_no_module_imports_another_modules_private_names():
+  assert private_imports("from search_space.model import _conv_init, BN_EPSILON") == [
+      "search_space.model._conv_init"]
+  bad = [f"{rel}: {name}" for rel, source in project_modules() for name in private_imports(source)]
+  assert not bad, "\n".join(bad)

@@ -39,7 +39,7 @@ from keras import ops
 
 import search_space
 from search_space import Architecture, SearchSpace, round_filters
-from search_space.model import _KERAS_ACTIVATIONS, BN_EPSILON, _conv_init, _dense_init, _letter
+from search_space.model import BN_EPSILON, KERAS_ACTIVATIONS, block_letter, conv_init, dense_init
 
 # Path entries of one block slot.
 SLOT_KEYS = ("active", "e1", "se", "skip", "kmask", "exp", "semask", "out")
@@ -198,25 +198,25 @@ class SuperBlock(keras.layers.Layer):
   def __init__(self, slot: SlotShape, activation: str, momentum_var, **kwargs):
     super().__init__(**kwargs)
     self.slot = slot
-    self.act = keras.activations.get(_KERAS_ACTIVATIONS[activation])
+    self.act = keras.activations.get(KERAS_ACTIVATIONS[activation])
     s = slot
     if s.has_expand:
-      self.expand_kernel = self.add_weight(shape=(1, 1, s.cin, s.cexp), initializer=_conv_init(),
+      self.expand_kernel = self.add_weight(shape=(1, 1, s.cin, s.cexp), initializer=conv_init(),
                                            name="expand_kernel")
       self.expand_bn = MaskedBN(s.cexp, momentum_var, name="expand_bn")
-    self.dw_kernel = self.add_weight(shape=(s.kernel, s.kernel, s.cexp, 1), initializer=_conv_init(),
+    self.dw_kernel = self.add_weight(shape=(s.kernel, s.kernel, s.cexp, 1), initializer=conv_init(),
                                      name="dw_kernel")
     self.dw_bn = MaskedBN(s.cexp, momentum_var, name="dw_bn")
     if s.se_max:
-      self.se_reduce_kernel = self.add_weight(shape=(1, 1, s.cexp, s.se_max), initializer=_conv_init(),
+      self.se_reduce_kernel = self.add_weight(shape=(1, 1, s.cexp, s.se_max), initializer=conv_init(),
                                               name="se_reduce_kernel")
       self.se_reduce_bias = self.add_weight(shape=(s.se_max,), initializer="zeros",
                                             name="se_reduce_bias")
-      self.se_expand_kernel = self.add_weight(shape=(1, 1, s.se_max, s.cexp), initializer=_conv_init(),
+      self.se_expand_kernel = self.add_weight(shape=(1, 1, s.se_max, s.cexp), initializer=conv_init(),
                                               name="se_expand_kernel")
       self.se_expand_bias = self.add_weight(shape=(s.cexp,), initializer="zeros",
                                             name="se_expand_bias")
-    self.project_kernel = self.add_weight(shape=(1, 1, s.cexp, s.cout), initializer=_conv_init(),
+    self.project_kernel = self.add_weight(shape=(1, 1, s.cexp, s.cout), initializer=conv_init(),
                                           name="project_kernel")
     self.project_bn = MaskedBN(s.cout, momentum_var, name="project_bn")
 
@@ -266,18 +266,18 @@ class Supernet(keras.layers.Layer):
     self.train_momentum = float(bn_momentum)
     self.bn_momentum = self.add_weight(shape=(), initializer=keras.initializers.Constant(bn_momentum),
                                        name="bn_momentum", trainable=False)
-    self.act = keras.activations.get(_KERAS_ACTIVATIONS[space.activation])
+    self.act = keras.activations.get(KERAS_ACTIVATIONS[space.activation])
     self.slots = slot_shapes(space, width)
     stem = round_filters(space.stem_filters, width)
     self.head_channels = round_filters(space.head_filters, width)
-    self.stem_kernel = self.add_weight(shape=(3, 3, self.image_shape[-1], stem), initializer=_conv_init(),
+    self.stem_kernel = self.add_weight(shape=(3, 3, self.image_shape[-1], stem), initializer=conv_init(),
                                        name="stem_kernel")
     self.stem_bn = MaskedBN(stem, self.bn_momentum, name="stem_bn")
     self.blocks = [SuperBlock(s, space.activation, self.bn_momentum, name=s.key) for s in self.slots]
     self.head_kernel = self.add_weight(shape=(1, 1, self.slots[-1].cout, self.head_channels),
-                                       initializer=_conv_init(), name="head_kernel")
+                                       initializer=conv_init(), name="head_kernel")
     self.head_bn = MaskedBN(self.head_channels, self.bn_momentum, name="head_bn")
-    self.dense_kernel = self.add_weight(shape=(self.head_channels, num_classes), initializer=_dense_init(),
+    self.dense_kernel = self.add_weight(shape=(self.head_channels, num_classes), initializer=dense_init(),
                                         name="dense_kernel")
     self.dense_bias = self.add_weight(shape=(num_classes,), initializer="zeros", name="dense_bias")
 
@@ -353,7 +353,7 @@ def copy_to_model(net: Any, model: Any, arch: Architecture) -> None:
     j = seen.get(cb.stage, 0)
     seen[cb.stage] = j + 1
     sb = blocks[(cb.stage, j)]
-    prefix = f"block{cb.stage + 1}{_letter(j)}_"
+    prefix = f"block{cb.stage + 1}{block_letter(j)}_"
     cin, cexp, cout = cb.input_filters, cb.expanded_filters, cb.output_filters
     if cb.expand_ratio != 1:
       get(prefix + "expand_conv").set_weights([a(sb.expand_kernel)[:, :, :cin, :cexp]])
