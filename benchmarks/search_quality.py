@@ -56,7 +56,9 @@ from mnas_search.execution import backends as backends_lib
 from mnas_search.execution.resumable import RunOptions, run_resumable
 from mnas_search.runs import records
 from mnas_search.runs.rundir import RunDir
+from mnas_search.search.config import SharedConfig
 from mnas_search.search.multi_trial import SearchConfig, run_search
+from mnas_search.search.objective import Objective
 from mnas_search.training.proxy import ProxyTask
 from mnas_search.util import figures, fileio, interrupt
 from mnas_search.util.progress import Progress
@@ -235,7 +237,9 @@ def deploy_cost(arch: search_space.Architecture) -> tuple[int, int]:
 
 
 def proxy_reward(opts_reward: str, accuracy: float, flops: float, target: float) -> float:
-  return float(rewards_lib.compute(opts_reward, accuracy, flops, target, None))
+  """The reward a search with this reward and FLOPs target gives a child (the search's objective)."""
+  objective = Objective(SharedConfig(reward=opts_reward, target_flops=target, references=()))
+  return objective.reward("ok", accuracy, flops)
 
 
 # ----------------------------------------------------------------------------- stage: noise

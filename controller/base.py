@@ -258,6 +258,15 @@ class Controller(abc.ABC):
       raise ValueError(f"{name}={tuple(indices)} is invalid; allowed: {self.num_decisions} "
                        f"indices, index d in 0..arities[d]-1 with arities={self._arities}")
 
+  def decision_probabilities(self) -> list[list[float]]:
+    """Each decision's option probabilities under the current policy, without touching the
+    controller's own RNG. Controllers without such a policy (random, evolution) do not say.
+
+    Raises:
+      NotImplementedError: this controller has no per-decision policy.
+    """
+    raise NotImplementedError(f"controller {self.NAME!r} has no per-decision probabilities")
+
   @abc.abstractmethod
   def entropy(self) -> float:
     """The entropy of the current sampling distribution, in nats, summed over decisions."""

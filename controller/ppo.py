@@ -254,6 +254,15 @@ class PPOController(Controller):
       prev = action
     return tf.transpose(actions.stack()), tf.transpose(all_logits.stack(), [1, 0, 2])
 
+  PROBABILITY_ROLLOUTS = 256
+  PROBABILITY_SEED = 12345
+
+  def decision_probabilities(self) -> list[list[float]]:
+    """Marginals estimated from `PROBABILITY_ROLLOUTS` rollouts: the LSTM policy is autoregressive.
+    They are drawn with a private Generator, so the controller's own RNG is not touched."""
+    actions, _ = self._rollout(self.PROBABILITY_ROLLOUTS, rng=np.random.default_rng(self.PROBABILITY_SEED))
+    return [[float(np.mean(actions[:, d] == i)) for i in range(a)] for d, a in enumerate(self.arities)]
+
   def _rollout(self, n: int, rng: Optional[np.random.Generator] = None,
                actions: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
     """Samples `n` architectures with `rng`, or follows `actions` [n, D].

@@ -69,6 +69,11 @@ class ReinforceController(Controller):
   def baseline(self) -> float | None:
     return self._baseline
 
+  def decision_probabilities(self) -> list[list[float]]:
+    """Exact: the decisions are independent categoricals."""
+    p = np.exp(self.log_probs())
+    return [[float(v) for v in p[d, :a]] for d, a in enumerate(self.arities)]
+
   def log_probs(self) -> np.ndarray:
     """[D, A] log-probabilities of the current policy (−inf for invalid options)."""
     return categorical.masked_log_softmax(self._logits, self._mask)

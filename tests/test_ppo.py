@@ -138,3 +138,12 @@ def test_learns_the_default_space_within_a_few_hundred_samples():
   means = run_search(PPOController(ARITIES, seed=0), land, batches=24)  # 384 samples
   assert np.mean(means[:2]) < 0.55  # chance is 0.49
   assert np.mean(means[-3:]) > 0.85
+
+
+def test_decision_probabilities_are_marginals_and_never_draw_from_the_controllers_rng():
+  a = PPOController([2, 3, 1], seed=3, **SMALL)
+  b = PPOController([2, 3, 1], seed=3, **SMALL)
+  p = a.decision_probabilities()
+  assert [len(row) for row in p] == [2, 3, 1]
+  assert all(abs(sum(row) - 1.0) < 1e-9 for row in p) and p[2] == [1.0]
+  assert a.sample(4) == b.sample(4)  # the estimate used a Generator of its own

@@ -90,3 +90,15 @@ def test_restore_brings_back_logits_adam_and_baseline(tmp_path):
   assert s1 == s2
   assert c.update(s1, np.linspace(0, 1, 6)) == fresh.update(s2, np.linspace(0, 1, 6))
   np.testing.assert_array_equal(fresh.log_probs(), c.log_probs())
+
+
+def test_decision_probabilities_are_the_policy_and_other_controllers_refuse():
+  import controller
+  c = controller.make("reinforce", [2, 3], seed=0)
+  fresh = c.decision_probabilities()  # zero logits: uniform
+  assert [len(row) for row in fresh] == [2, 3]
+  assert all(abs(v - 1 / len(row)) < 1e-9 for row in fresh for v in row)
+  c.update(c.sample(4), [1.0, 0.0, 0.0, 0.0])
+  assert c.decision_probabilities() != fresh  # it follows the policy as it learns
+  with pytest.raises(NotImplementedError, match="random"):
+    controller.make("random", [2, 3]).decision_probabilities()

@@ -272,7 +272,7 @@ def test_warm_start_retrains_no_old_architecture(tmp_path):
 
 def test_a_warm_started_controller_learns_from_the_old_trials(tmp_path):
   import controller as controller_lib
-  from mnas_search.search.multi_trial import _replay
+  from mnas_search.search.proposer import replay as _replay
   old = finished_search(tmp_path, trials=4)
   source = read_trials(old)
   hparams = dict(population_size=4, tournament_size=2)

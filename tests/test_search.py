@@ -373,3 +373,47 @@ def test_auto_backend_packs_the_cores_and_records_its_choice(monkeypatch):
   assert (capped.backend, capped.workers, capped.backend_requested) == ("inline", 1, "auto")
   with pytest.raises(ValueError, match="workers=-1 is invalid; allowed: an integer >= 0"):
     SearchConfig(workers=-1)
+
+
+def _events(folder):
+  """(tag, plugin name, summary value) of every value in the event files of `folder` (not below)."""
+  import tensorflow as tf
+  out = []
+  for name in sorted(os.listdir(folder)):
+    if name.startswith("events."):
+      for event in tf.compat.v1.train.summary_iterator(os.path.join(folder, name)):
+        out += [(v.tag, v.metadata.plugin_data.plugin_name, v) for v in event.summary.value]
+  return out
+
+
+def test_tensorboard_hparams_has_the_experiment_once_and_a_run_per_trial(tmp_path):
+  import tensorflow as tf
+  from tensorboard.plugins.hparams import plugin_data_pb2
+
+  import search_space
+  d = str(tmp_path / "s")
+  run_search(d, tiny_config(trials=4, trials_per_update=2), show_progress=False)
+  logdir = os.path.join(d, "tb", "hparams")
+  (experiment,) = [v for tag, plugin, v in _events(logdir) if plugin == "hparams"]
+  data = plugin_data_pb2.HParamsPluginData.FromString(experiment.metadata.plugin_data.content)
+  space = search_space.get_space("micro")
+  assert [h.name for h in data.experiment.hparam_infos] == [dec.name for dec in space.decisions]
+  assert [m.name.tag for m in data.experiment.metric_infos] == ["reward", "accuracy", "flops", "params",
+                                                                "budget"]
+  trials = {r["trial"]: r for r in fileio.read_jsonl(os.path.join(d, "trials.jsonl"))}
+  assert sorted(os.listdir(logdir))[-4:] == [f"trial-{t:05d}" for t in range(4)]
+  for t, rec in trials.items():
+    values = _events(os.path.join(logdir, f"trial-{t:05d}"))
+    (start,) = [v for tag, plugin, v in values if plugin == "hparams"]
+    info = plugin_data_pb2.HParamsPluginData.FromString(start.metadata.plugin_data.content).session_start_info
+    chosen = {dec.name: dec.options[i] for dec, i in zip(space.decisions, rec["indices"])}
+    got = {k: (v.number_value if v.HasField("number_value") else v.string_value if v.HasField("string_value")
+               else v.bool_value) for k, v in info.hparams.items()}
+    assert got == pytest.approx(chosen)
+    scalars = {tag: float(tf.make_ndarray(v.tensor)) for tag, plugin, v in values if plugin == "scalars"}
+    assert scalars == pytest.approx({"reward": rec["reward"], "accuracy": rec["accuracy"],
+                                     "flops": rec["flops"], "params": rec["params"], "budget": 1.0})
+  # A resume writes neither the experiment nor a trial's run a second time.
+  run_search(d, tiny_config(trials=4, trials_per_update=2), show_progress=False)
+  assert len([1 for _, plugin, _ in _events(logdir) if plugin == "hparams"]) == 1
+  assert len(_events(os.path.join(logdir, "trial-00000"))) == 6

@@ -33,13 +33,17 @@ from typing import Any, Sequence
 import numpy as np
 from absl import logging
 
-import rewards as rewards_lib
 import search_space
 from controller import base as controller_base
 from mnas_search.data import datasets
+from mnas_search.runs.store import SearchStore
 from mnas_search.search import config as search_config
 from mnas_search.search import multi_trial as search_lib
 from mnas_search.search import pareto as pareto_lib
+from mnas_search.search.executor import Executor
+from mnas_search.search.objective import Objective
+from mnas_search.search.proposer import make_controller
+from mnas_search.search.recorder import Board, Recorder
 from mnas_search.training import evaluation, recipe
 from mnas_search.training.proxy import ProxyTask
 from mnas_search.util import faults, fileio
@@ -54,8 +58,6 @@ CHECKPOINT_DIR = "oneshot_ckpt"
 # Settings a resume may change; everything else must match params.json.
 MAY_CHANGE_ON_RESUME = ("checkpoint_every",)
 # A PPO policy is autoregressive: its per-decision probabilities are estimated from rollouts.
-PROBABILITY_ROLLOUTS = 256
-PROBABILITY_SEED = 12345
 # One-shot controller steps are many and single-sample: the multi-trial default step size of
 # reinforce (0.2, for a few dozen batched updates) would lock the policy in on noise within a
 # hundred steps. Given hparams override these.
@@ -212,21 +214,6 @@ def _materialize(images, labels, resolution: int, channels: int) -> tuple[np.nda
 
 
 # ----------------------------------------------------------------------------- controller views
-def decision_probabilities(ctrl: Any) -> list[list[float]]:
-  """Each decision's option probabilities under the controller's current policy.
-
-  Exact for reinforce (independent logits). PPO's LSTM policy is autoregressive, so its
-  marginals are estimated from `PROBABILITY_ROLLOUTS` rollouts drawn with a private Generator
-  (the controller's own RNG is not touched).
-  """
-  arities = ctrl.arities
-  if hasattr(ctrl, "log_probs"):
-    p = np.exp(ctrl.log_probs())
-    return [[float(v) for v in p[d, :a]] for d, a in enumerate(arities)]
-  actions, _ = ctrl._rollout(PROBABILITY_ROLLOUTS, rng=np.random.default_rng(PROBABILITY_SEED))
-  return [[float(np.mean(actions[:, d] == i)) for i in range(a)] for d, a in enumerate(arities)]
-
-
 def most_likely(probabilities: Sequence[Sequence[float]]) -> tuple[int, ...]:
   """The argmax of every decision (the first option on a tie)."""
   return tuple(int(np.argmax(p)) for p in probabilities)
@@ -237,7 +224,7 @@ def select_finalists(space, probabilities, counts: dict[str, list[int]], top_k: 
 
   Args:
     space: the search space (to tell architectures apart).
-    probabilities: `decision_probabilities` of the final policy.
+    probabilities: the final policy's `decision_probabilities`.
     counts: {json indices: [times sampled, last step sampled]} over the final window.
     top_k: how many sampled architectures to add.
 
@@ -275,9 +262,12 @@ class OneShotSearch:
 
   def __init__(self, search_dir: str, config: OneShotConfig, show_progress: bool = True):
     self.config = config
-    # The multi-trial search over the same directory records the finalists (one record format).
-    self.trials = search_lib.Search(search_dir, config.search_config(), show_progress=show_progress)
-    self.store = self.trials.store
+    # The finalists are trained and recorded as multi-trial children (one record format).
+    finalist_config = config.search_config()
+    self.store = SearchStore(search_dir)
+    self.objective = Objective(finalist_config)
+    self.timings = {"children": 0.0, "cost": 0.0, "store": 0.0}
+    self.executor = Executor(finalist_config, self.store, self.objective, self.timings)
     self.space = search_space.get_space(config.space)
     self.show_progress = show_progress
     self.ckpt_dir = self.store.path(CHECKPOINT_DIR)
@@ -286,7 +276,7 @@ class OneShotSearch:
 
   # --------------------------------------------------------------------------- set-up
   def make_controller(self):
-    return search_lib.make_controller(self.config.search_config(), self.space.arities)
+    return make_controller(self.config.search_config(), self.space.arities)
 
   def build(self):
     """Loads the data, builds the supernet, its optimizer and the runner."""
@@ -396,8 +386,8 @@ class OneShotSearch:
       arch = self.space.decode(s.indices)
       x_val, y_val = self.feed.val_batch(cstep * c.controller_batch + i)
       acc = self.runner.score(x_calib, x_val, y_val, self.path(s.indices))
-      cost = self.trials.cost_of(arch)[3]
-      rewards.append(float(rewards_lib.compute(c.reward, acc, cost, c.target, c.w)))
+      cost = self.objective.cost_of(arch).cost
+      rewards.append(self.objective.reward("ok", acc, cost))
       accs.append(acc)
       costs.append(cost)
       if in_window:
@@ -406,7 +396,7 @@ class OneShotSearch:
         seen[0] += 1
         seen[1] = step
     metrics = ctrl.update(samples, rewards)
-    probs = decision_probabilities(ctrl)
+    probs = ctrl.decision_probabilities()
     return {"step": step, "controller_step": cstep, "entropy": float(metrics["entropy"]),
             "reward": float(np.mean(rewards)), "accuracy": float(np.mean(accs)),
             "cost": float(np.mean(costs)), "indices": [list(s.indices) for s in samples],
@@ -420,7 +410,7 @@ class OneShotSearch:
       saved = fileio.read_json(path)
       return saved["finalists"], saved["state"]
     ctrl, state = self.train_supernet(board)
-    finalists = select_finalists(self.space, decision_probabilities(ctrl), state["counts"],
+    finalists = select_finalists(self.space, ctrl.decision_probabilities(), state["counts"],
                                  self.config.oneshot_top_k)
     summary = {k: state[k] for k in ("step", "controller_steps", "supernet_seconds", "total_steps")}
     summary["controller_updates"] = ctrl.num_updates
@@ -434,7 +424,7 @@ class OneShotSearch:
     self.make_controller()  # a bad hparam is refused before anything is written
     store.repair()
     store.write_or_check_params(c.to_params(), search_lib.MAY_CHANGE_ON_RESUME + MAY_CHANGE_ON_RESUME)
-    board = search_lib.Board(store.tb_dir)
+    board = Board(store.tb_dir)
     finalists, state = self.finalists(board)
     self.runner = None  # the supernet is no longer needed; free it before training children
     t_children = time.perf_counter()
@@ -445,10 +435,10 @@ class OneShotSearch:
     if best:
       progress.best = best["reward"]
     update = max(0, state.get("controller_updates", 0) - 1)
-    # The multi-trial Search stores the finalists: same records, best.json, TensorBoard and log lines.
+    # Stored as multi-trial children are: same records, best.json, TensorBoard and log lines.
     items = [(f["trial"], self.space.decode(f["indices"], name=f"oneshot-{f['trial']}"), f["indices"])
              for f in finalists]
-    refs = self.trials.train_given(items, update, by_trial, board, progress)
+    refs = self.executor.train_given(items, update, Recorder(store, by_trial, board, progress, self.timings))
     ok = [r for r in by_trial.values() if r["status"] == "ok"]
     pareto_lib.update_pareto_file(store.path("pareto.json"), ok)
     progress.close()

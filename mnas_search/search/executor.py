@@ -1,0 +1,192 @@
+"""The executor: candidates -> jobs -> backend -> typed records.
+
+A child that trains as a network already scored (`trained_as`: the same network at the proxy's
+width and resolution) is not trained again: it is stored as a cached repeat with its own deploy
+cost and reward. The reference networks are scored once per search directory on the same proxy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Sequence
+
+import numpy as np
+from absl import logging
+
+import search_space
+from mnas_search.execution import backends as backends_lib
+from mnas_search.execution.resumable import run_resumable
+from mnas_search.runs.records import Sampled
+from mnas_search.runs.store import TRIALS, SearchStore
+from mnas_search.search.config import SearchConfig
+from mnas_search.search.objective import Objective
+from mnas_search.search.proposer import Candidate
+from mnas_search.search.recorder import Recorder
+from mnas_search.util import faults
+
+
+def trial_seed(seed: int, trial: int) -> int:
+  """A per-trial seed that differs across trials and across search seeds.
+
+  Reference networks use negative trial numbers; they get a stream of their own
+  (SeedSequence takes only non-negative entropy).
+  """
+  entropy = [seed, 0, trial] if trial >= 0 else [seed, 1, -trial]
+  return int(np.random.SeedSequence(entropy).generate_state(1)[0] % (2 ** 31 - 1))
+
+
+@dataclasses.dataclass
+class Batch:
+  """One round in flight: the candidates, their records so far and what is left to train."""
+
+  candidates: list[Candidate]
+  update: int
+  records: dict[int, dict[str, Any]]  # trial -> record, filled as trials finish
+  jobs: list[backends_lib.Job]
+  extras: dict[str, tuple[Candidate, Any]]  # network key -> (candidate, costs) to train
+  deferred: list[tuple[Candidate, str]]  # repeats within the batch, cached after training
+
+
+class Executor:
+  """Trains a search's children on a backend and turns their results into records.
+
+  Args:
+    config: the search's settings (task, seed, backend, strategy).
+    store: the search directory.
+    objective: costs and rewards.
+    timings: seconds by phase; "children" and "cost" grow here.
+  """
+
+  def __init__(self, config: SearchConfig, store: SearchStore, objective: Objective,
+               timings: dict[str, float]):
+    self.config, self.store, self.objective, self.timings = config, store, objective, timings
+    self.originals: dict[str, dict[str, Any]] = {}  # network key -> first record of that network
+    self._t_children = 0.0
+
+  def backend(self) -> backends_lib.Backend:
+    c = self.config
+    ray = backends_lib.RayOptions(c.ray_address, c.ray_allow_insecure, c.cpus_per_trial, c.gpus_per_trial)
+    return backends_lib.make_backend(c.backend, workers=c.workers, ray=ray,
+                                     threads_per_worker=c.threads_per_worker,
+                                     hard_timeout_s=backends_lib.hard_timeout_for(c.task.timeout_s))
+
+  def trained_as(self, arch) -> str:
+    """The cache key of `arch`: the network the proxy trains (`network_identity` at the proxy's
+    width and resolution), so that the same network is never scored twice as two children."""
+    task = self.config.task
+    return search_space.scale(arch, width=task.proxy_width, resolution=task.resolution
+                              ).network_identity()
+
+  def remember(self, records: Sequence[dict[str, Any]], by_trial: dict[int, dict[str, Any]]) -> None:
+    """Puts stored (or warm-start) trials' networks in the cache, each with its first score."""
+    for r in records:
+      self.originals.setdefault(self.trained_as(search_space.Architecture.from_dict(r["arch"])),
+                                r if r.get("cached_from") is None else by_trial.get(r["cached_from"], r))
+
+  def _job(self, trial: int, arch) -> backends_lib.Job:
+    c = self.config
+    return backends_lib.Job(trial=trial, arch=arch, task=c.task, seed=trial_seed(c.seed, trial),
+                            deterministic=c.deterministic, strategy=c.strategy, tpu=c.tpu)
+
+  def _child(self, trial: int, update: int, arch, indices) -> Sampled:
+    return Sampled(trial, update, arch, indices, trial_seed(self.config.seed, trial))
+
+  def score_references(self, backend) -> dict[str, Any]:
+    """The reference networks' records by name, scored now for those references.json lacks."""
+    refs = self.store.read_references()
+    missing = [n for n in self.config.references if n not in refs]
+    if not missing:
+      return refs
+    logging.info("scoring reference network(s) %s on the same proxy", ", ".join(missing))
+    jobs, costs = [], {}
+    for i, name in enumerate(missing):
+      arch = search_space.named(name)
+      jobs.append(self._job(-1 - i, arch))
+      costs[jobs[-1].trial] = (name, arch, self.objective.cost_of(arch))
+    t0 = time.perf_counter()
+    for job, result in backend.run(jobs):
+      name, arch, cost = costs[job.trial]
+      refs[name] = rec = self.objective.record(self._child(job.trial, -1, arch, None), result, cost)
+      logging.info("reference %s: accuracy %.4f, reward %.4f, %s", name, rec["accuracy"], rec["reward"],
+                   rec["status"])
+    self.timings["children"] += time.perf_counter() - t0
+    self.store.write_references(refs)
+    return refs
+
+  def plan(self, candidates: list[Candidate], update: int, by_trial: dict[int, dict[str, Any]]) -> Batch:
+    """Sorts candidates into stored (reused), cached (a network scored before) and jobs to train."""
+    t0 = time.perf_counter()
+    batch = Batch(candidates, update, records={}, jobs=[], extras={}, deferred=[])
+    for cand in candidates:
+      t, key = cand.trial, self.trained_as(cand.arch)
+      if t in by_trial:  # finished before a crash: reuse, never rerun
+        rec = by_trial[t]
+        if list(rec["indices"]) != list(cand.sample.indices):
+          logging.error("trial %d: the restored controller sampled %s but trials.jsonl holds %s; "
+                        "keeping the stored trial", t, list(cand.sample.indices), rec["indices"])
+        batch.records[t] = rec
+      elif key in self.originals:
+        batch.records[t] = self.objective.cached_record(
+            self.originals[key], self._child(t, update, cand.arch, cand.sample.indices))
+      elif key in batch.extras:  # the same network twice in one batch: train once
+        batch.deferred.append((cand, key))
+      else:
+        batch.extras[key] = (cand, self.objective.cost_of(cand.arch))
+        batch.jobs.append(self._job(t, cand.arch))
+    self.timings["cost"] += time.perf_counter() - t0
+    return batch
+
+  def train(self, backend, batch: Batch, recorder: Recorder) -> None:
+    """Stores the cached records (they need no training), then trains and stores the jobs."""
+    for t in sorted(batch.records):
+      if t not in recorder.by_trial:
+        recorder.store_trial(batch.records[t])
+    key_of = {job.trial: self.trained_as(job.arch) for job in batch.jobs}
+
+    def to_record(job, result):
+      self.timings["children"] += time.perf_counter() - self._t_children
+      faults.kill_point("child_trained")  # trained, not yet stored: a resume must retrain it
+      cand, costs = batch.extras[key_of[job.trial]]
+      rec = self.objective.record(self._child(job.trial, batch.update, job.arch, cand.sample.indices),
+                                  result, costs)
+      self.originals[key_of[job.trial]] = batch.records[job.trial] = rec
+      return rec
+
+    def stored(rec):
+      recorder.after_trial(rec)
+      self._t_children = time.perf_counter()
+
+    self._t_children = time.perf_counter()
+    run_resumable(self.store, TRIALS, batch.jobs, to_record, backend, stored)
+    for cand, key in batch.deferred:
+      batch.records[cand.trial] = self.objective.cached_record(
+          self.originals[key], self._child(cand.trial, batch.update, cand.arch, cand.sample.indices))
+      recorder.store_trial(batch.records[cand.trial])
+
+  def train_given(self, items: Sequence[tuple[int, Any, Sequence[int]]], update: int,
+                  recorder: Recorder) -> dict[str, Any]:
+    """Trains architectures chosen elsewhere (the one-shot finalists) as this search's trials.
+
+    Each is stored exactly as a sampled child would be; a trial the recorder already holds is
+    never trained twice. The references are scored first on the same proxy.
+
+    Args:
+      items: (trial, architecture, indices) in the order to train them.
+      update: the controller update the records name.
+      recorder: stores each record and runs the hooks after it.
+
+    Returns:
+      The references' records by name.
+    """
+    with self.backend() as backend:
+      refs = self.score_references(backend)
+      for trial, arch, indices in items:
+        if trial in recorder.by_trial:  # trained before a crash: never twice
+          continue
+        costs = self.objective.cost_of(arch)
+        for job, result in backend.run([self._job(trial, arch)]):
+          faults.kill_point("child_trained")
+          recorder.store_trial(self.objective.record(self._child(job.trial, update, arch, indices),
+                                                     result, costs))
+    return refs
