@@ -132,8 +132,7 @@ def check_mode(fv: flags.FlagValues, search_dir: str) -> None:
     for name in names:
       if mode != fv.mode and name in fv and fv[name].present:
         common.fail(f"--{name} is not taken by search --mode={fv.mode}; allowed with --mode={mode}")
-  from mnas_search.runs import rundir
-  # a corrupted params.json is named (rundir.corrupted
+  from mnas_search.runs import rundir  # a corrupted params.json is named (rundir.corrupted)
   params = rundir.read_params(search_dir)
   if params:
     stored = params.get("mode", "multitrial")  # multi-trial params.json has no mode
