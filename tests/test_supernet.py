@@ -124,3 +124,37 @@ def test_weights_round_trip_through_a_checkpoint(runner, tmp_path):
   assert np.abs(runner.logits(x, path) - before).max() > 0
   runner.load_weights(f)
   np.testing.assert_array_equal(runner.logits(x, path), before)
+
+
+# The single-path check: the supernet trained along one path only, for as long as a proxy child and
+# with the child's recipe, then recalibrated and scored, must do about as well as that network
+# trained alone. A training-path bug (masks, BN, the recipe) would leave it near chance instead.
+SINGLE_PATH_TASK = dict(dataset="synthetic:size=16,classes=10,train=1600,test=200", resolution=16,
+                        train_images=1280, val_images=320, epochs=3, batch_size=64, proxy_width=1.0,
+                        learning_rate=0.05, seed=0)
+
+
+@pytest.mark.parametrize("indices", [ARCHS[0]])
+def test_training_along_one_path_does_as_well_as_training_that_network_alone(indices):
+  from mnas_search.search.oneshot.runner import SupernetRunner
+  from mnas_search.search.oneshot.search import ArrayFeed
+  from mnas_search.training import evaluation, recipe
+  from mnas_search.training.proxy import ProxyTask
+  task = ProxyTask(**SINGLE_PATH_TASK)
+  arch = SPACE.decode(indices)
+  alone = evaluation.evaluate(arch, task)
+  assert alone.status == "ok"
+  feed = ArrayFeed(task, seed=task.seed)
+  steps = task.epochs * feed.steps_per_epoch
+  net = sn.make_supernet(SPACE, task.proxy_width, feed.input_shape, feed.num_classes,
+                         bn_momentum=task.bn_momentum or 0.99, seed=task.seed)
+  runner = SupernetRunner(net, recipe.make_optimizer(task, steps), recipe.make_loss(task, feed.num_classes),
+                          calib_rows=task.batch_size)
+  path = sn.encode_path(SPACE, task.proxy_width, arch)
+  for step in range(steps):
+    runner.train_step(*feed.train_batch(step), path)
+  runner.recalibrate(path, (feed.train_batch(s)[0] for s in range(16)))
+  shared = runner.accuracy(feed.val_x, feed.val_y, path, task.batch_size)
+  chance = 1 / feed.num_classes
+  assert alone.accuracy > chance + 0.3, alone  # the check means something only if the child learns
+  assert shared >= alone.accuracy - 0.05, (shared, alone.accuracy)
