@@ -158,3 +158,20 @@ def test_training_along_one_path_does_as_well_as_training_that_network_alone(ind
   chance = 1 / feed.num_classes
   assert alone.accuracy > chance + 0.3, alone  # the check means something only if the child learns
   assert shared >= alone.accuracy - 0.05, (shared, alone.accuracy)
+
+
+def test_the_readme_single_path_table_is_the_committed_records():
+  import json
+  import os
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  rows = [json.loads(line) for line in open(os.path.join(root, "results", "oneshot", "single_path.jsonl"))]
+  readme = open(os.path.join(root, "README.md")).read()
+  names = {tuple(ARCHS[0]): "smallest choices", tuple(ARCHS[1]): "largest choices", tuple(ARCHS[2]): "mixed"}
+  assert len(rows) == 6
+  for r in rows:
+    pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
+    line = (f"| {names[tuple(r['path'])]} | {r['epochs']} ({r['steps']}) | {pct(r['alone'])} | "
+            f"{pct(r['shared_before_recalibration'])} / {pct(r['shared'])} | {pct(r['untrained_path'])} |")
+    assert line in readme, line
+  worst = min(r["shared"] - r["alone"] for r in rows)
+  assert f"within {-100 * worst:.1f} points of its network trained alone" in " ".join(readme.split())
