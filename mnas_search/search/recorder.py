@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import time
 from typing import Any, Callable, Mapping
 
@@ -84,10 +85,13 @@ class HParamsBoard:
     self._tf, self._hp, self.logdir, self.space, self.budget = tf, hp, logdir, space, budget
     self._hparams = [hp.HParam(d.name, hp.Discrete(list(d.options))) for d in space.decisions]
     if not self._has_events(logdir):  # once per search directory: a resume keeps the first
-      writer = tf.summary.create_file_writer(logdir)
-      with writer.as_default():
-        hp.hparams_config(hparams=self._hparams, metrics=[hp.Metric(m) for m in HPARAMS_METRICS])
-      writer.close()
+      try:
+        writer = tf.summary.create_file_writer(logdir)
+        with writer.as_default():
+          hp.hparams_config(hparams=self._hparams, metrics=[hp.Metric(m) for m in HPARAMS_METRICS])
+        writer.close()
+      except tf.errors.OpError as e:  # as for a trial's run: a resume writes it
+        logging.warning("TensorBoard HParams: the experiment was not written (%s)", str(e).splitlines()[0][:200])
 
   @staticmethod
   def _has_events(folder: str) -> bool:
@@ -104,12 +108,19 @@ class HParamsBoard:
     values = {h: d.options[i] for h, d, i in zip(self._hparams, self.space.decisions, rec["indices"])}
     metrics = {"reward": rec["reward"], "accuracy": rec["accuracy"], "flops": rec["flops"],
                "params": rec["params"], "budget": self.budget}
-    writer = self._tf.summary.create_file_writer(folder)
-    with writer.as_default():
-      self._hp.hparams(values, trial_id=f"trial-{rec['trial']}")
-      for name, value in metrics.items():
-        self._tf.summary.scalar(name, float(value), step=0)
-    writer.close()
+    try:
+      writer = self._tf.summary.create_file_writer(folder)
+      with writer.as_default():
+        self._hp.hparams(values, trial_id=f"trial-{rec['trial']}")
+        for name, value in metrics.items():
+          self._tf.summary.scalar(name, float(value), step=0)
+      writer.close()
+    except self._tf.errors.OpError as e:
+      # A view derived from trials.jsonl: a run that cannot be written (e.g. a full disk) must not
+      # stop the search; it is removed, so that the next resume's backfill writes it whole.
+      shutil.rmtree(folder, ignore_errors=True)
+      logging.warning("TensorBoard HParams: trial %d's run was not written (%s); a resume writes it",
+                      rec["trial"], str(e).splitlines()[0][:200])
 
   def backfill(self, records) -> None:
     """Writes the runs a crash left unwritten (between a record's append and its run)."""
