@@ -417,3 +417,13 @@ def test_tensorboard_hparams_has_the_experiment_once_and_a_run_per_trial(tmp_pat
   run_search(d, tiny_config(trials=4, trials_per_update=2), show_progress=False)
   assert len([1 for _, plugin, _ in _events(logdir) if plugin == "hparams"]) == 1
   assert len(_events(os.path.join(logdir, "trial-00000"))) == 6
+
+
+def test_scored_trials_keep_other_networks_cached_and_drop_exact_repeats():
+  from mnas_search.search.recorder import scored_trials
+  ok = {"trial": 0, "status": "ok", "blocks": ["a"], "arch": {"name": "trial-0"}}
+  repeat = {"trial": 1, "status": "cached", "cached_from": 0, "blocks": ["a"], "arch": {"name": "trial-1"}}
+  other = {"trial": 2, "status": "cached", "cached_from": 0, "blocks": ["b"], "arch": {"name": "trial-2"}}
+  failed = {"trial": 3, "status": "failed", "blocks": ["c"], "arch": {"name": "trial-3"}}
+  by_trial = {r["trial"]: r for r in (ok, repeat, other, failed)}
+  assert [r["trial"] for r in scored_trials(by_trial)] == [0, 2]

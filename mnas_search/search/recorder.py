@@ -32,7 +32,7 @@ def scored_trials(by_trial: Mapping[int, dict[str, Any]]) -> list[dict[str, Any]
     original = by_trial.get(r.get("cached_from"))
     if r["status"] == "ok" or (r["status"] == "cached" and original is not None
                                and original["status"] == "ok"
-                               and original["arch"] != r["arch"]):
+                               and list(original["blocks"]) != list(r["blocks"])):
       out.append(r)
   return out
 

@@ -95,13 +95,12 @@ class OneShotConfig(search_config.SharedConfig):
   checkpoint_every: int = 200
 
   def __post_init__(self):
-    # The one-shot limits first: they say why a choice is refused here and not in a multi-trial search.
+    # The one-shot checks first, as before the shared config existed: the same error comes first.
     if self.controller not in CONTROLLERS:
       raise FieldError("controller", self.controller, ", ".join(CONTROLLERS),
                        detail=" for a one-shot search")
     if self.cost not in COSTS:
       raise FieldError("cost", self.cost, ", ".join(COSTS), detail=" for a one-shot search")
-    super().__post_init__()
     if self.task.stem_stride != 2:  # the supernet is built with the reference's stride-2 stem
       raise FieldError("stem_stride", self.task.stem_stride, "2", detail=" for a one-shot search")
     for name in ("oneshot_epochs", "oneshot_top_k", "controller_batch", "checkpoint_every"):
@@ -114,6 +113,7 @@ class OneShotConfig(search_config.SharedConfig):
                                                                          and v == 1)):
         allowed = "a number in [0, 1)" if name == "oneshot_warmup_fraction" else "a number in (0, 1]"
         raise FieldError(name, v, allowed)
+    super().__post_init__()  # the shared checks: space, reward, target, references, seed
 
   @property
   def hparams(self) -> tuple[tuple[str, Any], ...]:
