@@ -55,10 +55,11 @@ def test_count_params_equals_built_model(name):
   assert count_trainable_params(arch) == sum(int(np.prod(w.shape)) for w in model.trainable_weights)
 
 
-def test_count_params_equals_built_model_for_50_random_architectures():
+@pytest.mark.parametrize("count", [pytest.param(20), pytest.param(50, marks=pytest.mark.slow)])
+def test_count_params_equals_built_model_for_random_architectures(count):
   space = default_space()
   rng = np.random.default_rng(2024)
-  for _ in range(50):
+  for _ in range(count):
     arch = space.decode(space.sample_indices(rng))
     num_classes = int(rng.integers(2, 1001))
     assert count_params(arch, num_classes) == _built_params(arch, num_classes), arch.block_strings

@@ -392,7 +392,7 @@ def test_tensorboard_hparams_has_the_experiment_once_and_a_run_per_trial(tmp_pat
 
   import search_space
   d = str(tmp_path / "s")
-  run_search(d, tiny_config(trials=4, trials_per_update=2), show_progress=False)
+  run_search(d, tiny_config(trials=2, trials_per_update=2), show_progress=False)
   logdir = os.path.join(d, "tb", "hparams")
   (experiment,) = [v for tag, plugin, v in _events(logdir) if plugin == "hparams"]
   data = plugin_data_pb2.HParamsPluginData.FromString(experiment.metadata.plugin_data.content)
@@ -401,7 +401,7 @@ def test_tensorboard_hparams_has_the_experiment_once_and_a_run_per_trial(tmp_pat
   assert [m.name.tag for m in data.experiment.metric_infos] == ["reward", "accuracy", "flops", "params",
                                                                 "budget"]
   trials = {r["trial"]: r for r in fileio.read_jsonl(os.path.join(d, "trials.jsonl"))}
-  assert sorted(os.listdir(logdir))[-4:] == [f"trial-{t:05d}" for t in range(4)]
+  assert sorted(os.listdir(logdir))[-2:] == [f"trial-{t:05d}" for t in range(2)]
   for t, rec in trials.items():
     values = _events(os.path.join(logdir, f"trial-{t:05d}"))
     (start,) = [v for tag, plugin, v in values if plugin == "hparams"]
@@ -414,7 +414,7 @@ def test_tensorboard_hparams_has_the_experiment_once_and_a_run_per_trial(tmp_pat
     assert scalars == pytest.approx({"reward": rec["reward"], "accuracy": rec["accuracy"],
                                      "flops": rec["flops"], "params": rec["params"], "budget": 1.0})
   # A resume writes neither the experiment nor a trial's run a second time.
-  run_search(d, tiny_config(trials=4, trials_per_update=2), show_progress=False)
+  run_search(d, tiny_config(trials=2, trials_per_update=2), show_progress=False)
   assert len([1 for _, plugin, _ in _events(logdir) if plugin == "hparams"]) == 1
   assert len(_events(os.path.join(logdir, "trial-00000"))) == 6
 
