@@ -32,23 +32,15 @@ def measure(indices, epochs: int) -> dict:
   """One (path, epochs) row: alone, shared before and after recalibration, an untrained path."""
   import search_space
   from mnas_search.search.oneshot import supernet as sn
-  from mnas_search.search.oneshot.runner import SupernetRunner
-  from mnas_search.search.oneshot.search import ArrayFeed
-  from mnas_search.training import evaluation, recipe
+  from mnas_search.search.oneshot.search import train_one_path
+  from mnas_search.training import evaluation
   from mnas_search.training.proxy import ProxyTask
   space = search_space.get_space("micro")
   task = ProxyTask(**TASK, epochs=epochs)
   arch = space.decode(indices)
   alone = evaluation.evaluate(arch, task)
-  feed = ArrayFeed(task, seed=task.seed)
+  runner, feed, path = train_one_path(space, task, arch)
   steps = task.epochs * feed.steps_per_epoch
-  net = sn.make_supernet(space, task.proxy_width, feed.input_shape, feed.num_classes,
-                         bn_momentum=task.bn_momentum or 0.99, seed=task.seed)
-  runner = SupernetRunner(net, recipe.make_optimizer(task, steps), recipe.make_loss(task, feed.num_classes),
-                          calib_rows=task.batch_size)
-  path = sn.encode_path(space, task.proxy_width, arch)
-  for step in range(steps):
-    runner.train_step(*feed.train_batch(step), path)
   no_recal = runner.accuracy(feed.val_x, feed.val_y, path, task.batch_size)
   runner.recalibrate(path, (feed.train_batch(s)[0] for s in range(RECALIBRATION_BATCHES)))
   shared = runner.accuracy(feed.val_x, feed.val_y, path, task.batch_size)

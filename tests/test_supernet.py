@@ -136,23 +136,14 @@ SINGLE_PATH_TASK = dict(dataset="synthetic:size=16,classes=10,train=1600,test=20
 
 @pytest.mark.parametrize("indices", [ARCHS[0]])
 def test_training_along_one_path_does_as_well_as_training_that_network_alone(indices):
-  from mnas_search.search.oneshot.runner import SupernetRunner
-  from mnas_search.search.oneshot.search import ArrayFeed
-  from mnas_search.training import evaluation, recipe
+  from mnas_search.search.oneshot.search import train_one_path
+  from mnas_search.training import evaluation
   from mnas_search.training.proxy import ProxyTask
   task = ProxyTask(**SINGLE_PATH_TASK)
   arch = SPACE.decode(indices)
   alone = evaluation.evaluate(arch, task)
   assert alone.status == "ok"
-  feed = ArrayFeed(task, seed=task.seed)
-  steps = task.epochs * feed.steps_per_epoch
-  net = sn.make_supernet(SPACE, task.proxy_width, feed.input_shape, feed.num_classes,
-                         bn_momentum=task.bn_momentum or 0.99, seed=task.seed)
-  runner = SupernetRunner(net, recipe.make_optimizer(task, steps), recipe.make_loss(task, feed.num_classes),
-                          calib_rows=task.batch_size)
-  path = sn.encode_path(SPACE, task.proxy_width, arch)
-  for step in range(steps):
-    runner.train_step(*feed.train_batch(step), path)
+  runner, feed, path = train_one_path(SPACE, task, arch)
   runner.recalibrate(path, (feed.train_batch(s)[0] for s in range(16)))
   shared = runner.accuracy(feed.val_x, feed.val_y, path, task.batch_size)
   chance = 1 / feed.num_classes

@@ -20,7 +20,6 @@ from absl import flags
 import search_space
 from mnas_search.data import datasets
 from mnas_search.execution.backends import BACKENDS
-from mnas_search.runs import store
 from mnas_search.training.proxy import ProxyTask
 from nas_common import FieldError
 from search_space import Architecture
@@ -441,6 +440,7 @@ def resolve_arch(spec: str):
   Returns:
     The `search_space.Architecture`.
   """
+  from mnas_search.runs import store
   if spec and os.path.isdir(spec):
     best = store.SearchStore(spec).read_best()
     if best is None:

@@ -11,7 +11,6 @@ from typing import Any
 from absl import flags
 
 from mnas_search.cli import common
-from mnas_search.execution.resumable import RunOptions
 
 # The flags that --ground_truth takes; the signals, exactly one of which is given with it.
 GROUND_TRUTH_FLAGS = ("ground_truth", "search_dir", "proxy", "scores", "json")
@@ -59,6 +58,7 @@ def run(fv: flags.FlagValues) -> None:
 def run_retraining(fv: flags.FlagValues) -> None:
   """Retrains K trials of a search longer; prints Kendall τ and Spearman ρ of the two rankings."""
   from mnas_search.analysis import fidelity
+  from mnas_search.execution.resumable import RunOptions
   search_dir = common.require(fv, "search_dir",
                               "--search_dir=DIR is required: the search whose proxy is checked")
   if fv.sample is None:

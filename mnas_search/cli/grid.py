@@ -5,7 +5,6 @@ from __future__ import annotations
 from absl import flags
 
 from mnas_search.cli import common
-from mnas_search.execution.resumable import RunOptions
 
 
 def define_flags(fv: flags.FlagValues) -> None:
@@ -41,6 +40,7 @@ def parse_range(fv: flags.FlagValues, flag: str) -> tuple[float, float]:
 
 def run(fv: flags.FlagValues) -> None:
   """Scores the α, β, γ grid at φ=1 on the proxy (resumable); prints the table and the best."""
+  from mnas_search.execution.resumable import RunOptions
   from mnas_search.scaling import grid
   baseline = common.arch_flag(fv, "baseline")
   out = common.require(fv, "out", "--out=DIR is required: where grid.jsonl, the table and "

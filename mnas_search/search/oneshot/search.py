@@ -214,6 +214,31 @@ def _materialize(images, labels, resolution: int, channels: int) -> tuple[np.nda
 
 
 # ----------------------------------------------------------------------------- controller views
+def make_runner(space, task: ProxyTask, feed: ArrayFeed, total_steps: int, seed: int) -> Any:
+  """The supernet of `space` at the task's width, trained with the proxy child's optimizer
+  (its schedule over `total_steps`) and loss, behind its runner."""
+  from mnas_search.search.oneshot import runner as runner_lib
+  from mnas_search.search.oneshot import supernet as supernet_lib
+  net = supernet_lib.make_supernet(space, task.proxy_width, feed.input_shape, feed.num_classes,
+                                   bn_momentum=0.99 if task.bn_momentum is None else task.bn_momentum,
+                                   seed=seed)
+  return runner_lib.SupernetRunner(net, recipe.make_optimizer(task, total_steps),
+                                   recipe.make_loss(task, feed.num_classes), calib_rows=task.batch_size)
+
+
+def train_one_path(space, task: ProxyTask, arch: search_space.Architecture) -> tuple[Any, ArrayFeed, Any]:
+  """The single-path check's training: the supernet trained along `arch`'s path only, for as long
+  as a proxy child (task.epochs). Returns (runner, feed, path), not yet recalibrated."""
+  from mnas_search.search.oneshot import supernet as supernet_lib
+  feed = ArrayFeed(task, seed=task.seed)
+  steps = task.epochs * feed.steps_per_epoch
+  runner = make_runner(space, task, feed, steps, task.seed)
+  path = supernet_lib.encode_path(space, task.proxy_width, arch)
+  for step in range(steps):
+    runner.train_step(*feed.train_batch(step), path)
+  return runner, feed, path
+
+
 def most_likely(probabilities: Sequence[Sequence[float]]) -> tuple[int, ...]:
   """The argmax of every decision (the first option on a tie)."""
   return tuple(int(np.argmax(p)) for p in probabilities)
@@ -280,18 +305,9 @@ class OneShotSearch:
 
   def build(self):
     """Loads the data, builds the supernet, its optimizer and the runner."""
-    from mnas_search.search.oneshot import runner as runner_lib
-    from mnas_search.search.oneshot import supernet as supernet_lib
     c, task = self.config, self.config.task
     self.feed = ArrayFeed(task, seed=c.seed)
-    total = self.total_steps
-    net = supernet_lib.make_supernet(self.space, task.proxy_width, self.feed.input_shape,
-                                     self.feed.num_classes,
-                                     bn_momentum=0.99 if task.bn_momentum is None else task.bn_momentum,
-                                     seed=c.seed)
-    self.runner = runner_lib.SupernetRunner(net, recipe.make_optimizer(task, total),
-                                            recipe.make_loss(task, self.feed.num_classes),
-                                            calib_rows=task.batch_size)
+    self.runner = make_runner(self.space, task, self.feed, self.total_steps, c.seed)
     return self.runner
 
   @property
