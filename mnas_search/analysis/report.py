@@ -76,6 +76,38 @@ def plot_reward(records: Sequence[dict[str, Any]], path: str, reward_name: str =
   return figures.save_figure(plt, fig, path)
 
 
+def plot_rungs(rung_records: Sequence[dict[str, Any]], path: str) -> str:
+  """A multi-fidelity search: each child's reward against the budget it was trained to, a line
+  joining the records of one child (promoted children climb; stopped ones end low)."""
+  plt, fig, ax = figures.figure()
+  by_trial: dict[int, list[dict[str, Any]]] = {}
+  for r in rung_records:
+    by_trial.setdefault(r["trial"], []).append(r)
+  for rs in by_trial.values():
+    rs.sort(key=records_lib.budget_of)
+    ax.plot([r["budget"] for r in rs], [r["reward"] for r in rs], color="tab:blue", alpha=0.35, lw=0.8,
+            marker="o", ms=3)
+  budgets = sorted({r["budget"] for r in rung_records})
+  ax.set_xscale("log")
+  ax.set_xticks(budgets, [str(b) for b in budgets])
+  ax.minorticks_off()
+  ax.set_xlabel("Budget (proxy epochs, or steps; log scale)")
+  ax.set_ylabel("Reward (unitless)")
+  ax.set_title(f"Rungs: {len(by_trial)} children, {len(rung_records)} records")
+  ax.grid(alpha=0.3)
+  return figures.save_figure(plt, fig, path)
+
+
+def rung_lines(rung_records: Sequence[dict[str, Any]]) -> list[str]:
+  """The summary's table of a multi-fidelity search: records and the best reward per budget."""
+  lines = ["## Rungs", "", "| budget | children | ok | best reward |", "|---:|---:|---:|---:|"]
+  for b in sorted({r["budget"] for r in rung_records}):
+    rs = [r for r in rung_records if r["budget"] == b]
+    ok = [r["reward"] for r in rs if r["status"] in ("ok", "cached")]
+    lines.append(f"| {b} | {len(rs)} | {len(ok)} | {_fmt(max(ok) if ok else None, '.4f')} |")
+  return lines + [""]
+
+
 def plot_accuracy_flops(records: Sequence[dict[str, Any]], front: Sequence[dict[str, Any]],
                         path: str, target_flops: float | None = None,
                         references: dict[str, dict[str, Any]] | None = None,
@@ -235,10 +267,13 @@ class SearchRun:
   references: dict[str, dict[str, Any]]
   updates: Sequence[dict[str, Any]]
   family: dict[str, Any] | None = None
+  rung_records: Sequence[dict[str, Any]] = ()  # every record of a multi-fidelity search
 
   @property
   def front(self) -> list[dict[str, Any]]:
-    return pareto.pareto_front(self.records)
+    """The Pareto front of the children that reached the highest budget (all, without rungs)."""
+    top = max((records_lib.budget_of(r) for r in self.records), default=0)
+    return pareto.pareto_front([r for r in self.records if records_lib.budget_of(r) == top])
 
   @classmethod
   def read(cls, search_dir: str, family_dir: str | None = None) -> "SearchRun":
@@ -246,8 +281,10 @@ class SearchRun:
     if family_dir is not None:
       from mnas_search.scaling import family as family_lib
       family = family_lib.read_family(family_dir)
-    return cls(search_dir, records_lib.read_trials(search_dir), read_params(search_dir),
-               records_lib.read_references(search_dir), records_lib.read_updates(search_dir), family)
+    every = records_lib.read_trials(search_dir, rungs=True)
+    return cls(search_dir, records_lib.final_records(every), read_params(search_dir),
+               records_lib.read_references(search_dir), records_lib.read_updates(search_dir), family,
+               every if any("budget" in r for r in every) else ())
 
 
 def summary_markdown(run: SearchRun, plots: Sequence[str]) -> str:
@@ -278,6 +315,8 @@ def summary_markdown(run: SearchRun, plots: Sequence[str]) -> str:
     lines += [f"Child time: {fixed:.1f} s fixed (build, tracing, evaluation, clean-up) + "
               f"{steady:.1f} s of steady training steps; fixed fraction "
               f"{fixed / (fixed + steady):.3f}.", ""]
+  if run.rung_records:
+    lines += rung_lines(run.rung_records)
   lines += _best_vs_references(records_lib.best_by_reward(records), references)
   objectives = ", ".join(f"{k} {'↑' if d == 'max' else '↓'}"
                          for k, d in pareto.default_objectives(records))
@@ -311,7 +350,7 @@ def write_report(search_dir: str, out_dir: str | None = None,
 
   Returns:
     What was written: {"reward": path, "accuracy_flops": path, "controller": path (when
-    updates.jsonl has records), "oneshot": path (a one-shot search: its oneshot.jsonl has
+    updates.jsonl has records), "rungs": path (a multi-fidelity search), "oneshot": path (a one-shot search: its oneshot.jsonl has
     records), "family": path (with family_dir), "summary": path}.
   """
   out_dir = out_dir or os.path.join(search_dir, "report")
@@ -328,6 +367,8 @@ def write_report(search_dir: str, out_dir: str | None = None,
                                                    references, params.get("cost_resolution"))}
   if updates:
     written["controller"] = plot_controller(updates, os.path.join(out_dir, "controller.png"))
+  if run.rung_records:
+    written["rungs"] = plot_rungs(run.rung_records, os.path.join(out_dir, "rungs.png"))
   oneshot_png = write_oneshot_plot(search_dir, out_dir)
   if oneshot_png is not None:
     written["oneshot"] = oneshot_png

@@ -51,6 +51,7 @@ FIELD_FLAGS = {
     "strategy": "strategy", "tpu": "tpu", "references": "references",
     "latency_threads": "latency_threads", "latency_cache_dir": "latency_cache_dir",
     "search_dir": "search_dir", "out": "out", "warm_start_from": "warm_start_from",
+    "scheduler": "scheduler", "min_budget": "min_budget", "max_budget": "max_budget", "eta": "eta",
     # GridConfig
     "step": "grid_step", "grid_step": "grid_step", "alpha_range": "alpha_range",
     "beta_range": "beta_range", "gamma_range": "gamma_range", "tolerance": "grid_tolerance",

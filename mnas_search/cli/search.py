@@ -14,7 +14,8 @@ MODES = ("multitrial", "oneshot")
 MODE_ONLY_FLAGS = {
     "multitrial": ("trials", "trials_per_update", "target_latency_ms", "latency_threads",
                    "latency_cache_dir", "backend", "workers", "ray_address", "ray_allow_insecure",
-                   "cpus_per_trial", "gpus_per_trial", "tpu", "deterministic", "warm_start_from"),
+                   "cpus_per_trial", "gpus_per_trial", "tpu", "deterministic", "warm_start_from",
+                   "scheduler", "min_budget", "max_budget", "eta"),
     "oneshot": ("oneshot_epochs", "oneshot_warmup_fraction", "oneshot_top_k"),
 }
 # OneShotConfig's defaults of the --oneshot_* flags (importing it here would import TensorFlow;
@@ -54,6 +55,7 @@ def define_flags(fv: flags.FlagValues) -> None:
                        lower_bound=1, flag_values=fv)
   flags.DEFINE_integer("trials_per_update", 8, "Children per controller update.", lower_bound=1,
                        flag_values=fv)
+  define_scheduler_flags(fv)
   flags.DEFINE_list("references", ["efficientnet-b0", "mnasnet-a1"],
                     "Named networks scored once on the same proxy (empty for none).", flag_values=fv)
   d = ONESHOT_DEFAULTS
@@ -76,6 +78,19 @@ def define_flags(fv: flags.FlagValues) -> None:
   common.define_deterministic(fv)
   common.define_progress(fv)
   common.define_json(fv)
+
+
+def define_scheduler_flags(fv: flags.FlagValues) -> None:
+  """--scheduler and its budgets (multi-fidelity search)."""
+  flags.DEFINE_enum("scheduler", "none", ["none", "sha", "hyperband"], "Multi-fidelity: none "
+                    "(every child trains the whole proxy task), sha (successive halving within each "
+                    "controller batch: the best 1/eta of a rung continue to eta times the budget) or "
+                    "hyperband (sha brackets, one per batch in turn).", flag_values=fv)
+  flags.DEFINE_integer("min_budget", None, "--scheduler=sha|hyperband: the lowest rung's budget, in "
+                       "proxy epochs (steps with --proxy_steps); default 1.", flag_values=fv)
+  flags.DEFINE_integer("max_budget", None, "--scheduler=sha|hyperband: the highest rung's budget "
+                       "(default: --proxy_epochs, or --proxy_steps).", flag_values=fv)
+  flags.DEFINE_integer("eta", 3, "--scheduler=sha|hyperband: the halving rate.", flag_values=fv)
 
 
 def parse_hparams(pairs) -> tuple:
@@ -105,7 +120,8 @@ def search_config_from_flags(fv: flags.FlagValues):
       cost_num_classes=fv.cost_num_classes, task=common.proxy_task_from_flags(fv),
       **common.backend_options(fv), strategy=fv.strategy, tpu=fv.tpu, seed=fv.seed,
       deterministic=fv.deterministic, references=tuple(fv.references or ()),
-      warm_start_from=fv.warm_start_from)
+      warm_start_from=fv.warm_start_from, scheduler=fv.scheduler, min_budget=fv.min_budget,
+      max_budget=fv.max_budget, eta=fv.eta)
 
 
 def oneshot_config_from_flags(fv: flags.FlagValues):

@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 import traceback
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from absl import logging
 
@@ -39,6 +39,7 @@ class Job:
   deterministic: bool = False
   strategy: str = "auto"
   tpu: str | None = None
+  span: Any = None  # a continuation.Span: one stretch of a multi-fidelity schedule; None: the whole task
 
 
 def failed_result(error: str, status: str = "failed"):
@@ -55,7 +56,7 @@ def run_job(job: Job):
   try:
     strat = strategy_lib.make_strategy(job.strategy, job.tpu)
     return evaluation.evaluate(job.arch, job.task, strategy=strat, seed=job.seed,
-                            deterministic=job.deterministic)
+                               deterministic=job.deterministic, span=job.span)
   except Exception as e:
     logging.warning("trial %d raised %s", job.trial, e)
     return failed_result(f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}")

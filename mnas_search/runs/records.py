@@ -138,6 +138,10 @@ class TrialRecord(Record):
   # Trainer timings (fixed cost and steady-state seconds), when the trainer reports them.
   fixed_seconds: float = _field()
   steady_seconds: float = _field()
+  # Multi-fidelity searches: the budget trained so far (epochs, or steps) and its rung; a child
+  # has one record per rung it reached, under one trial number.
+  budget: int = _field()
+  rung: int = _field()
 
   @classmethod
   def check(cls, d, where):
@@ -148,6 +152,9 @@ class TrialRecord(Record):
     if d.get("status") not in STATUSES:
       raise FieldError("status", d.get("status"), str(list(STATUSES)), where=where)
     require_number(where, d, "reward")
+    for key in ("budget", "rung"):
+      if key in d and (isinstance(d[key], bool) or not isinstance(d[key], int) or d[key] < 0):
+        raise FieldError(key, d[key], "an integer >= 0", where=where)
     if d["status"] in SCORED_STATUSES:
       for key in ("accuracy", "flops", "params"):
         require_number(where, d, key)
@@ -323,11 +330,28 @@ class TrainRecord(Record):
 
 
 # ----------------------------------------------------------------------------- ranking
+def budget_of(record: Mapping[str, Any]) -> int:
+  """The budget a record was trained to; 0 for a search without rungs (one record per trial)."""
+  return record.get("budget", 0)
+
+
+def final_records(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+  """Each trial's highest-budget record, in file order (a multi-fidelity search stores one
+  record per rung a child reached; a search without rungs one per trial)."""
+  records = list(records)
+  top: dict[int, Mapping[str, Any]] = {}
+  for r in records:
+    if r["trial"] not in top or budget_of(r) > budget_of(top[r["trial"]]):
+      top[r["trial"]] = r
+  return [r for r in records if top[r["trial"]] is r]
+
+
 def rank_by_reward(records: Iterable[Mapping[str, Any]],
                    statuses: Sequence[str] = SCORED_STATUSES) -> list[Mapping[str, Any]]:
-  """Records with one of `statuses`, highest reward first, the lower trial number on a tie."""
+  """Records with one of `statuses`, highest reward first, the lower trial number on a tie; a
+  higher budget first of all, so that a low-rung score never beats a high-rung one."""
   return sorted((r for r in records if r.get("status") in statuses),
-                key=lambda r: (-r["reward"], r["trial"]))
+                key=lambda r: (-budget_of(r), -r["reward"], r["trial"]))
 
 
 def best_by_reward(records: Iterable[Mapping[str, Any]],
@@ -351,12 +375,14 @@ def distinct_by_reward(records: Iterable[Mapping[str, Any]],
 
 
 # ----------------------------------------------------------------------------- readers
-def read_trials(directory: str, missing_ok: bool = False) -> list[dict[str, Any]]:
+def read_trials(directory: str, missing_ok: bool = False, rungs: bool = False) -> list[dict[str, Any]]:
   """The checked records of directory/trials.jsonl, in file order, as dicts: the one reader.
 
   Args:
     directory: a search directory.
     missing_ok: no trials.jsonl reads as no records (a search that has not begun).
+    rungs: every record of a multi-fidelity search (one per rung a child reached); else only each
+      child's highest-budget record (`final_records`), one per trial.
 
   Raises:
     FileNotFoundError: the directory has no trials.jsonl (unless `missing_ok`).
@@ -372,7 +398,8 @@ def read_trials(directory: str, missing_ok: bool = False) -> list[dict[str, Any]
     rows = fileio.read_jsonl(path)
   except ValueError as e:  # not JSON: name the file and what to do, as every run directory does
     raise rundir.corrupted(path, e) from None
-  return [TrialRecord.from_json(r, f"{path} record {i + 1}").to_json() for i, r in enumerate(rows)]
+  out = [TrialRecord.from_json(r, f"{path} record {i + 1}").to_json() for i, r in enumerate(rows)]
+  return out if rungs else final_records(out)
 
 
 def read_updates(directory: str) -> list[dict[str, Any]]:

@@ -44,8 +44,9 @@ class SearchStore(RunDir):
     """Drops a torn last line of the logs (trials.jsonl and updates.jsonl by default)."""
     super().repair(*(logs or (TRIALS, UPDATES)))
 
-  def read_trials(self) -> list[dict[str, Any]]:
-    return records.read_trials(self.directory, missing_ok=True)
+  def read_trials(self, rungs: bool = False) -> list[dict[str, Any]]:
+    """The stored trials (`records.read_trials`): each child's final record, or with `rungs` all."""
+    return records.read_trials(self.directory, missing_ok=True, rungs=rungs)
 
   def append_trial(self, record: Mapping[str, Any]) -> None:
     if record.get("status") not in STATUSES:

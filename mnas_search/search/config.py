@@ -22,6 +22,9 @@ from mnas_search.training.proxy import ProxyTask
 from nas_common import FieldError, check_int
 
 COST_TARGET_FIELD = {kind: field for kind, (field, _) in rewards_lib.COST_TARGETS.items()}
+SCHEDULERS = ("none", "sha", "hyperband")
+# Written to params.json only with a multi-fidelity scheduler: an older params.json stays as it is.
+SCHEDULER_FIELDS = ("scheduler", "min_budget", "max_budget", "eta")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +115,12 @@ class SearchConfig(SharedConfig):
     warm_start_from: an earlier search directory whose trials seed this one: their architectures
       are not retrained (cached), and the controller first learns from them (`warm_start_trials`).
     backend_requested, threads_per_worker: what `resolved` chose for backend "auto".
+    scheduler: "none" (every child trains the whole proxy task), "sha" (successive halving within
+      each controller batch) or "hyperband" (its brackets, one per batch in turn).
+    min_budget, max_budget: a child's smallest and largest budget, in epochs of the proxy task
+      (steps when the task has steps); None: 1, and the task's epochs (or steps).
+    eta: the halving rate: each rung keeps the best 1/eta of its children and gives them eta
+      times the budget.
   """
 
   trials: int = 100
@@ -127,6 +136,10 @@ class SearchConfig(SharedConfig):
   warm_start_from: str | None = None
   backend_requested: str | None = None
   threads_per_worker: int | None = None
+  scheduler: str = "none"
+  min_budget: int | None = None
+  max_budget: int | None = None
+  eta: int = 3
 
   def __post_init__(self):
     super().__post_init__()
@@ -135,6 +148,41 @@ class SearchConfig(SharedConfig):
     for name in ("trials", "trials_per_update"):
       check_int(name, getattr(self, name), 1)
     check_int("workers", self.workers, 0)  # 0: auto
+    self._check_scheduler()
+
+  def _check_scheduler(self) -> None:
+    if self.scheduler not in SCHEDULERS:
+      raise FieldError("scheduler", self.scheduler, ", ".join(SCHEDULERS))
+    if self.scheduler == "none":
+      for name, default in (("min_budget", None), ("max_budget", None), ("eta", 3)):
+        if getattr(self, name) != default:
+          raise FieldError(name, getattr(self, name), "", reason="is taken only with "
+                           "scheduler=sha or hyperband")
+      return
+    check_int("eta", self.eta, 2)
+    check_int("min_budget", self.min_budget, 1, allow_none=True)
+    check_int("max_budget", self.max_budget, 1, allow_none=True)
+    lo, hi = self.budget_range
+    if lo >= hi:
+      raise FieldError("min_budget", lo, f"an integer below max_budget={hi}")
+
+  @property
+  def budget_range(self) -> tuple[int, int]:
+    """(min_budget, max_budget) with their defaults: 1, and the task's epochs (or steps)."""
+    return (self.min_budget or 1, self.max_budget or self.task.steps or self.task.epochs)
+
+  @property
+  def budgets(self) -> tuple[int, ...]:
+    """The rungs' budgets, ascending: max_budget / eta^k rounded up, for every k with
+    max_budget / eta^k >= min_budget (9, 1, eta 3: 1, 3, 9); (the task's budget,) without a scheduler."""
+    if self.scheduler == "none":
+      return (self.task.steps or self.task.epochs,)
+    lo, hi = self.budget_range
+    out, k = [], 0
+    while hi / self.eta ** k >= lo:
+      out.append(math.ceil(hi / self.eta ** k - 1e-9))
+      k += 1
+    return tuple(sorted(set(out)))
 
   def resolved(self) -> "SearchConfig":
     """This config with backend "auto" / workers 0 replaced by what `backends.resolve_auto` picks for
@@ -159,4 +207,7 @@ class SearchConfig(SharedConfig):
     d["references"] = list(self.references)
     if not d["ray_allow_insecure"]:  # written only when set: an older params.json stays as it is
       del d["ray_allow_insecure"]
+    if self.scheduler == "none":
+      for name in SCHEDULER_FIELDS:
+        del d[name]
     return d

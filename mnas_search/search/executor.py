@@ -1,15 +1,20 @@
 """The executor: candidates -> jobs -> backend -> typed records.
 
-A child that trains as a network already scored (`trained_as`: the same network at the proxy's
-width and resolution) is not trained again: it is stored as a cached repeat with its own deploy
-cost and reward. The reference networks are scored once per search directory on the same proxy.
+A child that trains as a network already scored at the same budget (`trained_as`: the same
+network at the proxy's width and resolution) is not trained again: it is stored as a cached repeat
+with its own deploy cost and reward. The reference networks are scored once per search directory
+on the same proxy (at the full budget).
+
+In a multi-fidelity search each job trains one rung: from the child's checkpoint at the rung
+before (children/trial-NNNNN-bB.npz in the search directory) to the rung's budget, saving a
+checkpoint there unless the rung is the last.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from absl import logging
@@ -17,13 +22,16 @@ from absl import logging
 import search_space
 from mnas_search.execution import backends as backends_lib
 from mnas_search.execution.resumable import run_resumable
-from mnas_search.runs.records import Sampled
+from mnas_search.runs.records import Sampled, budget_of
 from mnas_search.runs.store import TRIALS, SearchStore
 from mnas_search.search.config import SearchConfig
 from mnas_search.search.objective import Objective
 from mnas_search.search.proposer import Candidate
-from mnas_search.search.recorder import Recorder
+from mnas_search.search.recorder import Recorder, TrialIndex
+from mnas_search.training import continuation
 from mnas_search.util import faults
+
+CHILDREN_DIR = "children"  # checkpoints of children a multi-fidelity search may continue
 
 
 def trial_seed(seed: int, trial: int) -> int:
@@ -36,16 +44,39 @@ def trial_seed(seed: int, trial: int) -> int:
   return int(np.random.SeedSequence(entropy).generate_state(1)[0] % (2 ** 31 - 1))
 
 
+@dataclasses.dataclass(frozen=True)
+class Rung:
+  """One rung of a bracket: train the rung's children from `previous` to `budget` (of `total`).
+
+  Attributes:
+    index: the rung's index among the search's budgets (0 is the smallest).
+    budget: what its children are trained to.
+    previous: what they were trained to before (0: from scratch, at a bracket's first rung).
+    total: the largest budget: the children's learning-rate schedule runs over it.
+  """
+
+  index: int
+  budget: int
+  previous: int
+  total: int
+
+
 @dataclasses.dataclass
 class Batch:
-  """One round in flight: the candidates, their records so far and what is left to train."""
+  """One round (or one rung of it) in flight: the candidates, their records so far and what is
+  left to train."""
 
   candidates: list[Candidate]
   update: int
   records: dict[int, dict[str, Any]]  # trial -> record, filled as trials finish
   jobs: list[backends_lib.Job]
-  extras: dict[str, tuple[Candidate, Any]]  # network key -> (candidate, costs) to train
-  deferred: list[tuple[Candidate, str]]  # repeats within the batch, cached after training
+  extras: dict[tuple[str, int], tuple[Candidate, Any]]  # (network, budget) -> (candidate, costs) to train
+  deferred: list[tuple[Candidate, tuple[str, int]]]  # repeats within the batch, cached after training
+  rung: Rung | None = None
+
+  @property
+  def budget(self) -> int:
+    return self.rung.budget if self.rung else 0
 
 
 class Executor:
@@ -61,7 +92,7 @@ class Executor:
   def __init__(self, config: SearchConfig, store: SearchStore, objective: Objective,
                timings: dict[str, float]):
     self.config, self.store, self.objective, self.timings = config, store, objective, timings
-    self.originals: dict[str, dict[str, Any]] = {}  # network key -> first record of that network
+    self.originals: dict[tuple[str, int], dict[str, Any]] = {}  # (network, budget) -> its first record
     self._t_children = 0.0
 
   def backend(self) -> backends_lib.Backend:
@@ -78,16 +109,38 @@ class Executor:
     return search_space.scale(arch, width=task.proxy_width, resolution=task.resolution
                               ).network_identity()
 
-  def remember(self, records: Sequence[dict[str, Any]], by_trial: dict[int, dict[str, Any]]) -> None:
-    """Puts stored (or warm-start) trials' networks in the cache, each with its first score."""
+  def remember(self, records: Sequence[dict[str, Any]],
+               at_budget: Mapping[tuple[int, int], dict[str, Any]]) -> None:
+    """Puts stored (or warm-start) records' networks in the cache, each with its first score at
+    its budget (`at_budget`: the records by (trial, budget), to find a cached one's original)."""
     for r in records:
-      self.originals.setdefault(self.trained_as(search_space.Architecture.from_dict(r["arch"])),
-                                r if r.get("cached_from") is None else by_trial.get(r["cached_from"], r))
+      b = budget_of(r)
+      original = r if r.get("cached_from") is None else at_budget.get((r["cached_from"], b), r)
+      self.originals.setdefault((self.trained_as(search_space.Architecture.from_dict(r["arch"])), b),
+                                original)
 
-  def _job(self, trial: int, arch) -> backends_lib.Job:
+  def checkpoint(self, trial: int, budget: int) -> str:
+    """Where trial's checkpoint at `budget` is kept (multi-fidelity searches)."""
+    return self.store.path(CHILDREN_DIR, f"trial-{trial:05d}-b{budget}.npz")
+
+  def discard(self, trials: Sequence[int], budget: int) -> None:
+    """Deletes the trials' checkpoints at `budget`: nothing will continue from them."""
+    if budget:
+      continuation.discard([self.checkpoint(t, budget) for t in trials])
+
+  def _span(self, trial: int, rung: Rung | None) -> continuation.Span | None:
+    if rung is None:
+      return None
+    return continuation.Span(
+        rung.previous, rung.budget, rung.total,
+        resume_from=self.checkpoint(trial, rung.previous) if rung.previous else None,
+        save_to=self.checkpoint(trial, rung.budget) if rung.budget < rung.total else None)
+
+  def _job(self, trial: int, arch, rung: Rung | None = None) -> backends_lib.Job:
     c = self.config
     return backends_lib.Job(trial=trial, arch=arch, task=c.task, seed=trial_seed(c.seed, trial),
-                            deterministic=c.deterministic, strategy=c.strategy, tpu=c.tpu)
+                            deterministic=c.deterministic, strategy=c.strategy, tpu=c.tpu,
+                            span=self._span(trial, rung))
 
   def _child(self, trial: int, update: int, arch, indices) -> Sampled:
     return Sampled(trial, update, arch, indices, trial_seed(self.config.seed, trial))
@@ -114,14 +167,16 @@ class Executor:
     self.store.write_references(refs)
     return refs
 
-  def plan(self, candidates: list[Candidate], update: int, by_trial: dict[int, dict[str, Any]]) -> Batch:
-    """Sorts candidates into stored (reused), cached (a network scored before) and jobs to train."""
+  def plan(self, candidates: list[Candidate], update: int, stored: TrialIndex,
+           rung: Rung | None = None) -> Batch:
+    """Sorts candidates into stored (reused), cached (a network scored before at this budget) and
+    jobs to train (the whole task, or `rung`)."""
     t0 = time.perf_counter()
-    batch = Batch(candidates, update, records={}, jobs=[], extras={}, deferred=[])
+    batch = Batch(candidates, update, records={}, jobs=[], extras={}, deferred=[], rung=rung)
     for cand in candidates:
-      t, key = cand.trial, self.trained_as(cand.arch)
-      if t in by_trial:  # finished before a crash: reuse, never rerun
-        rec = by_trial[t]
+      t, key = cand.trial, (self.trained_as(cand.arch), batch.budget)
+      if stored.has(t, batch.budget):  # finished before a crash: reuse, never rerun
+        rec = stored.at_budget[(t, batch.budget)]
         if list(rec["indices"]) != list(cand.sample.indices):
           logging.error("trial %d: the restored controller sampled %s but trials.jsonl holds %s; "
                         "keeping the stored trial", t, list(cand.sample.indices), rec["indices"])
@@ -133,16 +188,16 @@ class Executor:
         batch.deferred.append((cand, key))
       else:
         batch.extras[key] = (cand, self.objective.cost_of(cand.arch))
-        batch.jobs.append(self._job(t, cand.arch))
+        batch.jobs.append(self._job(t, cand.arch, rung))
     self.timings["cost"] += time.perf_counter() - t0
     return batch
 
   def train(self, backend, batch: Batch, recorder: Recorder) -> None:
     """Stores the cached records (they need no training), then trains and stores the jobs."""
     for t in sorted(batch.records):
-      if t not in recorder.by_trial:
+      if not recorder.index.has(t, batch.budget):
         recorder.store_trial(batch.records[t])
-    key_of = {job.trial: self.trained_as(job.arch) for job in batch.jobs}
+    key_of = {job.trial: (self.trained_as(job.arch), batch.budget) for job in batch.jobs}
 
     def to_record(job, result):
       self.timings["children"] += time.perf_counter() - self._t_children
@@ -150,6 +205,8 @@ class Executor:
       cand, costs = batch.extras[key_of[job.trial]]
       rec = self.objective.record(self._child(job.trial, batch.update, job.arch, cand.sample.indices),
                                   result, costs)
+      if batch.rung is not None:
+        rec.update(budget=batch.rung.budget, rung=batch.rung.index)
       self.originals[key_of[job.trial]] = batch.records[job.trial] = rec
       return rec
 

@@ -34,10 +34,11 @@ from mnas_search.search.recorder import (
   Board,
   HParamsBoard,
   Recorder,
+  TrialIndex,
   repair_best,
   scored_trials,
 )
-from mnas_search.search.scheduler import FullBudget
+from mnas_search.search.scheduler import controller_rewards, make_scheduler
 from mnas_search.util import faults, interrupt
 from mnas_search.util.progress import Progress
 
@@ -82,8 +83,9 @@ class Search:
                     "children": 0.0}
     self.objective = Objective(self.config)
     self.executor = Executor(self.config, self.store, self.objective, self.timings)
-    self.scheduler = FullBudget()
-    self.by_trial: dict[int, dict[str, Any]] = {}
+    self.scheduler = make_scheduler(self.config)
+    self.index = TrialIndex()
+    self.by_trial = self.index.by_trial  # each child's final record
     self.recorder: Recorder | None = None
 
   def run(self) -> SearchSummary:
@@ -113,8 +115,10 @@ class Search:
     progress.best = best["reward"] if best else None
     hparams = HParamsBoard(os.path.join(self.store.tb_dir, HPARAMS_DIR), self.space,
                            c.task.steps or c.task.epochs)
-    hparams.backfill(sorted(self.by_trial.values(), key=lambda r: r["trial"]))
-    self.recorder = Recorder(self.store, self.by_trial, Board(self.store.tb_dir), progress, self.timings,
+    # The batches the controller learned from: a batch in flight is written when it completes.
+    hparams.backfill(sorted((r for r in self.by_trial.values() if r["trial"] < proposer.next_trial),
+                            key=lambda r: r["trial"]))
+    self.recorder = Recorder(self.store, self.index, Board(self.store.tb_dir), progress, self.timings,
                              self.on_trial, hparams)
     with self.executor.backend() as backend:
       refs = self.executor.score_references(backend)
@@ -143,16 +147,18 @@ class Search:
     # file stops the run with nothing overwritten.
     store.check_params(c.to_params(), MAY_CHANGE_ON_RESUME)
     restored = proposer.restore(store)
-    records = store.read_trials()
+    records = store.read_trials(rungs=True)
     warm = warm_start_trials(c)
     resumed = store.write_or_check_params(c.to_params(), MAY_CHANGE_ON_RESUME)
-    self.by_trial.update((r["trial"], r) for r in records)
-    if len(self.by_trial) != len(records):
-      raise ValueError(f"{store.path('trials.jsonl')!r} has duplicate trial numbers; it was edited by hand?")
-    self.executor.remember([r for r in warm if r.get("indices") is not None], {r["trial"]: r for r in warm})
+    for r in records:
+      self.index.add(r)
+    if len(self.index.at_budget) != len(records):
+      raise ValueError(f"{store.path('trials.jsonl')!r} has a trial twice at one budget; it was edited by hand?")
+    warm_index = TrialIndex({r["trial"]: r for r in warm})
+    self.executor.remember([r for r in warm if r.get("indices") is not None], warm_index.at_budget)
     proposer.warm_start(warm, restored)
-    self.executor.remember(sorted(records, key=lambda r: r["trial"]), self.by_trial)
-    repair_best(store, records)
+    self.executor.remember(sorted(records, key=lambda r: r["trial"]), self.index.at_budget)
+    repair_best(store, list(self.by_trial.values()))
     if resumed:
       logging.info("resuming %s: %d trials stored, controller at update %d (%s)", store.directory,
                    len(records), proposer.updates, "restored" if restored else "fresh")
@@ -160,12 +166,12 @@ class Search:
 
   def _commit(self, proposer: Proposer, candidates, records: dict[int, dict[str, Any]]) -> None:
     """Updates the controller with the batch's rewards, logs and checkpoints it, rewrites pareto.json."""
-    metrics = proposer.observe(candidates, [records[c.trial]["reward"] for c in candidates])
+    metrics = proposer.observe(candidates, controller_rewards(candidates, records))
     faults.kill_point("controller_updated")  # updated in memory, not yet checkpointed
     self.recorder.after_update(proposer.updates, proposer.next_trial + len(candidates), metrics)
     proposer.save(self.store, len(candidates))
     faults.kill_point("checkpoint_saved")
-    self.recorder.after_batch()
+    self.recorder.after_batch(records)
 
 
 def run_search(search_dir: str, config: SearchConfig, **kwargs) -> SearchSummary:

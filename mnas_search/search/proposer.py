@@ -23,7 +23,8 @@ from nas_common import FieldError
 
 # What must match for a warm start to reuse an earlier search's scores (the proxy task and the cost).
 WARM_START_FIELDS = ("task", "space", "reward", "w", "cost", "target_flops", "target_params",
-                     "target_latency_ms", "cost_resolution", "cost_num_classes")
+                     "target_latency_ms", "cost_resolution", "cost_num_classes", "scheduler",
+                     "min_budget", "max_budget", "eta")
 
 
 class Candidate(NamedTuple):

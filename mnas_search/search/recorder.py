@@ -15,13 +15,49 @@ from typing import Any, Callable, Mapping
 
 from absl import logging
 
-from mnas_search.runs.records import best_by_reward
+from mnas_search.runs.records import best_by_reward, budget_of
 from mnas_search.runs.store import SearchStore
 from mnas_search.search import pareto as pareto_lib
 from mnas_search.util.progress import Progress
 
-# best.json: the best ok trial's summary.
+# best.json: the best ok trial's summary (and its budget, in a multi-fidelity search).
 BEST_KEYS = ("trial", "reward", "accuracy", "flops", "params", "blocks", "arch")
+
+
+def best_summary(rec: Mapping[str, Any]) -> dict[str, Any]:
+  """best.json's content for `rec`."""
+  return {k: rec[k] for k in BEST_KEYS + (("budget",) if "budget" in rec else ())}
+
+
+def rank_key(rec: Mapping[str, Any]) -> tuple[int, float]:
+  """What best.json maximizes: the budget first (a low-rung score never beats a high-rung one),
+  then the reward."""
+  return budget_of(rec), rec["reward"]
+
+
+class TrialIndex:
+  """A search's stored records: each child's final (highest-budget) record by trial, and every
+  record by (trial, budget). A search without rungs has one record per trial, at budget 0.
+
+  Args:
+    by_trial: the dict to keep the final records in (shared with the caller); its records are indexed.
+  """
+
+  def __init__(self, by_trial: dict[int, dict[str, Any]] | None = None):
+    self.by_trial = {} if by_trial is None else by_trial
+    self.at_budget = {(r["trial"], budget_of(r)): r for r in self.by_trial.values()}
+
+  def add(self, rec: dict[str, Any]) -> bool:
+    """Files a record; True when it is its trial's first."""
+    t = rec["trial"]
+    first = t not in self.by_trial
+    self.at_budget[(t, budget_of(rec))] = rec
+    if first or budget_of(rec) >= budget_of(self.by_trial[t]):
+      self.by_trial[t] = rec
+    return first
+
+  def has(self, trial: int, budget: int) -> bool:
+    return (trial, budget) in self.at_budget
 
 
 def scored_trials(by_trial: Mapping[int, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -35,6 +71,14 @@ def scored_trials(by_trial: Mapping[int, dict[str, Any]]) -> list[dict[str, Any]
                                and list(original["blocks"]) != list(r["blocks"])):
       out.append(r)
   return out
+
+
+def pareto_candidates(by_trial: Mapping[int, dict[str, Any]]) -> list[dict[str, Any]]:
+  """`scored_trials` that reached the highest budget stored (all of them without rungs): a child
+  stopped at a low rung is not on the accuracy-cost front beside fully trained ones."""
+  scored = scored_trials(by_trial)
+  top = max((budget_of(r) for r in scored), default=0)
+  return [r for r in scored if budget_of(r) == top]
 
 
 class Board:
@@ -107,7 +151,7 @@ class HParamsBoard:
       return
     values = {h: d.options[i] for h, d, i in zip(self._hparams, self.space.decisions, rec["indices"])}
     metrics = {"reward": rec["reward"], "accuracy": rec["accuracy"], "flops": rec["flops"],
-               "params": rec["params"], "budget": self.budget}
+               "params": rec["params"], "budget": rec.get("budget", self.budget)}
     try:
       writer = self._tf.summary.create_file_writer(folder)
       with writer.as_default():
@@ -133,7 +177,7 @@ class Recorder:
 
   Args:
     store: the search directory.
-    by_trial: the stored trials by number, filled as trials are stored (shared with the caller).
+    index: the stored records, filled as records are stored (shared with the caller).
     board: the TensorBoard writer.
     progress: the progress bar; its `best` is the best reward so far.
     timings: seconds by phase; "store" grows by the time spent here.
@@ -141,13 +185,20 @@ class Recorder:
     hparams: the HParams view, given a run per trial when set.
   """
 
-  def __init__(self, store: SearchStore, by_trial: dict[int, dict[str, Any]], board: Board,
+  def __init__(self, store: SearchStore, index: TrialIndex, board: Board,
                progress: Progress, timings: dict[str, float],
                on_trial: Callable[[dict[str, Any]], None] | None = None,
                hparams: HParamsBoard | None = None):
-    self.store, self.by_trial, self.board, self.progress = store, by_trial, board, progress
+    self.store, self.index, self.board, self.progress = store, index, board, progress
     self.timings, self.on_trial, self.hparams = timings, on_trial, hparams
     self._logged_updates = {u["update"] for u in store.read_updates()}
+    best = store.read_best()
+    self._best = rank_key(best) if best else None
+
+  @property
+  def by_trial(self) -> dict[int, dict[str, Any]]:
+    """Each stored child's final record, by trial."""
+    return self.index.by_trial
 
   def store_trial(self, rec: dict[str, Any]) -> None:
     """Appends a record that needed no training (stored or cached) and files it."""
@@ -159,25 +210,26 @@ class Recorder:
   def after_trial(self, rec: dict[str, Any]) -> None:
     """What follows a record's append: TensorBoard, best.json, the log line, progress, on_trial."""
     t0 = time.perf_counter()
-    self.by_trial[rec["trial"]] = rec
-    self.board.scalars("trial", rec["trial"], {k: rec[k] for k in ("accuracy", "reward", "flops", "params")})
+    first = self.index.add(rec)
+    prefix = "trial" if "budget" not in rec else f"trial_budget{rec['budget']}"
+    self.board.scalars(prefix, rec["trial"], {k: rec[k] for k in ("accuracy", "reward", "flops", "params")})
     progress = self.progress
     # A new best only when strictly better: on a tie the trial stored first stays best.
     # A repeat of the same architecture has its original's reward, so it never passes this test;
     # another architecture that trains as the same network has its own deploy cost, so it may.
-    if rec["status"] in ("ok", "cached") and (progress.best is None or rec["reward"] > progress.best):
-      self.store.write_best({k: rec[k] for k in BEST_KEYS})
+    if rec["status"] in ("ok", "cached") and (self._best is None or rank_key(rec) > self._best):
+      self.store.write_best(best_summary(rec))
+      self._best = rank_key(rec)
       self.board.text("best_architecture", rec["trial"], "\n".join(f"    {b}" for b in rec["blocks"]) +
                       f"\n\nreward {rec['reward']:.4f}, accuracy {rec['accuracy']:.4f}, "
                       f"{rec['flops'] / 1e6:.1f}M FLOPs")
       progress.best = rec["reward"]
-    logging.info("trial %d  %-7s acc %.4f  reward %.4f  %6.1fM FLOPs  %5.2fM params  %.1fs%s",
-                 rec["trial"], rec["status"], rec["accuracy"], rec["reward"], rec["flops"] / 1e6,
-                 rec["params"] / 1e6, rec["train_seconds"],
-                 f"  ({rec['error'].splitlines()[0][:120]})" if rec.get("error") else "")
-    if self.hparams is not None:
-      self.hparams.trial(rec)
-    progress.advance()
+    logging.info("trial %d%s  %-7s acc %.4f  reward %.4f  %6.1fM FLOPs  %5.2fM params  %.1fs%s",
+                 rec["trial"], f" budget {rec['budget']}" if "budget" in rec else "", rec["status"],
+                 rec["accuracy"], rec["reward"], rec["flops"] / 1e6, rec["params"] / 1e6,
+                 rec["train_seconds"], f"  ({rec['error'].splitlines()[0][:120]})" if rec.get("error") else "")
+    if first:
+      progress.advance()
     self.timings["store"] += time.perf_counter() - t0
     if self.on_trial:
       self.on_trial(rec)
@@ -192,10 +244,14 @@ class Recorder:
     self.board.scalars("controller", update, metrics)
     self.timings["store"] += time.perf_counter() - t0
 
-  def after_batch(self) -> None:
-    """Rewrites pareto.json from the stored trials and flushes TensorBoard."""
+  def after_batch(self, finals: Mapping[int, dict[str, Any]]) -> None:
+    """Writes the batch's HParams runs (each child at its highest budget), rewrites pareto.json
+    from the stored trials and flushes TensorBoard."""
     t0 = time.perf_counter()
-    pareto_lib.update_pareto_file(self.store.path("pareto.json"), scored_trials(self.by_trial))
+    if self.hparams is not None:
+      for t in sorted(finals):
+        self.hparams.trial(finals[t])
+    pareto_lib.update_pareto_file(self.store.path("pareto.json"), pareto_candidates(self.by_trial))
     self.board.flush()
     self.timings["store"] += time.perf_counter() - t0
 
@@ -205,7 +261,7 @@ def repair_best(store: SearchStore, records) -> None:
   between a trial's append and best.json's write would otherwise leave best.json stale."""
   top = best_by_reward(records, ("ok", "cached"))
   best = store.read_best()
-  if top is not None and (best is None or top["reward"] > best["reward"]):
+  if top is not None and (best is None or rank_key(top) > rank_key(best)):
     logging.warning("best.json was behind trials.jsonl (a crash between the two writes); "
                     "rewriting it with trial %d", top["trial"])
-    store.write_best({k: top[k] for k in BEST_KEYS})
+    store.write_best(best_summary(top))

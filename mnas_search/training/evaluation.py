@@ -26,6 +26,7 @@ import search_space
 from mnas_search.data import datasets
 from mnas_search.runs.records import RESULT_STATUSES
 from mnas_search.training import lean_step, recipe, tf_state
+from mnas_search.training.continuation import Span, Stretch, load_state, save_state, stretch_of
 from mnas_search.training.proxy import ProxyTask
 from mnas_search.training.strategy import resolve_strategy
 from nas_common import FieldError
@@ -147,10 +148,11 @@ def build_child(child: Architecture, task: ProxyTask, splits: datasets.Splits,
 
 
 def evaluate(arch: Architecture, task: ProxyTask | None = None, strategy: Any = None,
-             seed: int | None = None, deterministic: bool = False) -> TrialResult:
+             seed: int | None = None, deterministic: bool = False,
+             span: Span | None = None) -> TrialResult:
   """Trains `arch` briefly on the proxy task and returns its validation accuracy.
 
-  It trains with `lean_step.lean_train_step` on one replica (CPU, one GPU), else (TPU, GPUs) with model.fit.
+  On one replica (CPU, one GPU) it trains with `lean_step.lean_train_step`, else with model.fit.
 
   Args:
     arch: the architecture (the task's proxy width and resolution are applied to it).
@@ -161,6 +163,8 @@ def evaluate(arch: Architecture, task: ProxyTask | None = None, strategy: Any = 
       fixed by `task.seed`. It seeds Python, numpy and Keras globally (`tf_state.seed_child`).
     deterministic: also enable TF op determinism (for the rest of the process), so that two
       runs with the same seed give bit-identical results.
+    span: train only this stretch of the child's schedule, continuing from its checkpoint and
+      saving one at its end (multi-fidelity search); None trains the whole task.
 
   Returns:
     The TrialResult.
@@ -170,25 +174,24 @@ def evaluate(arch: Architecture, task: ProxyTask | None = None, strategy: Any = 
   """
   started = time.monotonic()
   task, run_seed = _checked_arguments(arch, task, seed)
-  deadline = None if task.timeout_s is None else started + task.timeout_s
   splits = load_proxy_splits(task)
   channels = proxy_channels(task, splits)
   child = proxy_child(arch, task)
   steps_per_epoch = len(splits.train[1]) // task.batch_size
-  total_steps = task.steps or task.epochs * steps_per_epoch
+  stretch = stretch_of(span, task.steps or task.epochs * steps_per_epoch, 1 if task.steps else steps_per_epoch)
 
   import tensorflow as tf
   strategy = resolve_strategy(strategy)
   tf_state.seed_child(run_seed)
   if deterministic:
     tf.config.experimental.enable_op_determinism()
-  clock = StepClock(deadline, task.batch_size)
+  clock = StepClock(None if task.timeout_s is None else started + task.timeout_s, task.batch_size)
   status, error, accuracy = "ok", None, 0.0
   gradients_before = tf_state.registered_gradients()
   train = _train_lean if lean_step.lean_supported(strategy) else _train_keras
   try:
-    accuracy = train(child, task, splits, total_steps, strategy, run_seed, clock)
-    status, error = clock.verdict(task.timeout_s, total_steps)
+    accuracy = train(child, task, splits, stretch, strategy, run_seed, clock)
+    status, error = clock.verdict(task.timeout_s, stretch.stop - stretch.start)
   except tf.errors.ResourceExhaustedError as e:
     status, error = "failed", _error_text("out of memory", e)
   except Exception as e:  # a bad child must not end the search; its error is recorded instead
@@ -198,10 +201,8 @@ def evaluate(arch: Architecture, task: ProxyTask | None = None, strategy: Any = 
     # Free the graph, the optimizer slots and the pipelines: a worker trains thousands of children.
     tf_state.forget_custom_gradients(gradients_before)
     tf_state.release_keras_state()
-  result = clock.result(started, (status, accuracy, error),
-                        (proxy_child_flops(child, task, splits),
-                         search_space.count_params(child, splits.num_classes, channels)),
-                        steps_per_epoch, run_seed)
+  costs = (proxy_child_flops(child, task, splits), search_space.count_params(child, splits.num_classes, channels))
+  result = clock.result(started, (status, accuracy, error), costs, (steps_per_epoch, stretch.start), run_seed)
   logging.info("child %s: %s accuracy %.4f in %.1fs (%.0f img/s, fixed %.1fs)%s", arch.name, status,
                result.accuracy, result.train_seconds, result.images_per_sec, result.fixed_seconds,
                f": {error}" if error else "")
@@ -291,39 +292,50 @@ class StepClock:
     return self.batch_size / per_step if per_step else 0.0
 
   def result(self, started: float, outcome: tuple[str, float, str | None],
-             proxy_costs: tuple[int, int], steps_per_epoch: int, seed: int) -> TrialResult:
+             proxy_costs: tuple[int, int], position: tuple[int, int], seed: int) -> TrialResult:
     """The child's TrialResult; its fixed seconds run from `started` to now.
 
     Args:
       started: `time.monotonic()` when the child began.
       outcome: (status, accuracy, error).
       proxy_costs: (FLOPs, params) of the network the proxy trained.
-      steps_per_epoch: to count the epochs completed.
+      position: (steps per epoch, the step this run started at), to count the epochs completed.
       seed: the child's seed.
     """
     (status, accuracy, error), (proxy_flops, proxy_params) = outcome, proxy_costs
+    steps_per_epoch, first_step = position
     steady = self.steady_seconds()
     return TrialResult(
         status=status, accuracy=0.0 if status == "failed" else accuracy,
         train_seconds=round(self.train_seconds(started), 3),
         images_per_sec=round(self.images_per_sec(), 1), proxy_flops=proxy_flops,
-        proxy_params=proxy_params, error=error, epochs_completed=self.steps // steps_per_epoch,
+        proxy_params=proxy_params, error=error, epochs_completed=(first_step + self.steps) // steps_per_epoch,
         steps=self.steps, loss=self.last_loss, seed=seed,
         fixed_seconds=round(time.monotonic() - started - steady, 3), steady_seconds=round(steady, 3))
 
 
-def _train_keras(child: Architecture, task: ProxyTask, splits: datasets.Splits, total_steps: int,
+def _train_keras(child: Architecture, task: ProxyTask, splits: datasets.Splits, stretch: Stretch,
                  strategy: Any, seed: int, clock: StepClock) -> float:
   """Trains with model.fit and returns the validation accuracy (0 after a non-finite loss)."""
   train_ds, val_ds = proxy_datasets(task, splits, seed)
   with strategy.scope():
-    model = build_child(child, task, splits, total_steps)
+    model = build_child(child, task, splits, stretch.total)
+    if not stretch.whole:
+      model.optimizer.build(model.trainable_variables)
+  state = list(model.variables) + (list(model.optimizer.variables) if not stretch.whole else [])
+  if stretch.resume_from:
+    load_state(stretch.resume_from, state)
   clock.start()
-  # With `steps`, one long "epoch" over the repeating pipeline.
-  model.fit(train_ds, epochs=1 if task.steps else task.epochs, steps_per_epoch=task.steps,
-            verbose=0, callbacks=[_keras_guard(clock)], shuffle=False)
+  if stretch.whole:  # With `steps`, one long "epoch" over the repeating pipeline.
+    model.fit(train_ds, epochs=1 if task.steps else task.epochs, steps_per_epoch=task.steps,
+              verbose=0, callbacks=[_keras_guard(clock)], shuffle=False)
+  else:
+    model.fit(train_stream(train_ds, task, stretch.start), epochs=1,
+              steps_per_epoch=stretch.stop - stretch.start, verbose=0,
+              callbacks=[_keras_guard(clock)], shuffle=False)
   if clock.bad_loss is not None:
     return 0.0
+  _save_if_complete(stretch, clock, state)
   return float(model.evaluate(val_ds, verbose=0, return_dict=True)["accuracy"])
 
 
@@ -340,27 +352,44 @@ def _keras_guard(clock: StepClock) -> Any:
   return _Guard()
 
 
-def _train_lean(child: Architecture, task: ProxyTask, splits: datasets.Splits, total_steps: int,
+def _train_lean(child: Architecture, task: ProxyTask, splits: datasets.Splits, stretch: Stretch,
                 strategy: Any, seed: int, clock: StepClock) -> float:
   """Trains with `lean_step.lean_train_step` and returns the validation accuracy (0 after a non-finite loss)."""
   train_ds, val_ds = proxy_datasets(task, splits, seed)
   with strategy.scope():
     model = build_proxy_model(child, task, splits)
-    step = lean_step.lean_train_step(model, task, splits.num_classes, total_steps, strategy)
+    step = lean_step.lean_train_step(model, task, splits.num_classes, stretch.total, strategy)
+  state = list(model.variables) + list(step.optimizer_variables)
+  if stretch.resume_from:
+    load_state(stretch.resume_from, state)
+  steps_per_epoch = None if task.steps else len(splits.train[1]) // task.batch_size
   clock.start()
   with tf_state.graph_optimizer_off_on_cpu():
-    for _ in range(1 if task.steps else task.epochs):
-      loss_sum, n = 0.0, 0  # the epoch's running mean, as model.fit reports it
-      for x, y in train_ds.take(task.steps) if task.steps else train_ds:
-        loss_sum += float(step(x, y))
-        n += 1
-        if clock.end_step(loss_sum / n):
-          break
-      if clock.bad_loss is not None or clock.timed_out:
+    loss_sum, n = 0.0, 0  # the epoch's running mean, as model.fit reports it
+    for i, (x, y) in enumerate(train_stream(train_ds, task, stretch.start).take(stretch.stop - stretch.start)):
+      loss_sum += float(step(x, y))
+      n += 1
+      if clock.end_step(loss_sum / n):
         break
+      if steps_per_epoch and (stretch.start + i + 1) % steps_per_epoch == 0:
+        loss_sum, n = 0.0, 0
     if clock.bad_loss is not None:
       return 0.0
+    _save_if_complete(stretch, clock, state)
     return lean_step.lean_accuracy(model, val_ds, strategy)
+
+
+def train_stream(train_ds: Any, task: ProxyTask, start_step: int) -> Any:
+  """The training batches from step `start_step` on: one repeated seeded shuffle, so that the data
+  order is a function of (seed, step) and a continued child sees what an uninterrupted one would."""
+  stream = train_ds if task.steps else train_ds.repeat()  # with `steps` the pipeline repeats already
+  return stream.skip(start_step) if start_step else stream
+
+
+def _save_if_complete(stretch: Stretch, clock: StepClock, state: list) -> None:
+  """Checkpoints a stretch that ran all its steps (a stopped one cannot be continued exactly)."""
+  if stretch.save_to and not clock.timed_out and clock.steps == stretch.stop - stretch.start:
+    save_state(stretch.save_to, state)
 
 
 def _error_text(kind: str, e: BaseException) -> str:

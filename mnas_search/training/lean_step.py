@@ -173,6 +173,9 @@ def lean_train_step(model: Any, task: ProxyTask, num_classes: int, total_steps: 
   m = momentum * m - lr * g; w += m) or RMSProp (ResourceApplyRMSProp: v = rho * v + (1 - rho) g²;
   m = momentum * m + lr * g / sqrt(v + eps); w -= m). Weight decay is Keras's decoupled one:
   w -= lr * weight_decay * w on every trainable variable, before the update.
+
+  The returned function's `optimizer_variables` are the step count and the slots: with the model's
+  variables, the whole state a continued child restores (`continuation`).
   """
   import tensorflow as tf
   variables = [v.value for v in model.trainable_variables]
@@ -185,8 +188,10 @@ def lean_train_step(model: Any, task: ProxyTask, num_classes: int, total_steps: 
     update(tape.gradient(loss, variables))
     return loss
 
-  return tf.function(lambda x, y: strategy.run(step, args=(x, y)), autograph=False,
-                     jit_compile=False)  # XLA is slower for these small MBConv children on CPU
+  fn = tf.function(lambda x, y: strategy.run(step, args=(x, y)), autograph=False,
+                   jit_compile=False)  # XLA is slower for these small MBConv children on CPU
+  fn.optimizer_variables = update.variables  # what a continued child restores (continuation.py)
+  return fn
 
 
 def _lean_update(task: ProxyTask, variables: list, total_steps: int) -> Callable[[list], None]:
@@ -221,4 +226,5 @@ def _lean_update(task: ProxyTask, variables: list, total_steps: int) -> Callable
         tf.raw_ops.ResourceApplyGradientDescent(var=var.handle, alpha=lr, delta=grad)
     iterations.assign_add(1)
 
+  update.variables = [iterations] + (momenta or []) + (mean_squares or [])
   return update

@@ -43,7 +43,7 @@ from mnas_search.search import pareto as pareto_lib
 from mnas_search.search.executor import Executor
 from mnas_search.search.objective import Objective
 from mnas_search.search.proposer import make_controller
-from mnas_search.search.recorder import Board, Recorder
+from mnas_search.search.recorder import Board, Recorder, TrialIndex
 from mnas_search.training import evaluation, recipe
 from mnas_search.training.proxy import ProxyTask
 from mnas_search.util import faults, fileio
@@ -454,7 +454,7 @@ class OneShotSearch:
     # Stored as multi-trial children are: same records, best.json, TensorBoard and log lines.
     items = [(f["trial"], self.space.decode(f["indices"], name=f"oneshot-{f['trial']}"), f["indices"])
              for f in finalists]
-    refs = self.executor.train_given(items, update, Recorder(store, by_trial, board, progress, self.timings))
+    refs = self.executor.train_given(items, update, Recorder(store, TrialIndex(by_trial), board, progress, self.timings))
     ok = [r for r in by_trial.values() if r["status"] == "ok"]
     pareto_lib.update_pareto_file(store.path("pareto.json"), ok)
     progress.close()

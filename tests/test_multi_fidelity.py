@@ -1,0 +1,149 @@
+"""Multi-fidelity search: successive halving and Hyperband inside the multi-trial search.
+
+Rungs, records, best.json and pareto.json, checkpoints deleted, exact resume after SIGKILL, flags.
+"""
+
+import os
+import signal
+from collections import Counter
+
+import pytest
+from test_search import TINY_FLAGS, tiny_config
+
+from launch_cli import run_launch, start_launch
+from mnas_search.runs import records as records_lib
+from mnas_search.search.multi_trial import run_search
+from mnas_search.search.scheduler import promoted
+from mnas_search.util import fileio
+from mnas_search.util.faults import FAULTS_ENV
+
+
+def _records(d):
+  return fileio.read_jsonl(os.path.join(d, "trials.jsonl"))
+
+
+def _children_left(d):
+  folder = os.path.join(d, "children")
+  return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+
+
+def test_sha_trains_9_then_3_then_1_continuing_the_promoted(tmp_path):
+  d = str(tmp_path / "s")
+  config = tiny_config(controller="random", controller_hparams=(), trials=9, trials_per_update=9,
+                       scheduler="sha", min_budget=1, max_budget=9, eta=3)
+  assert config.budgets == (1, 3, 9)
+  summary = run_search(d, config, show_progress=False)
+  recs = _records(d)
+  assert Counter(r["budget"] for r in recs) == {1: 9, 3: 3, 9: 1}
+  assert Counter(r["rung"] for r in recs) == {0: 9, 1: 3, 2: 1}
+  assert summary.trials == 9 and sorted({r["trial"] for r in recs}) == list(range(9))
+  at = {b: {r["trial"]: r for r in recs if r["budget"] == b} for b in (1, 3, 9)}
+  # The promoted are the best third of each rung by reward (the lower trial on a tie).
+  rank = lambda rs: sorted(rs.values(), key=lambda r: (-r["reward"], r["trial"]))
+  assert set(at[3]) == {r["trial"] for r in rank(at[1])[:3]}
+  assert set(at[9]) == {rank(at[3])[0]["trial"]}
+  # best.json: the child that reached budget 9, whatever a budget-1 score was.
+  (top,) = at[9].values()
+  best = fileio.read_json(os.path.join(d, "best.json"))
+  assert (best["trial"], best["budget"]) == (top["trial"], 9)
+  # The readers see each child once, at its highest budget; pareto.json holds only budget-9 ones.
+  finals = records_lib.read_trials(d)
+  assert len(finals) == 9 and {r["trial"]: r["budget"] for r in finals}[top["trial"]] == 9
+  front = fileio.read_json(os.path.join(d, "pareto.json"))
+  front = front["front"] if isinstance(front, dict) else front
+  assert [p["trial"] for p in front] == [top["trial"]]
+  assert _children_left(d) == []  # every checkpoint deleted once nothing continues from it
+  # The controller learned once, from all 9 children.
+  assert [u["update"] for u in fileio.read_jsonl(os.path.join(d, "updates.jsonl"))] == [0]
+  # The report draws the rungs and tabulates them.
+  from mnas_search.analysis.report import write_report
+  written = write_report(d)
+  assert os.path.getsize(written["rungs"]) > 1000
+  text = open(written["summary"]).read()
+  for budget, n in ((1, 9), (3, 3), (9, 1)):
+    assert f"| {budget} | {n} |" in text
+
+
+def test_hyperband_runs_one_bracket_per_batch(tmp_path):
+  d = str(tmp_path / "h")
+  config = tiny_config(controller="random", controller_hparams=(), trials=6, trials_per_update=3,
+                       scheduler="hyperband", min_budget=1, max_budget=3, eta=3)
+  run_search(d, config, show_progress=False)
+  recs = _records(d)
+  by_update = {u: Counter(r["budget"] for r in recs if r["update"] == u) for u in (0, 1)}
+  assert by_update == {0: {1: 3, 3: 1}, 1: {3: 3}}  # bracket 1: from rung 0; bracket 2: from rung 1
+  assert _children_left(d) == []
+
+
+def test_promotion_keeps_the_best_third_and_a_failed_child_last():
+  from collections import namedtuple
+  C = namedtuple("C", "trial")
+  cands = [C(t) for t in range(7)]
+  rewards = {0: 0.5, 1: 0.0, 2: 0.9, 3: 0.5, 4: 0.1, 5: 0.7, 6: 0.2}
+  kept = promoted(cands, {t: {"reward": r} for t, r in rewards.items()}, eta=3)
+  assert [c.trial for c in kept] == [0, 2, 5]  # ceil(7/3) = 3: 0.9, 0.7, then 0.5 (trial 0 before 3)
+
+
+def _essence(d):
+  return sorted((r["trial"], r["budget"], r["rung"], r["indices"], r["status"], r["accuracy"],
+                 r["reward"], r["seed"], r["update"]) for r in _records(d))
+
+
+SHA_FLAGS = ["--trials=6", "--trials_per_update=3", "--seed=5", "--deterministic",
+             "--controller=reinforce", "--scheduler=sha", "--min_budget=1", "--max_budget=3"]
+
+
+def test_sigkill_during_rungs_then_resume_equals_uninterrupted_run(tmp_path):
+  ref = str(tmp_path / "ref")
+  reference = start_launch("search", f"--search_dir={ref}", *TINY_FLAGS, *SHA_FLAGS)
+  crashed = str(tmp_path / "crashed")
+  # Rung 1 of batch 0 trained but not stored (its continued child's checkpoint of rung 0 must
+  # still be there); mid-update; and the second child of batch 1's rung 0.
+  try:
+    for point in ("child_trained:4", "controller_updated:1", "child_trained:2"):
+      p = run_launch("search", f"--search_dir={crashed}", *TINY_FLAGS, *SHA_FLAGS,
+                     env={FAULTS_ENV: point})
+      assert p.returncode == -signal.SIGKILL, (point, p.returncode, p.stderr[-3000:])
+  finally:
+    _, stderr = reference.communicate(timeout=600)
+  assert reference.returncode == 0, stderr[-3000:]
+  p = run_launch("search", f"--search_dir={crashed}", *TINY_FLAGS, *SHA_FLAGS)
+  assert p.returncode == 0, p.stderr[-3000:]
+  got, want = _essence(crashed), _essence(ref)
+  assert len({(t[0], t[1]) for t in got}) == len(got)  # no (trial, budget) twice
+  assert got == want and Counter(t[1] for t in want) == {1: 6, 3: 2}
+  assert _children_left(crashed) == []
+  ref_updates = fileio.read_jsonl(os.path.join(ref, "updates.jsonl"))
+  updates = fileio.read_jsonl(os.path.join(crashed, "updates.jsonl"))
+  assert len(updates) == len(ref_updates) == 2
+  for u, v in zip(updates, ref_updates):
+    assert u == pytest.approx(v, rel=1e-6)
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (["--scheduler=bogus"], "--scheduler"),
+    (["--min_budget=2"], "--min_budget=2 is taken only with scheduler=sha or hyperband"),
+    (["--eta=2"], "--eta=2 is taken only with scheduler=sha or hyperband"),
+    (["--scheduler=sha", "--min_budget=3", "--max_budget=3"],
+     "--min_budget=3 is invalid; allowed: an integer below max_budget=3"),
+    (["--scheduler=sha", "--max_budget=4", "--eta=1"], "--eta=1 is invalid; allowed: an integer >= 2"),
+    (["--scheduler=hyperband", "--min_budget=0", "--max_budget=3"], "--min_budget=0 is invalid"),
+    (["--mode=oneshot", "--scheduler=sha"], "--scheduler is not taken by search --mode=oneshot"),
+])
+def test_bad_scheduler_flags_give_one_clear_line(tmp_path, flags, fragment):
+  base = [f for f in TINY_FLAGS if not f.startswith("--backend")]  # one-shot takes no --backend
+  p = run_launch("search", f"--search_dir={tmp_path / 's'}", *base, *flags)
+  assert p.returncode == 2, p.stderr[-2000:]
+  assert fragment in p.stderr and "Traceback" not in p.stderr
+  assert not os.path.exists(tmp_path / "s" / "trials.jsonl")
+
+
+def test_budgets_follow_max_over_powers_of_eta():
+  sha = lambda **kw: tiny_config(scheduler="sha", **kw)
+  assert sha(min_budget=1, max_budget=9, eta=3).budgets == (1, 3, 9)
+  assert sha(max_budget=4).budgets == (2, 4)  # 4/3 >= 1, rounded up; 4/9 < 1
+  assert sha(min_budget=1, max_budget=8, eta=2).budgets == (1, 2, 4, 8)
+  with pytest.raises(ValueError, match="below max_budget=1"):  # the task's 1 epoch is the default max
+    sha()
+  assert "scheduler" not in tiny_config().to_params()  # an older params.json stays as it is
+  assert tiny_config(scheduler="sha", max_budget=3).to_params()["eta"] == 3
