@@ -31,7 +31,12 @@ children's worth. Reported per run: the noise-free score of the chosen best (bes
 highest budget, then the reward), its regret 1 - s, and Kendall tau between the run's final
 (full-budget) scores and s.
 
-Part 2 (real children on Fashion-MNIST, scored on the ground truth G) is not run yet: see the README.
+Part 2, `--stage=real`: real searches on Fashion-MNIST with the proxy `--proxy` (a candidate of
+benchmarks/ground_truth.py), the budget in optimizer steps (max: the proxy's steps, min: a ninth),
+each run given `--real_compute` full-budget children's worth of compute by the same cost rule, and
+each run's best trained in G's regime (`ground_truth.G_TASK`) and scored on the test split. Search
+directories resume natively, and G's records go to OUT/real/g/records.jsonl in G's contract;
+`--stage=real_summary` reads only the records. `--quick` shrinks everything (tests).
 """
 
 from __future__ import annotations
@@ -41,12 +46,14 @@ import json
 import os
 import sys
 import time
+from typing import Any
 
 import numpy as np
 from absl import app, flags
 
 import controller
 from controller import landscapes
+from mnas_search.analysis import ground_truth as gt
 from mnas_search.cli import quiet
 from mnas_search.search.proposer import Candidate
 from mnas_search.search.scheduler import Hyperband, SuccessiveHalving, controller_rewards
@@ -58,6 +65,16 @@ FIXED = 4.0 / 29.0  # a child's fixed cost in proxy epochs (see the docstring)
 NOISE, BIAS = 1.0, 0.5  # in units of the truth's spread over random architectures (see the docstring)
 SCHEDULERS = ("none", "sha", "hyperband")
 RUNS = "synthetic.jsonl"
+
+
+def bracket_cost(policy, update: int, k: int, fixed: float) -> float:
+  """What batch `update`'s bracket costs at most, in budget units: every rung's children times
+  their stretch plus a fixed cost per job (ceil(k / eta^i) children reach the i-th rung)."""
+  cost, n = 0.0, k
+  for r in policy.rungs(update):
+    cost += n * (r.budget - r.previous + fixed)
+    n = max(1, -(-n // policy.eta))
+  return cost
 
 
 def make_policy(name: str):
@@ -102,10 +119,7 @@ def run_one(scheduler: str, ctrl_name: str, seed: int, compute: float, rule: str
   errors: dict[int, float] = {}
   t0 = time.perf_counter()
   while True:
-    rungs = policy.rungs(update)
-    worst = K * (rungs[0].budget - rungs[0].previous + FIXED) + sum(
-        (r.budget - r.previous + FIXED) * max(1, -(-K // ETA ** (i + 1))) for i, r in enumerate(rungs[1:]))
-    if spent + worst > limit:
+    if spent + bracket_cost(policy, update, K, FIXED) > limit:
       break
     samples = ctrl.sample(K)
     cands = [Candidate(trial + j, None, s) for j, s in enumerate(samples)]
@@ -175,7 +189,99 @@ def summarize(runs: list[dict]) -> str:
   return "\n".join(lines)
 
 
+# ----------------------------------------------------------------------------- real children
+def real_plan(proxy: str, quick: bool = False) -> tuple[Any, int, int, float]:
+  """(task in steps, min budget, max budget, fixed cost in steps) of the real stage's proxy."""
+  import ground_truth as gtb  # benchmarks/ground_truth.py: G's recipe and the candidate proxies
+  task = gtb.QUICK_PLAN.candidates[0][1] if quick else dict(gtb.CANDIDATES)[proxy]
+  train = task.train_images or 1000
+  steps = max(9, task.epochs * (train // task.batch_size))
+  return task.replace(steps=steps), max(1, -(-steps // ETA ** 2)), steps, FIXED * (train // task.batch_size)
+
+
+def real_trials(scheduler: str, compute: float, fixed: float, budgets: tuple[int, ...], k: int) -> int:
+  """Children a run may propose: whole batches whose brackets fit in `compute` full children."""
+  policy = SuccessiveHalving(budgets[-1:], ETA) if scheduler == "none" else (
+      SuccessiveHalving if scheduler == "sha" else Hyperband)(budgets, ETA)
+  limit, spent, update = compute * (budgets[-1] + fixed), 0.0, 0
+  while spent + bracket_cost(policy, update, k, fixed) <= limit:
+    spent += bracket_cost(policy, update, k, fixed)
+    update += 1
+  return max(1, update) * k
+
+
+def real_runs(opts: dict) -> list[tuple[str, str, int]]:
+  return [(s, c, seed) for c in opts["controllers"] for s in SCHEDULERS for seed in range(opts["seeds"])]
+
+
+def run_real(opts: dict) -> None:
+  """Every (scheduler, controller, seed) search, then G for each run's best."""
+  import ground_truth as gtb
+
+  from mnas_search.search.multi_trial import SearchConfig, run_search
+  task, lo, hi, fixed = real_plan(opts["proxy"], opts["quick"])
+  k = 3 if opts["quick"] else K
+  budgets = SearchConfig(scheduler="sha", min_budget=lo, max_budget=hi, eta=ETA, task=task).budgets
+  bests = []
+  for sched, ctrl, seed in real_runs(opts):
+    d = os.path.join(opts["out"], "real", f"{sched}-{ctrl}-s{seed}")
+    mf = {} if sched == "none" else dict(scheduler=sched, min_budget=lo, max_budget=hi, eta=ETA)
+    config = SearchConfig(space="micro" if opts["quick"] else "default", controller=ctrl, task=task,
+                          trials=real_trials(sched, opts["compute"], fixed, budgets, k),
+                          trials_per_update=k, seed=seed, references=(), backend=opts["backend"],
+                          target_flops=30e6 if opts["quick"] else 400e6, **mf)
+    summary = run_search(d, config, show_progress=False)
+    fileio.atomic_write_json(os.path.join(d, "run.json"), {
+        "scheduler": sched, "controller": ctrl, "seed": seed, "children": summary.trials,
+        "wall_seconds": summary.wall_seconds, "timings": summary.timings})
+    bests.append((f"{sched}-{ctrl}-s{seed}", summary.best["arch"]))
+  plan = gtb.QUICK_PLAN if opts["quick"] else gtb.Plan()
+  jobs = [gtb.Job(name, arch, 0, task=plan.g_task.to_dict(), augment=plan.g_augment) for name, arch in bests]
+  gtb.run_jobs(os.path.join(opts["out"], "real", "g"), jobs, opts["workers"], None)
+
+
+def summarize_real(out: str) -> tuple[list[dict], str]:
+  """Per run: its best's G test accuracy, children and wall time; the table by arm, each
+  scheduler against none (bootstrap 90% interval of the difference, permutation p)."""
+  g = {r["name"]: r for r in gt.read_records(os.path.join(out, "real", "g"))}
+  rows = []
+  for name in sorted(g):
+    d = os.path.join(out, "real", name)
+    run = fileio.read_json(os.path.join(d, "run.json"))
+    from mnas_search.runs import records  # every rung's record: the compute the run spent
+    child_s = sum(r["train_seconds"] for r in records.read_trials(d, rungs=True))
+    rows.append({**run, "run": name, "child_seconds": round(child_s, 1),
+                 "best_g_test": g[name]["test_accuracy"]})
+  lines = ["| controller | scheduler | n | children | child min/run | best's G test % | − none [90% CI] | p |",
+           "|" + "---|" * 8]
+  arms: dict[tuple[str, str], list[dict]] = {}
+  for r in rows:
+    arms.setdefault((r["controller"], r["scheduler"]), []).append(r)
+  for (ctrl, sched), rs in sorted(arms.items()):
+    acc = [100 * r["best_g_test"] for r in rs]
+    base = [100 * r["best_g_test"] for r in arms.get((ctrl, "none"), [])]
+    diff = p = "—"
+    if sched != "none" and base:
+      lo, hi = stats.bootstrap_mean_difference_interval(acc, base)
+      diff = f"{np.mean(acc) - np.mean(base):+.2f} [{lo:+.2f}, {hi:+.2f}]"
+      p = f"{stats.permutation_test(acc, base):.3g}"
+    std = f" ± {np.std(acc, ddof=1):.2f}" if len(acc) > 1 else ""
+    lines.append(f"| {ctrl} | {sched} | {len(rs)} | {np.mean([r['children'] for r in rs]):.0f} | "
+                 f"{np.mean([r['child_seconds'] for r in rs]) / 60:.1f} | {np.mean(acc):.2f}{std} | {diff} | {p} |")
+  return rows, "\n".join(lines)
+
+
 FLAGS = flags.FLAGS
+flags.DEFINE_list("stages", ["synthetic"], "synthetic, real (searches and G of their bests), "
+                  "real_summary.")
+flags.DEFINE_string("proxy", "16k-e2-w0.25-s1", "--stage=real: the proxy (a candidate of "
+                    "benchmarks/ground_truth.py).")
+flags.DEFINE_integer("real_seeds", 3, "--stage=real: seeds per (controller, scheduler).", lower_bound=1)
+flags.DEFINE_float("real_compute", 18, "--stage=real: compute per run, in full-budget children.",
+                   lower_bound=1)
+flags.DEFINE_string("backend", "auto", "--stage=real: the searches' backend.")
+flags.DEFINE_integer("workers", 2, "--stage=real: processes of the G trainings.", lower_bound=1)
+flags.DEFINE_bool("quick", False, "--stage=real: synthetic data, the micro space, tiny budgets (tests).")
 flags.DEFINE_string("out", "results/multi_fidelity", "Output folder (runs are appended; a rerun "
                     "skips the runs it holds).")
 flags.DEFINE_integer("seeds", 5, "Seeds per (controller, scheduler).", lower_bound=1)
@@ -187,6 +293,25 @@ flags.DEFINE_bool("summary", False, "Only summarize the stored runs.")
 
 def main(argv):
   del argv
+  bad = [st for st in FLAGS.stages if st not in ("synthetic", "real", "real_summary")]
+  if bad:
+    print(f"error: --stages={','.join(FLAGS.stages)} is invalid; allowed: synthetic, real, "
+          "real_summary", file=sys.stderr)
+    sys.exit(2)
+  if "real" in FLAGS.stages:
+    run_real({"out": FLAGS.out, "proxy": FLAGS.proxy, "quick": FLAGS.quick, "controllers": FLAGS.controllers,
+              "seeds": FLAGS.real_seeds, "compute": FLAGS.real_compute, "backend": FLAGS.backend,
+              "workers": FLAGS.workers})
+  if "real" in FLAGS.stages or "real_summary" in FLAGS.stages:
+    rows, table = summarize_real(FLAGS.out)
+    print(table)
+    print(json.dumps({"n_runs": len(rows), "runs": rows}))
+  if "synthetic" in FLAGS.stages:
+    synthetic()
+
+
+def synthetic() -> None:
+  """The synthetic stage: runs what OUT/synthetic.jsonl lacks, then prints the table."""
   path = os.path.join(FLAGS.out, RUNS)
   os.makedirs(FLAGS.out, exist_ok=True)
   runs = fileio.read_jsonl(path) if os.path.exists(path) else []

@@ -124,8 +124,8 @@ def test_sigkill_during_rungs_then_resume_equals_uninterrupted_run(tmp_path):
     (["--scheduler=bogus"], "--scheduler"),
     (["--min_budget=2"], "--min_budget=2 is taken only with scheduler=sha or hyperband"),
     (["--eta=2"], "--eta=2 is taken only with scheduler=sha or hyperband"),
-    (["--scheduler=sha", "--min_budget=3", "--max_budget=3"],
-     "--min_budget=3 is invalid; allowed: an integer below max_budget=3"),
+    (["--scheduler=sha", "--min_budget=2", "--max_budget=5"],
+     "--min_budget=2 is invalid; allowed: an integer <= max_budget / eta = 1.66667 (at least two rungs)"),
     (["--scheduler=sha", "--max_budget=4", "--eta=1"], "--eta=1 is invalid; allowed: an integer >= 2"),
     (["--scheduler=hyperband", "--min_budget=0", "--max_budget=3"], "--min_budget=0 is invalid"),
     (["--mode=oneshot", "--scheduler=sha"], "--scheduler is not taken by search --mode=oneshot"),
@@ -143,7 +143,27 @@ def test_budgets_follow_max_over_powers_of_eta():
   assert sha(min_budget=1, max_budget=9, eta=3).budgets == (1, 3, 9)
   assert sha(max_budget=4).budgets == (2, 4)  # 4/3 >= 1, rounded up; 4/9 < 1
   assert sha(min_budget=1, max_budget=8, eta=2).budgets == (1, 2, 4, 8)
-  with pytest.raises(ValueError, match="below max_budget=1"):  # the task's 1 epoch is the default max
+  with pytest.raises(ValueError, match="max_budget / eta = 0.333333"):  # the task's 1 epoch is the default max
     sha()
   assert "scheduler" not in tiny_config().to_params()  # an older params.json stays as it is
   assert tiny_config(scheduler="sha", max_budget=3).to_params()["eta"] == 3
+
+
+@pytest.mark.slow
+def test_real_stage_of_the_benchmark_runs_end_to_end_quick(tmp_path):
+  import subprocess
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  p = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "multi_fidelity.py"),
+                      "--stages=real", "--quick", f"--out={tmp_path}", "--controllers=random",
+                      "--real_seeds=1", "--real_compute=4", "--workers=1"],
+                     capture_output=True, text=True, timeout=900, cwd=root)
+  assert p.returncode == 0, p.stderr[-3000:]
+  import json
+  out = json.loads(p.stdout.strip().splitlines()[-1])
+  assert out["n_runs"] == 3 and {r["scheduler"] for r in out["runs"]} == {"none", "sha", "hyperband"}
+  g = fileio.read_jsonl(os.path.join(tmp_path, "real", "g", "records.jsonl"))
+  assert sorted(r["name"] for r in g) == ["hyperband-random-s0", "none-random-s0", "sha-random-s0"]
+  assert all(0 <= r["test_accuracy"] <= 1 for r in g)
+  sha = [r for r in fileio.read_jsonl(os.path.join(tmp_path, "real", "sha-random-s0", "trials.jsonl"))]
+  assert len({r["budget"] for r in sha}) >= 2  # it ran rungs

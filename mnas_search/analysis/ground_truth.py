@@ -94,6 +94,9 @@ def _mean_by_key(pairs: Sequence[tuple[str, float]]) -> dict[str, float]:
 def search_signal(search_dir: str) -> dict[str, float]:
   """The proxy accuracy of each network a search trained (its status-ok trials).
 
+  A multi-fidelity search's children are taken at the highest budget stored only: a child stopped
+  at a low rung was scored by a shorter proxy.
+
   Args:
     search_dir: a search directory (multi-trial or one-shot: its trials.jsonl).
 
@@ -105,8 +108,10 @@ def search_signal(search_dir: str) -> dict[str, float]:
     ValueError: a trial record is malformed.
   """
   from mnas_search.runs import records
-  return _mean_by_key([(blocks_key(r["arch"]), r["accuracy"])
-                       for r in records.read_trials(search_dir) if r["status"] == "ok"])
+  finals = records.read_trials(search_dir)
+  top = max((records.budget_of(r) for r in finals), default=0)
+  return _mean_by_key([(blocks_key(r["arch"]), r["accuracy"]) for r in finals
+                       if r["status"] == "ok" and records.budget_of(r) == top])
 
 
 def proxy_names(directory: str) -> list[str]:

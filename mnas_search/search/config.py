@@ -163,8 +163,9 @@ class SearchConfig(SharedConfig):
     check_int("min_budget", self.min_budget, 1, allow_none=True)
     check_int("max_budget", self.max_budget, 1, allow_none=True)
     lo, hi = self.budget_range
-    if lo >= hi:
-      raise FieldError("min_budget", lo, f"an integer below max_budget={hi}")
+    if lo * self.eta > hi:  # at least two rungs, or nothing would be stopped early
+      raise FieldError("min_budget", lo, f"an integer <= max_budget / eta = {hi / self.eta:g} "
+                       "(at least two rungs)")
 
   @property
   def budget_range(self) -> tuple[int, int]:

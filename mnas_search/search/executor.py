@@ -119,6 +119,14 @@ class Executor:
       self.originals.setdefault((self.trained_as(search_space.Architecture.from_dict(r["arch"])), b),
                                 original)
 
+  def full_rung(self) -> Rung | None:
+    """The whole schedule as one rung (a multi-fidelity search's references train to its largest
+    budget, as its finalists do); None without a scheduler."""
+    budgets = self.config.budgets
+    if self.config.scheduler == "none":
+      return None
+    return Rung(len(budgets) - 1, budgets[-1], 0, budgets[-1])
+
   def checkpoint(self, trial: int, budget: int) -> str:
     """Where trial's checkpoint at `budget` is kept (multi-fidelity searches)."""
     return self.store.path(CHILDREN_DIR, f"trial-{trial:05d}-b{budget}.npz")
@@ -155,7 +163,7 @@ class Executor:
     jobs, costs = [], {}
     for i, name in enumerate(missing):
       arch = search_space.named(name)
-      jobs.append(self._job(-1 - i, arch))
+      jobs.append(self._job(-1 - i, arch, self.full_rung()))
       costs[jobs[-1].trial] = (name, arch, self.objective.cost_of(arch))
     t0 = time.perf_counter()
     for job, result in backend.run(jobs):
