@@ -14,6 +14,18 @@
    time (at the measured child time) and prints the stand-alone proxy reward of each search's
    best (best.json), on the same proxy and reward.
 
+With `--reference=ground_truth` step 2 scores the networks of the ground truth G
+(`--ground_truth`, results/ground_truth/) instead: every network of G that the supernet can express
+(a base architecture of the space; A1 is scored with the space's activation), against G's test
+accuracy, with 90% bootstrap intervals, and each of G's proxies on the same networks for
+comparison; step 3 is skipped. Each run appends its per-network rows to OUT/records.jsonl and its
+summary to OUT/runs.jsonl under `--variant`, and prints a last-line JSON with kendall_tau,
+spearman, n_architectures, supernet_seconds and reference.
+
+The supernet recipe is set by `--paths_per_step`, `--path_rule` (controller, uniform, sandwich),
+`--warmup_fraction` (uniform paths first), `--controller_batch`, `--calib_batches` and the
+proxy's optimizer (`--optimizer`, `--lr`, `--label_smoothing`, `--weight_decay`).
+
 `--quick` shrinks everything (synthetic data, 16 px, tiny proxy, 6 architectures) to check the
 script end to end in a few minutes; its numbers mean nothing.
 """
@@ -21,6 +33,7 @@ script end to end in a few minutes; its numbers mean nothing.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 
@@ -28,6 +41,7 @@ import numpy as np
 
 import search_space
 from controller import base as controller_base
+from mnas_search.analysis import ground_truth as gt
 from mnas_search.cli import quiet
 from mnas_search.execution import backends
 from mnas_search.search.multi_trial import SearchConfig, run_search
@@ -35,7 +49,58 @@ from mnas_search.search.oneshot import search as oneshot
 from mnas_search.search.oneshot import supernet as supernet_lib
 from mnas_search.training import evaluation
 from mnas_search.training.proxy import ProxyTask
-from mnas_search.util import stats
+from mnas_search.util import fileio, stats
+
+
+def g_networks(directory: str, space) -> list[tuple[str, search_space.Architecture, float]]:
+  """(name, architecture, G test accuracy) of every network of G the supernet can express."""
+  truth = gt.read_truth(directory)
+  out, seen = [], set()
+  for r in gt.read_records(directory):
+    key = r["blocks"]
+    if key in seen or key not in truth or "arch" not in r:
+      continue
+    seen.add(key)
+    arch = search_space.Architecture.from_dict(r["arch"]).replace(activation=space.activation)
+    try:
+      supernet_lib.check_base_arch(space, arch)
+    except ValueError:
+      continue
+    out.append((r["name"], arch, truth[key]))
+  return out
+
+
+def g_fidelity(args, runner, feed, space, task, calib: int, supernet_seconds: float) -> dict:
+  """Step 2 against G: the supernet's accuracy of each of G's networks, tau and rho with intervals,
+  and G's proxies on the same networks; rows and the summary appended under OUT."""
+  rows = []
+  for name, arch, truth in g_networks(args.ground_truth, space):
+    path = supernet_lib.encode_path(space, task.proxy_width, arch)
+    runner.recalibrate(path, (feed.train_batch(i)[0] for i in range(calib)))
+    acc = runner.accuracy(feed.val_x, feed.val_y, path, feed.batch_size)
+    rows.append({"variant": args.variant, "name": name, "blocks": gt.blocks_key(arch),
+                 "supernet_accuracy": acc, "g_test_accuracy": truth})
+    print(f"{name:>18}  supernet {acc:.4f}  G {truth:.4f}", flush=True)
+  signal = {r["blocks"]: r["supernet_accuracy"] for r in rows}
+  truth = {r["blocks"]: r["g_test_accuracy"] for r in rows}
+  agreement = gt.score(signal, truth)
+  proxies = {p: gt.score(gt.proxy_signal(args.ground_truth, p), truth) for p in gt.proxy_names(args.ground_truth)}
+  summary = {"variant": args.variant, "kendall_tau": agreement["kendall_tau"],
+             "spearman": agreement["spearman_rho"], "n_architectures": agreement["matched"],
+             "kendall_tau_interval": agreement["kendall_tau_interval"],
+             "supernet_seconds": round(supernet_seconds, 1), "reference": args.ground_truth,
+             "settings": {k: getattr(args, k) for k in RECIPE_FLAGS},
+             "proxies_on_same_networks": {p: {k: v[k] for k in ("kendall_tau", "kendall_tau_interval", "matched")}
+                                          for p, v in proxies.items()}}
+  os.makedirs(args.out, exist_ok=True)
+  for r in rows:
+    fileio.append_jsonl(os.path.join(args.out, "records.jsonl"), r)
+  fileio.append_jsonl(os.path.join(args.out, "runs.jsonl"), summary)
+  return summary
+
+
+RECIPE_FLAGS = ("epochs", "paths_per_step", "path_rule", "warmup_fraction", "controller_batch",
+                "calib_batches", "optimizer", "lr", "label_smoothing", "weight_decay", "proxy_width")
 
 
 def main() -> None:
@@ -49,6 +114,17 @@ def main() -> None:
   parser.add_argument("--archs", type=int, default=16)
   parser.add_argument("--calib_batches", type=int, default=4)
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--reference", choices=("standalone", "ground_truth"), default="standalone")
+  parser.add_argument("--ground_truth", default="results/ground_truth")
+  parser.add_argument("--variant", default="default", help="the name this run's records go under")
+  parser.add_argument("--paths_per_step", type=int, default=1)
+  parser.add_argument("--path_rule", choices=oneshot.PATH_RULES, default="controller")
+  parser.add_argument("--warmup_fraction", type=float, default=0.25)
+  parser.add_argument("--controller_batch", type=int, default=1)
+  parser.add_argument("--optimizer", choices=("sgd", "rmsprop"), default="sgd")
+  parser.add_argument("--lr", type=float, default=0.1)
+  parser.add_argument("--label_smoothing", type=float, default=0.0)
+  parser.add_argument("--weight_decay", type=float, default=0.0)
   parser.add_argument("--reuse_oneshot", default=None,
                       help="a finished one-shot search directory of the same settings (as "
                       "`launch.py search --mode=oneshot` writes it): step 1 is skipped")
@@ -62,11 +138,16 @@ def main() -> None:
     task = ProxyTask(dataset="synthetic", resolution=16, train_images=256, val_images=128, epochs=1,
                      batch_size=32, proxy_width=0.25, seed=args.seed)
     epochs, n_archs, calib = 2, 6, 2
+    args.epochs, args.calib_batches = epochs, calib  # recorded with the run's settings
   else:
     task = ProxyTask(dataset=args.dataset, resolution=args.resolution, proxy_width=args.proxy_width,
-                     seed=args.seed)
+                     seed=args.seed, optimizer=args.optimizer, learning_rate=args.lr,
+                     label_smoothing=args.label_smoothing, weight_decay=args.weight_decay)
     epochs, n_archs, calib = args.epochs, args.archs, args.calib_batches
-  config = oneshot.OneShotConfig(task=task, oneshot_epochs=epochs, seed=args.seed)
+  config = oneshot.OneShotConfig(task=task, oneshot_epochs=epochs, seed=args.seed,
+                                 paths_per_step=args.paths_per_step, path_rule=args.path_rule,
+                                 oneshot_warmup_fraction=args.warmup_fraction,
+                                 controller_batch=args.controller_batch)
   os.makedirs(args.out, exist_ok=True)
   stamp = time.strftime("%Y%m%d-%H%M%S")
 
@@ -82,6 +163,9 @@ def main() -> None:
   folder = controller_base.latest_checkpoint(search.ckpt_dir)
   runner.load_weights(os.path.join(folder, "weights.npz"))
   space, feed = search.space, search.feed
+  if args.reference == "ground_truth":
+    print(json.dumps(g_fidelity(args, runner, feed, space, task, calib, summary.supernet_seconds)))
+    return
   rng = np.random.default_rng(args.seed + 1000)
   archs = [(f"sample-{i}", space.decode(space.sample_indices(rng))) for i in range(n_archs)]
   for name in ("efficientnet-b0", "mnasnet-a1"):
@@ -119,6 +203,9 @@ def main() -> None:
         f"(accuracy {summary.best['accuracy']:.4f}, {summary.best['flops'] / 1e6:.1f}M FLOPs); "
         f"multi-trial ppo best reward {mt.best['reward']:.4f} (accuracy {mt.best['accuracy']:.4f}, "
         f"{mt.best['flops'] / 1e6:.1f}M FLOPs; {trials} trials in {mt_wall:.0f}s); reward {config.reward}")
+  print(json.dumps({"kendall_tau": stats.kendall_tau(shared_acc, alone_acc),
+                    "spearman": stats.spearman(shared_acc, alone_acc), "n_architectures": len(rows),
+                    "supernet_seconds": round(summary.supernet_seconds, 1), "reference": "standalone"}))
 
 
 if __name__ == "__main__":

@@ -136,9 +136,11 @@ def test_search_oneshot_flag_defaults_are_oneshot_configs():
   from mnas_search.cli import search
   from mnas_search.search.oneshot.search import OneShotConfig
   fv = command_flags("search")
+  field = {"oneshot_paths_per_step": "paths_per_step", "oneshot_path_rule": "path_rule"}
   assert {k: fv[k].default for k in search.ONESHOT_DEFAULTS} == {
-      k: getattr(OneShotConfig(), k) for k in search.ONESHOT_DEFAULTS} == {
-      "oneshot_epochs": 10, "oneshot_warmup_fraction": 0.25, "oneshot_top_k": 3}
+      k: getattr(OneShotConfig(), field.get(k, k)) for k in search.ONESHOT_DEFAULTS} == {
+      "oneshot_epochs": 10, "oneshot_warmup_fraction": 0.25, "oneshot_top_k": 3,
+      "oneshot_paths_per_step": 1, "oneshot_path_rule": "controller"}
 
 
 @pytest.mark.parametrize("args, line", [

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from absl import flags
 
@@ -175,3 +176,14 @@ def test_the_small_image_geometry_is_refused_for_a_one_shot_search():
   from mnas_search.training.proxy import ProxyTask
   with pytest.raises(ValueError, match="stem_stride=1 is invalid for a one-shot search; allowed: 2"):
     OneShotConfig(task=ProxyTask(stem_stride=1))
+
+
+def test_sandwich_training_runs_and_is_recorded(tmp_path):
+  config = oneshot.OneShotConfig(**dict(CONFIG, oneshot_epochs=1, oneshot_top_k=0), path_rule="sandwich",
+                                 paths_per_step=3, oneshot_warmup_fraction=0.0)
+  summary = oneshot.run_oneshot(str(tmp_path / "s"), config, show_progress=False)
+  assert summary.steps == 4 and len(summary.finalists) == 1
+  params = fileio.read_json(str(tmp_path / "s" / "params.json"))
+  assert (params["path_rule"], params["paths_per_step"]) == ("sandwich", 3)
+  steps = fileio.read_jsonl(str(tmp_path / "s" / "oneshot.jsonl"))
+  assert [r["step"] for r in steps] == [0, 1, 2, 3] and all(np.isfinite(r["loss"]) for r in steps)

@@ -166,3 +166,50 @@ def test_the_readme_single_path_table_is_the_committed_records():
     assert line in readme, line
   worst = min(r["shared"] - r["alone"] for r in rows)
   assert f"within {-100 * worst:.1f} points of its network trained alone" in " ".join(readme.split())
+
+
+def test_several_paths_per_step_average_their_gradients():
+  # Two copies of one path give that path's gradient: the same weights as one plain step. Two
+  # different paths give the mean of their gradients, applied once.
+  import keras
+
+  from mnas_search.search.oneshot.runner import SupernetRunner
+
+  def fresh():
+    net = sn.make_supernet(SPACE, 1.0, SHAPE, CLASSES, bn_momentum=0.9, seed=1)
+    return SupernetRunner(net, keras.optimizers.SGD(0.05), keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True), calib_rows=8)
+
+  x, y = batch(5)
+  a, b = (sn.encode_path(SPACE, 1.0, SPACE.decode(i)) for i in ARCHS[:2])
+  one, two = fresh(), fresh()
+  one.train_step(x, y, a)
+  two.train_step_paths(x, y, [a, a])
+  for u, v in zip(one.net.trainable_weights, two.net.trainable_weights):
+    np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-5, atol=1e-7)
+  mixed, start = fresh(), [np.asarray(w) for w in fresh().net.trainable_weights]
+  grads = [np.asarray(g) for g in mixed._grads_fn(x, y, mixed.path_tensors(a))[2]]
+  grads_b = [np.asarray(g) for g in mixed._grads_fn(x, y, mixed.path_tensors(b))[2]]
+  mixed.train_step_paths(x, y, [a, b])
+  moved = 0
+  for w0, w, ga, gb in zip(start, mixed.net.trainable_weights, grads, grads_b):
+    np.testing.assert_allclose(np.asarray(w), w0 - 0.05 * (ga + gb) / 2, rtol=1e-4, atol=1e-6)
+    moved += int(np.any(ga != gb))
+  assert moved > 10  # the two paths do differ
+
+
+def test_sandwich_paths_are_the_largest_and_smallest_networks():
+  from mnas_search.search.oneshot import search as oneshot
+  space = search_space.default_space()
+  big, small = (space.decode(oneshot.extreme_indices(space, largest=v)) for v in (True, False))
+  flops = lambda a: search_space.count_flops(a, 224, 1000)
+  rng = np.random.default_rng(0)
+  others = [flops(space.decode(space.sample_indices(rng))) for _ in range(50)]
+  assert flops(small) < min(others) and flops(big) > max(others)
+  assert {b.kernel_size for b in big.expand_blocks()} == {5} and {b.se_ratio for b in small.expand_blocks()} == {0}
+  with pytest.raises(ValueError, match="paths_per_step=1 is invalid with path_rule=sandwich; allowed: an integer >= 2"):
+    oneshot.OneShotConfig(space="micro", path_rule="sandwich")
+  with pytest.raises(ValueError, match="path_rule='bogus' is invalid; allowed: controller, uniform, sandwich"):
+    oneshot.OneShotConfig(space="micro", path_rule="bogus")
+  assert "path_rule" not in oneshot.OneShotConfig(space="micro").to_params()
+  assert oneshot.OneShotConfig(space="micro", path_rule="sandwich", paths_per_step=3).to_params()["paths_per_step"] == 3

@@ -63,7 +63,8 @@ FIELD_FLAGS = {
     "sample": "sample", "coefficients": "coefficients", "family_dir": "family_dir",
     "width_coefficient": "width_coefficient", "depth_coefficient": "depth_coefficient",
     "oneshot_epochs": "oneshot_epochs", "oneshot_warmup_fraction": "oneshot_warmup_fraction",
-    "oneshot_top_k": "oneshot_top_k",
+    "oneshot_top_k": "oneshot_top_k", "paths_per_step": "oneshot_paths_per_step",
+    "path_rule": "oneshot_path_rule",
     # fidelity --ground_truth (mnas_search.analysis.ground_truth)
     "ground_truth": "ground_truth", "proxy": "proxy", "scores": "scores",
 }

@@ -16,11 +16,13 @@ MODE_ONLY_FLAGS = {
                    "latency_cache_dir", "backend", "workers", "ray_address", "ray_allow_insecure",
                    "cpus_per_trial", "gpus_per_trial", "tpu", "deterministic", "warm_start_from",
                    "scheduler", "min_budget", "max_budget", "eta"),
-    "oneshot": ("oneshot_epochs", "oneshot_warmup_fraction", "oneshot_top_k"),
+    "oneshot": ("oneshot_epochs", "oneshot_warmup_fraction", "oneshot_top_k", "oneshot_paths_per_step",
+                "oneshot_path_rule"),
 }
 # OneShotConfig's defaults of the --oneshot_* flags (importing it here would import TensorFlow;
 # tests/test_cli.py checks that they agree).
-ONESHOT_DEFAULTS = {"oneshot_epochs": 10, "oneshot_warmup_fraction": 0.25, "oneshot_top_k": 3}
+ONESHOT_DEFAULTS = {"oneshot_epochs": 10, "oneshot_warmup_fraction": 0.25, "oneshot_top_k": 3,
+                    "oneshot_paths_per_step": 1, "oneshot_path_rule": "controller"}
 
 
 def define_flags(fv: flags.FlagValues) -> None:
@@ -67,6 +69,12 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_integer("oneshot_top_k", d["oneshot_top_k"], "--mode=oneshot: most-sampled "
                        "architectures trained stand-alone besides the most likely one.",
                        lower_bound=0, flag_values=fv)
+  flags.DEFINE_integer("oneshot_paths_per_step", d["oneshot_paths_per_step"], "--mode=oneshot: "
+                       "paths trained per supernet step on the same batch (gradients averaged).",
+                       flag_values=fv)
+  flags.DEFINE_string("oneshot_path_rule", d["oneshot_path_rule"], "--mode=oneshot: which paths train "
+                      "after the warm-up: controller (TuNAS), uniform, or sandwich (the largest, the "
+                      "smallest and random ones; needs --oneshot_paths_per_step >= 2).", flag_values=fv)
   flags.DEFINE_string("warm_start_from", None, "An earlier search directory with the same proxy "
                       "task and cost: its architectures are not retrained, and the controller "
                       "first learns from its trials (also the way out of a lost or corrupted "
@@ -139,6 +147,7 @@ def oneshot_config_from_flags(fv: flags.FlagValues):
       cost_resolution=fv.cost_resolution, cost_num_classes=fv.cost_num_classes,
       task=common.proxy_task_from_flags(fv), oneshot_epochs=fv.oneshot_epochs,
       oneshot_warmup_fraction=fv.oneshot_warmup_fraction, oneshot_top_k=fv.oneshot_top_k,
+      paths_per_step=fv.oneshot_paths_per_step, path_rule=fv.oneshot_path_rule,
       references=tuple(fv.references or ()), strategy=fv.strategy, seed=fv.seed, **given)
 
 

@@ -32,9 +32,11 @@ class SupernetRunner:
     self.optimizer = optimizer
     self.loss = loss
     self.calib_rows = int(calib_rows)
-    self.trace_counts = {"train": 0, "score": 0, "recalibrate": 0, "infer": 0}
+    self.trace_counts = {"train": 0, "score": 0, "recalibrate": 0, "infer": 0, "grads": 0, "apply": 0}
     self.optimizer.build(net.trainable_weights)
     self._train_fn = tf.function(self._train_impl)
+    self._grads_fn = tf.function(self._grads_impl)
+    self._apply_fn = tf.function(self._apply_impl)
     self._score_fn = tf.function(self._score_impl)
     self._recal_fn = tf.function(self._recal_impl)
     self._infer_fn = tf.function(self._infer_impl)
@@ -52,6 +54,24 @@ class SupernetRunner:
     correct = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
                                               tf.cast(tf.reshape(y, [-1]), tf.int32)), tf.float32))
     return loss, correct
+
+  def _grads_impl(self, x, y, path):
+    self.trace_counts["grads"] += 1
+    tf = self._tf
+    with tf.GradientTape() as tape:
+      logits = self.net.apply(x, path, "train")
+      loss = self.loss(y, logits)
+    grads = tape.gradient(loss, self.net.trainable_weights)
+    # A weight no path op touched (e.g. a masked-out kernel) has no gradient: zeros keep one signature.
+    grads = [tf.zeros_like(w) if g is None else g for g, w in zip(grads, self.net.trainable_weights)]
+    correct = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
+                                              tf.cast(tf.reshape(y, [-1]), tf.int32)), tf.float32))
+    return loss, correct, grads
+
+  def _apply_impl(self, grads):
+    self.trace_counts["apply"] += 1
+    self.optimizer.apply_gradients(zip(grads, self.net.trainable_weights))
+    return self._tf.constant(0)
 
   def _score_impl(self, x_calib, x_val, y_val, path):
     self.trace_counts["score"] += 1
@@ -78,6 +98,21 @@ class SupernetRunner:
     """One SGD step of the shared weights along `path`; returns (loss, batch accuracy)."""
     loss, acc = self._train_fn(x, y, self._as_tensors(path))
     return float(loss), float(acc)
+
+  def train_step_paths(self, x: np.ndarray, y: np.ndarray,
+                       paths: list[Mapping[str, Any]]) -> tuple[float, float]:
+    """One step of the shared weights along several paths on the same batch: their gradients are
+    averaged, then applied once (BigNAS's sandwich rule, OFA). Returns the mean (loss, accuracy)."""
+    if len(paths) == 1:
+      return self.train_step(x, y, paths[0])
+    total, losses, accs = None, [], []
+    for path in paths:
+      loss, acc, grads = self._grads_fn(x, y, self._as_tensors(path))
+      total = list(grads) if total is None else [a + g for a, g in zip(total, grads)]
+      losses.append(float(loss))
+      accs.append(float(acc))
+    self._apply_fn([g / len(paths) for g in total])
+    return float(np.mean(losses)), float(np.mean(accs))
 
   def score(self, x_calib: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
             path: Mapping[str, Any]) -> float:

@@ -52,6 +52,10 @@ from nas_common import FieldError, check_int
 
 CONTROLLERS = ("reinforce", "ppo")
 COSTS = ("flops", "params")
+# Which paths train the shared weights after the warm-up: the controller's samples (TuNAS), uniform
+# random ones (single-path one-shot), or the sandwich rule (the largest, the smallest and random
+# ones on the same batch: BigNAS).
+PATH_RULES = ("controller", "uniform", "sandwich")
 ONESHOT_LOG = "oneshot.jsonl"
 FINALISTS = "finalists.json"
 CHECKPOINT_DIR = "oneshot_ckpt"
@@ -83,6 +87,9 @@ class OneShotConfig(search_config.SharedConfig):
     controller_batch: paths sampled, scored and learnt from per controller step.
     final_window_fraction: the last fraction of the steps whose samples count for the top-k.
     checkpoint_every: steps between checkpoints.
+    paths_per_step: paths trained per supernet step on the same batch, their gradients averaged.
+    path_rule: which paths train after the warm-up (`PATH_RULES`); "sandwich" needs at least 2
+      paths per step.
   """
 
   controller: str = "reinforce"
@@ -93,6 +100,8 @@ class OneShotConfig(search_config.SharedConfig):
   controller_batch: int = 1
   final_window_fraction: float = 0.2
   checkpoint_every: int = 200
+  paths_per_step: int = 1
+  path_rule: str = "controller"
 
   def __post_init__(self):
     # The one-shot checks first, as before the shared config existed: the same error comes first.
@@ -103,8 +112,13 @@ class OneShotConfig(search_config.SharedConfig):
       raise FieldError("cost", self.cost, ", ".join(COSTS), detail=" for a one-shot search")
     if self.task.stem_stride != 2:  # the supernet is built with the reference's stride-2 stem
       raise FieldError("stem_stride", self.task.stem_stride, "2", detail=" for a one-shot search")
-    for name in ("oneshot_epochs", "oneshot_top_k", "controller_batch", "checkpoint_every"):
+    for name in ("oneshot_epochs", "oneshot_top_k", "controller_batch", "checkpoint_every", "paths_per_step"):
       check_int(name, getattr(self, name), 0 if name == "oneshot_top_k" else 1)
+    if self.path_rule not in PATH_RULES:
+      raise FieldError("path_rule", self.path_rule, ", ".join(PATH_RULES))
+    if self.path_rule == "sandwich" and self.paths_per_step < 2:
+      raise FieldError("paths_per_step", self.paths_per_step, "an integer >= 2",
+                       detail=" with path_rule=sandwich")
     for name in ("oneshot_warmup_fraction", "final_window_fraction"):
       v = getattr(self, name)
       low_ok = v >= 0 if name == "oneshot_warmup_fraction" else v > 0
@@ -135,6 +149,8 @@ class OneShotConfig(search_config.SharedConfig):
              oneshot_warmup_fraction=self.oneshot_warmup_fraction, oneshot_top_k=self.oneshot_top_k,
              controller_batch=self.controller_batch, final_window_fraction=self.final_window_fraction,
              checkpoint_every=self.checkpoint_every)
+    if (self.paths_per_step, self.path_rule) != (1, "controller"):  # an older params.json stays as it is
+      d.update(paths_per_step=self.paths_per_step, path_rule=self.path_rule)
     return d
 
 
@@ -237,6 +253,19 @@ def train_one_path(space, task: ProxyTask, arch: search_space.Architecture) -> t
   for step in range(steps):
     runner.train_step(*feed.train_batch(step), path)
   return runner, feed, path
+
+
+def extreme_indices(space, largest: bool) -> tuple[int, ...]:
+  """The largest (or smallest) network of the space: each numeric decision at its largest (or
+  smallest) option; a non-numeric one (skip) at its first."""
+  out = []
+  for d in space.decisions:
+    if all(isinstance(o, (int, float)) and not isinstance(o, bool) for o in d.options):
+      pick = max if largest else min
+      out.append(d.options.index(pick(d.options)))
+    else:
+      out.append(0)
+  return tuple(out)
 
 
 def most_likely(probabilities: Sequence[Sequence[float]]) -> tuple[int, ...]:
@@ -366,11 +395,8 @@ class OneShotSearch:
     t_last = time.perf_counter()
     for step in range(state["step"], total):
       x, y = self.feed.train_batch(step)
-      if step < warmup:
-        indices = self.space.sample_indices(rng)
-      else:
-        indices = ctrl.sample(1)[0].indices
-      loss, train_acc = self.runner.train_step(x, y, self.path(indices))
+      paths = [self.path(i) for i in self.training_paths(ctrl, rng, step < warmup)]
+      loss, train_acc = self.runner.train_step_paths(x, y, paths)
       if not math.isfinite(loss):
         raise FloatingPointError(f"the supernet's training loss became {loss} at step {step}; lower "
                                  "the proxy's learning rate")
@@ -393,6 +419,17 @@ class OneShotSearch:
         faults.kill_point("oneshot_checkpoint_saved")
     progress.close()
     return ctrl, state
+
+  def training_paths(self, ctrl, rng: np.random.Generator, warming_up: bool) -> list[tuple[int, ...]]:
+    """The decisions of the paths one supernet step trains (`path_rule`, `paths_per_step`)."""
+    c = self.config
+    n = c.paths_per_step
+    if warming_up or c.path_rule == "uniform":
+      return [tuple(self.space.sample_indices(rng)) for _ in range(n)]
+    if c.path_rule == "controller":
+      return [tuple(s.indices) for s in ctrl.sample(n)]
+    return [extreme_indices(self.space, largest=True), extreme_indices(self.space, largest=False)] + [
+        tuple(self.space.sample_indices(rng)) for _ in range(n - 2)]
 
   def _controller_step(self, ctrl, step: int, cstep: int, x_calib, counts, in_window: bool) -> dict:
     c = self.config
