@@ -124,10 +124,13 @@ def test_describe_prints_no_tf_startup_lines():
   assert p.returncode == 0 and not TF_STARTUP.search(p.stderr), p.stderr
 
 
-def test_evaluate_prints_no_tf_startup_lines():
+def test_evaluate_prints_no_tf_startup_lines(tmp_path):
   """The user sets no variable (run_launch's TF_CPP_MIN_LOG_LEVEL is removed)."""
-  p = run_launch("evaluate", "--arch=mnasnet-a1", *TINY_PROXY, "--json",
-                 unset=("TF_CPP_MIN_LOG_LEVEL",))
+  import search_space
+  arch = tmp_path / "tiny.json"  # a two-block network: the start-up is what is checked, not the child
+  arch.write_text(json.dumps(search_space.Architecture(blocks=("r1_k3_s11_e1_i32_o16", "r1_k3_s22_e3_i16_o24"),
+                                                       name="tiny").to_dict()))
+  p = run_launch("evaluate", f"--arch={arch}", *TINY_PROXY, "--json", unset=("TF_CPP_MIN_LOG_LEVEL",))
   assert p.returncode == 0, p.stderr
   assert [line for line in p.stderr.splitlines() if TF_STARTUP.search(line)] == []
 

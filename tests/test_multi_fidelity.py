@@ -27,7 +27,7 @@ def _children_left(d):
   return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
 
 
-def test_sha_trains_9_then_3_then_1_continuing_the_promoted(tmp_path):
+def test_sha_trains_9_then_3_then_1_continuing_the_promoted(tmp_path, restore_determinism):
   d = str(tmp_path / "s")
   config = tiny_config(controller="random", controller_hparams=(), trials=9, trials_per_update=9,
                        scheduler="sha", min_budget=1, max_budget=9, eta=3)
@@ -64,15 +64,27 @@ def test_sha_trains_9_then_3_then_1_continuing_the_promoted(tmp_path):
     assert f"| {budget} | {n} |" in text
 
 
-def test_hyperband_runs_one_bracket_per_batch(tmp_path):
-  d = str(tmp_path / "h")
-  config = tiny_config(controller="random", controller_hparams=(), trials=6, trials_per_update=3,
-                       scheduler="hyperband", min_budget=1, max_budget=3, eta=3)
-  run_search(d, config, show_progress=False)
-  recs = _records(d)
-  by_update = {u: Counter(r["budget"] for r in recs if r["update"] == u) for u in (0, 1)}
-  assert by_update == {0: {1: 3, 3: 1}, 1: {3: 3}}  # bracket 1: from rung 0; bracket 2: from rung 1
-  assert _children_left(d) == []
+def test_hyperband_runs_one_bracket_per_batch():
+  # The policy alone (the search around it is the sha test's): brackets in turn, from rung 0.
+  from collections import namedtuple
+
+  from mnas_search.search.scheduler import Hyperband
+  C = namedtuple("C", "trial")
+  policy, trained, dropped = Hyperband((1, 3, 9), 3), [], []
+
+  def train_rung(alive, rung):
+    trained.append((rung.previous, rung.budget, [c.trial for c in alive]))
+    return {c.trial: {"reward": float(c.trial % 5), "rung": rung.index} for c in alive}
+
+  finals = {u: policy.bracket([C(t) for t in range(9)], u, train_rung,
+                              lambda ts, b: dropped.append((b, sorted(ts)))) for u in range(4)}
+  assert trained[:3] == [(0, 1, list(range(9))), (1, 3, [3, 4, 8]), (3, 9, [4])]  # rewards 3,4,3
+  assert trained[3:5] == [(0, 3, list(range(9))), (3, 9, [3, 4, 8])]  # bracket 2 starts at rung 1
+  assert trained[5] == (0, 9, list(range(9)))  # bracket 3: every child at the full budget
+  assert trained[6][:2] == (0, 1)  # then round again
+  assert {t: r["rung"] for t, r in finals[0].items()} == {**{t: 0 for t in range(9)}, 3: 1, 8: 1, 4: 2}
+  # Checkpoints: budget 0 is never saved; each rung's losers and the winners' previous are dropped.
+  assert (1, [0, 1, 2, 5, 6, 7]) in dropped and (1, [3, 4, 8]) in dropped and (3, [3, 8]) in dropped
 
 
 def test_promotion_keeps_the_best_third_and_a_failed_child_last():
@@ -97,13 +109,21 @@ def test_sigkill_during_rungs_then_resume_equals_uninterrupted_run(tmp_path):
   ref = str(tmp_path / "ref")
   reference = start_launch("search", f"--search_dir={ref}", *TINY_FLAGS, *SHA_FLAGS)
   crashed = str(tmp_path / "crashed")
-  # Rung 1 of batch 0 trained but not stored (its continued child's checkpoint of rung 0 must
-  # still be there); mid-update; and the second child of batch 1's rung 0.
+  # First, half of batch 0's first rung (its second child trained, not stored); then, after the
+  # resume has finished that rung, the promoted child continued from its checkpoint to budget 3
+  # and not stored (the resume must continue it again from the same checkpoint); then right after
+  # batch 0's controller checkpoint (its pareto.json and HParams runs not yet written).
   try:
-    for point in ("child_trained:4", "controller_updated:1", "child_trained:2"):
+    for point in ("child_trained:2", "child_trained:3", "checkpoint_saved:1"):
       p = run_launch("search", f"--search_dir={crashed}", *TINY_FLAGS, *SHA_FLAGS,
                      env={FAULTS_ENV: point})
       assert p.returncode == -signal.SIGKILL, (point, p.returncode, p.stderr[-3000:])
+      stored = [(r["trial"], r["budget"]) for r in _records(crashed)]
+      if point == "child_trained:2":
+        assert stored == [(0, 1)]
+      elif point == "child_trained:3":  # rung 0 done, its promoted child's checkpoint kept, the others' deleted
+        assert sorted(stored) == [(0, 1), (1, 1), (2, 1)]
+        assert len(_children_left(crashed)) == 1 and _children_left(crashed)[0].endswith("-b1.npz")
   finally:
     _, stderr = reference.communicate(timeout=600)
   assert reference.returncode == 0, stderr[-3000:]
@@ -113,6 +133,9 @@ def test_sigkill_during_rungs_then_resume_equals_uninterrupted_run(tmp_path):
   assert len({(t[0], t[1]) for t in got}) == len(got)  # no (trial, budget) twice
   assert got == want and Counter(t[1] for t in want) == {1: 6, 3: 2}
   assert _children_left(crashed) == []
+  # One HParams run per child, batch 0's backfilled by the resume after the kill at its checkpoint.
+  runs = lambda d: sorted(n for n in os.listdir(os.path.join(d, "tb", "hparams")) if n.startswith("trial-"))
+  assert runs(crashed) == runs(ref) == [f"trial-{t:05d}" for t in range(6)]
   ref_updates = fileio.read_jsonl(os.path.join(ref, "updates.jsonl"))
   updates = fileio.read_jsonl(os.path.join(crashed, "updates.jsonl"))
   assert len(updates) == len(ref_updates) == 2

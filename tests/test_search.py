@@ -272,6 +272,7 @@ def _kill_and_resume(tmp_path, controller_flags, kill_points):
 COMMON = ["--trials=6", "--trials_per_update=3", "--seed=5", "--deterministic"]
 
 
+@pytest.mark.slow  # the default suite kills a search at child_trained (here and in test_multi_fidelity) and at checkpoint_saved
 def test_sigkill_at_three_points_then_resume_equals_uninterrupted_run(tmp_path):
   flags = COMMON + ["--controller=evolution", "--controller_hparams=population_size=4,tournament_size=2"]
   # During training (a child trained but not stored), during the controller update (updated in

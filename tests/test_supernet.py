@@ -111,7 +111,11 @@ def test_sampling_paths_never_retraces(runner):
     runner.recalibrate(path, [x])
     runner.logits(x, path)
     runner.accuracy(x[:5], y[:5], path, batch_size=8)  # padded to the traced batch size
-  assert runner.trace_counts == {"train": 1, "score": 1, "recalibrate": 1, "infer": 1}
+  other = sn.encode_path(SPACE, 1.0, SPACE.decode(ARCHS[0]))
+  for _ in range(2):
+    runner.train_step_paths(x, y, [path, other])
+  assert runner.trace_counts == {"train": 1, "score": 1, "recalibrate": 1, "infer": 1, "grads": 1,
+                                 "apply": 1}
 
 
 def test_weights_round_trip_through_a_checkpoint(runner, tmp_path):

@@ -29,16 +29,6 @@ TASK = ProxyTask(dataset=DATASET, resolution=16, train_images=512, val_images=25
                  batch_size=64, proxy_width=0.25)
 
 
-@pytest.fixture
-def restore_determinism():
-  """Op determinism is process-wide: switch it back off after the test if it was off."""
-  from tensorflow.python.framework import config
-  was = config.is_op_determinism_enabled()
-  yield
-  if not was:
-    config.disable_op_determinism()
-
-
 def test_tiny_child_learns_synthetic_well_above_chance():
   r = evaluate(ARCH, TASK.replace(epochs=4))
   assert r.status == "ok" and r.error is None

@@ -60,6 +60,22 @@ def define_flags(fv: flags.FlagValues) -> None:
   define_scheduler_flags(fv)
   flags.DEFINE_list("references", ["efficientnet-b0", "mnasnet-a1"],
                     "Named networks scored once on the same proxy (empty for none).", flag_values=fv)
+  define_oneshot_flags(fv)
+  flags.DEFINE_string("warm_start_from", None, "An earlier search directory with the same proxy "
+                      "task and cost: its architectures are not retrained, and the controller "
+                      "first learns from its trials (also the way out of a lost or corrupted "
+                      "controller checkpoint).", flag_values=fv)
+  common.define_cost(fv)
+  common.define_proxy(fv)
+  common.define_backend(fv)
+  common.define_strategy(fv)
+  common.define_deterministic(fv)
+  common.define_progress(fv)
+  common.define_json(fv)
+
+
+def define_oneshot_flags(fv: flags.FlagValues) -> None:
+  """The --oneshot_* flags (--mode=oneshot)."""
   d = ONESHOT_DEFAULTS
   flags.DEFINE_integer("oneshot_epochs", d["oneshot_epochs"], "--mode=oneshot: passes of the "
                        "supernet over the proxy's training images.", lower_bound=1, flag_values=fv)
@@ -75,17 +91,6 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_string("oneshot_path_rule", d["oneshot_path_rule"], "--mode=oneshot: which paths train "
                       "after the warm-up: controller (TuNAS), uniform, or sandwich (the largest, the "
                       "smallest and random ones; needs --oneshot_paths_per_step >= 2).", flag_values=fv)
-  flags.DEFINE_string("warm_start_from", None, "An earlier search directory with the same proxy "
-                      "task and cost: its architectures are not retrained, and the controller "
-                      "first learns from its trials (also the way out of a lost or corrupted "
-                      "controller checkpoint).", flag_values=fv)
-  common.define_cost(fv)
-  common.define_proxy(fv)
-  common.define_backend(fv)
-  common.define_strategy(fv)
-  common.define_deterministic(fv)
-  common.define_progress(fv)
-  common.define_json(fv)
 
 
 def define_scheduler_flags(fv: flags.FlagValues) -> None:

@@ -77,8 +77,8 @@ def stretch_of(span: Span | None, total_steps: int, unit_steps: int) -> Stretch:
     return Stretch(0, total_steps, total_steps)
   start = span.start * unit_steps
   if start and not (span.resume_from and os.path.isfile(span.resume_from)):
-    logging.warning("no checkpoint at %r: training from scratch to budget %d", span.resume_from,
-                    span.stop)
+    # A cached repeat that was promoted, or a resume on another machine: slower, the same kind of score.
+    logging.info("no checkpoint at %r: training from scratch to budget %d", span.resume_from, span.stop)
     start = 0
   return Stretch(start, span.stop * unit_steps, span.total * unit_steps,
                  span.resume_from if start else None, span.save_to)
