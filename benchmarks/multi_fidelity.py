@@ -31,12 +31,12 @@ children's worth. Reported per run: the noise-free score of the chosen best (bes
 highest budget, then the reward), its regret 1 - s, and Kendall tau between the run's final
 (full-budget) scores and s.
 
-Part 2, `--stage=real`: real searches on Fashion-MNIST with the proxy `--proxy` (a candidate of
+Part 2, `--stages=real`: real searches on Fashion-MNIST with the proxy `--proxy` (a candidate of
 benchmarks/ground_truth.py), the budget in optimizer steps (max: the proxy's steps, min: a ninth),
 each run given `--real_compute` full-budget children's worth of compute by the same cost rule, and
 each run's best trained in G's regime (`ground_truth.G_TASK`) and scored on the test split. Search
 directories resume natively, and G's records go to OUT/real/g/records.jsonl in G's contract;
-`--stage=real_summary` reads only the records. `--quick` shrinks everything (tests).
+`--stages=real_summary` reads only the records. `--quick` shrinks everything (tests).
 """
 
 from __future__ import annotations
@@ -196,7 +196,7 @@ def real_plan(proxy: str, quick: bool = False) -> tuple[Any, int, int, float]:
   task = gtb.QUICK_PLAN.candidates[0][1] if quick else dict(gtb.CANDIDATES)[proxy]
   train = task.train_images or 1000
   steps = max(9, task.epochs * (train // task.batch_size))
-  return task.replace(steps=steps), max(1, -(-steps // ETA ** 2)), steps, FIXED * (train // task.batch_size)
+  return task.replace(steps=steps), max(1, steps // ETA ** 2), steps, FIXED * (train // task.batch_size)
 
 
 def real_trials(scheduler: str, compute: float, fixed: float, budgets: tuple[int, ...], k: int) -> int:
@@ -271,24 +271,45 @@ def summarize_real(out: str) -> tuple[list[dict], str]:
   return rows, "\n".join(lines)
 
 
+def plot_synthetic(runs: list[dict], path: str) -> str:
+  """Each run's regret by (controller, scheduler, rule), the mean marked."""
+  from mnas_search.util import figures
+  plt, fig, ax = figures.figure()
+  groups = sorted({(r["controller"], r["scheduler"], r["rule"]) for r in runs})
+  for i, g in enumerate(groups):
+    reg = [r["regret"] for r in runs if (r["controller"], r["scheduler"], r["rule"]) == g]
+    ax.scatter([i] * len(reg), reg, color="tab:blue", alpha=0.6, s=20)
+    ax.hlines(np.mean(reg), i - 0.3, i + 0.3, color="black")
+  ax.set_xticks(range(len(groups)), [f"{c}\n{s}" + ("" if rule == "highest" else f"\n({rule})")
+                                     for c, s, rule in groups])
+  ax.set_ylabel("Regret of the chosen best: 1 - true score (lower is better)")
+  ax.set_title(f"Equal compute, synthetic landscape: {len(runs)} runs (a dot each; bar: mean)")
+  ax.grid(alpha=0.3, axis="y")
+  return figures.save_figure(plt, fig, path)
+
+
 FLAGS = flags.FLAGS
-flags.DEFINE_list("stages", ["synthetic"], "synthetic, real (searches and G of their bests), "
-                  "real_summary.")
-flags.DEFINE_string("proxy", "16k-e2-w0.25-s1", "--stage=real: the proxy (a candidate of "
-                    "benchmarks/ground_truth.py).")
-flags.DEFINE_integer("real_seeds", 3, "--stage=real: seeds per (controller, scheduler).", lower_bound=1)
-flags.DEFINE_float("real_compute", 18, "--stage=real: compute per run, in full-budget children.",
-                   lower_bound=1)
-flags.DEFINE_string("backend", "auto", "--stage=real: the searches' backend.")
-flags.DEFINE_integer("workers", 2, "--stage=real: processes of the G trainings.", lower_bound=1)
-flags.DEFINE_bool("quick", False, "--stage=real: synthetic data, the micro space, tiny budgets (tests).")
-flags.DEFINE_string("out", "results/multi_fidelity", "Output folder (runs are appended; a rerun "
-                    "skips the runs it holds).")
-flags.DEFINE_integer("seeds", 5, "Seeds per (controller, scheduler).", lower_bound=1)
-flags.DEFINE_list("controllers", ["random", "ppo"], "Controllers.")
-flags.DEFINE_float("compute", 64, "Compute per run, in full-budget children (their fixed cost included).",
-                   lower_bound=1)
-flags.DEFINE_bool("summary", False, "Only summarize the stored runs.")
+
+
+def define_flags() -> None:
+  """The command line (defined on demand, so that tests can import this module)."""
+  flags.DEFINE_list("stages", ["synthetic"], "synthetic, real (searches and G of their bests), "
+                    "real_summary.")
+  flags.DEFINE_string("proxy", "16k-e2-w0.25-s1", "--stages=real: the proxy (a candidate of "
+                      "benchmarks/ground_truth.py).")
+  flags.DEFINE_integer("real_seeds", 3, "--stages=real: seeds per (controller, scheduler).", lower_bound=1)
+  flags.DEFINE_float("real_compute", 18, "--stages=real: compute per run, in full-budget children.",
+                     lower_bound=1)
+  flags.DEFINE_string("backend", "auto", "--stages=real: the searches' backend.")
+  flags.DEFINE_integer("workers", 2, "--stages=real: processes of the G trainings.", lower_bound=1)
+  flags.DEFINE_bool("quick", False, "--stages=real: synthetic data, the micro space, tiny budgets (tests).")
+  flags.DEFINE_string("out", "results/multi_fidelity", "Output folder (runs are appended; a rerun "
+                      "skips the runs it holds).")
+  flags.DEFINE_integer("seeds", 5, "Seeds per (controller, scheduler).", lower_bound=1)
+  flags.DEFINE_list("controllers", ["random", "ppo"], "Controllers.")
+  flags.DEFINE_float("compute", 64, "Compute per run, in full-budget children (their fixed cost included).",
+                     lower_bound=1)
+  flags.DEFINE_bool("summary", False, "Only summarize the stored runs.")
 
 
 def main(argv):
@@ -333,9 +354,12 @@ def synthetic() -> None:
   print(f"model: K={K}, budgets 1/3/9 (eta {ETA}), fixed cost {FIXED:.3f} epochs, noise {NOISE} and "
         f"bias {BIAS} x the truth's spread {spread:.4f}; Kendall tau of the score with the truth "
         f"by budget (random architectures): {rung_agreement()}")
-  print(summarize([r for r in runs if r["compute"] == FLAGS.compute]))
+  runs = [r for r in runs if r["compute"] == FLAGS.compute]
+  print(summarize(runs))
+  print(f"plot: {plot_synthetic(runs, os.path.join(FLAGS.out, 'synthetic.png'))}")
 
 
 if __name__ == "__main__":
   quiet.install()  # quiet TF logs; legacy Keras for tf-agents
+  define_flags()
   app.run(main)

@@ -90,3 +90,17 @@ def test_missing_checkpoint_trains_from_scratch_and_bad_one_is_refused(tmp_path,
 def test_bad_span_is_refused(span):
   with pytest.raises(ValueError, match="span"):
     Span(*span)
+
+
+def test_model_fit_path_continues_too(tmp_path, restore_determinism, monkeypatch):
+  # Several replicas or a TPU train with model.fit: the same continuation, through the optimizer's
+  # own variables. Forced here on the CPU.
+  monkeypatch.setattr(evaluation.lean_step, "lean_supported", lambda strategy: False)
+  b1, b3, whole = (str(tmp_path / n) for n in ("b1.npz", "b3.npz", "whole.npz"))
+  _run(Span(0, 1, 3, save_to=b1))
+  continued = _run(Span(1, 3, 3, resume_from=b1, save_to=b3))
+  one_go = _run(Span(0, 3, 3, save_to=whole))
+  assert continued.steps == 10 and one_go.steps == 15
+  for x, y in zip(_state(b3), _state(whole)):
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+  assert continued.accuracy == pytest.approx(one_go.accuracy, abs=1e-6)

@@ -166,8 +166,10 @@ def test_budgets_follow_max_over_powers_of_eta():
   assert sha(min_budget=1, max_budget=9, eta=3).budgets == (1, 3, 9)
   assert sha(max_budget=4).budgets == (2, 4)  # 4/3 >= 1, rounded up; 4/9 < 1
   assert sha(min_budget=1, max_budget=8, eta=2).budgets == (1, 2, 4, 8)
-  with pytest.raises(ValueError, match="max_budget / eta = 0.333333"):  # the task's 1 epoch is the default max
+  with pytest.raises(ValueError, match=r"max_budget=1 is invalid \(default: the proxy's epochs or steps\); "
+                     "allowed: an integer >= eta"):  # the task's 1 epoch is the default max
     sha()
+  assert sha(max_budget=500).budgets == (56, 167, 500)  # min_budget's default: max / eta^2
   assert "scheduler" not in tiny_config().to_params()  # an older params.json stays as it is
   assert tiny_config(scheduler="sha", max_budget=3).to_params()["eta"] == 3
 
@@ -190,3 +192,19 @@ def test_real_stage_of_the_benchmark_runs_end_to_end_quick(tmp_path):
   assert all(0 <= r["test_accuracy"] <= 1 for r in g)
   sha = [r for r in fileio.read_jsonl(os.path.join(tmp_path, "real", "sha-random-s0", "trials.jsonl"))]
   assert len({r["budget"] for r in sha}) >= 2  # it ran rungs
+
+
+def test_the_readme_synthetic_table_is_the_committed_records():
+  import importlib.util
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  spec = importlib.util.spec_from_file_location("multi_fidelity_benchmark",
+                                                os.path.join(root, "benchmarks", "multi_fidelity.py"))
+  module = sys.modules["multi_fidelity_benchmark"] = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  runs = [r for r in fileio.read_jsonl(os.path.join(root, "results", "multi_fidelity", "synthetic.jsonl"))
+          if r["compute"] == 64]  # the README's runs (the benchmark's default compute)
+  assert len(runs) >= 30
+  readme = open(os.path.join(root, "README.md")).read()
+  for line in module.summarize(runs).splitlines():
+    assert line in readme, line

@@ -100,7 +100,7 @@ def define_scheduler_flags(fv: flags.FlagValues) -> None:
                     "controller batch: the best 1/eta of a rung continue to eta times the budget) or "
                     "hyperband (sha brackets, one per batch in turn).", flag_values=fv)
   flags.DEFINE_integer("min_budget", None, "--scheduler=sha|hyperband: the lowest rung's budget, in "
-                       "proxy epochs (steps with --proxy_steps); default 1.", flag_values=fv)
+                       "proxy epochs (steps with --proxy_steps); default --max_budget / eta^2, at least 1.", flag_values=fv)
   flags.DEFINE_integer("max_budget", None, "--scheduler=sha|hyperband: the highest rung's budget "
                        "(default: --proxy_epochs, or --proxy_steps).", flag_values=fv)
   flags.DEFINE_integer("eta", 3, "--scheduler=sha|hyperband: the halving rate.", flag_values=fv)

@@ -118,7 +118,8 @@ class SearchConfig(SharedConfig):
     scheduler: "none" (every child trains the whole proxy task), "sha" (successive halving within
       each controller batch) or "hyperband" (its brackets, one per batch in turn).
     min_budget, max_budget: a child's smallest and largest budget, in epochs of the proxy task
-      (steps when the task has steps); None: 1, and the task's epochs (or steps).
+      (steps when the task has steps); None: max_budget / eta² (at least 1), and the task's
+      epochs (or steps).
     eta: the halving rate: each rung keeps the best 1/eta of its children and gives them eta
       times the budget.
   """
@@ -164,13 +165,18 @@ class SearchConfig(SharedConfig):
     check_int("max_budget", self.max_budget, 1, allow_none=True)
     lo, hi = self.budget_range
     if lo * self.eta > hi:  # at least two rungs, or nothing would be stopped early
+      if self.min_budget is None:  # the user gave no --min_budget: name what sets the budget
+        raise FieldError("max_budget", hi, f"an integer >= eta * min_budget = {self.eta * lo} "
+                         "(at least two rungs)", detail=" (default: the proxy's epochs or steps)")
       raise FieldError("min_budget", lo, f"an integer <= max_budget / eta = {hi / self.eta:g} "
                        "(at least two rungs)")
 
   @property
   def budget_range(self) -> tuple[int, int]:
-    """(min_budget, max_budget) with their defaults: 1, and the task's epochs (or steps)."""
-    return (self.min_budget or 1, self.max_budget or self.task.steps or self.task.epochs)
+    """(min_budget, max_budget) with their defaults: max_budget / eta² (at least 1: three rungs
+    where the budget allows), and the task's epochs (or steps)."""
+    hi = self.max_budget or self.task.steps or self.task.epochs
+    return (self.min_budget or max(1, hi // self.eta ** 2), hi)
 
   @property
   def budgets(self) -> tuple[int, ...]:

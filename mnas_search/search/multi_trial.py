@@ -24,6 +24,7 @@ from absl import logging
 import search_space
 from mnas_search.execution.resumable import EXECUTION_FIELDS
 from mnas_search.runs.store import SearchStore
+from mnas_search.search import pareto as pareto_lib
 from mnas_search.search.config import SearchConfig
 from mnas_search.search.executor import Executor, trial_seed
 from mnas_search.search.objective import Objective
@@ -35,6 +36,7 @@ from mnas_search.search.recorder import (
   HParamsBoard,
   Recorder,
   TrialIndex,
+  pareto_candidates,
   repair_best,
   scored_trials,
 )
@@ -159,6 +161,8 @@ class Search:
     proposer.warm_start(warm, restored)
     self.executor.remember(sorted(records, key=lambda r: r["trial"]), self.index.at_budget)
     repair_best(store, list(self.by_trial.values()))
+    if records:  # a crash between a batch's controller checkpoint and its pareto.json
+      pareto_lib.update_pareto_file(store.path("pareto.json"), pareto_candidates(self.by_trial))
     if resumed:
       logging.info("resuming %s: %d trials stored, controller at update %d (%s)", store.directory,
                    len(records), proposer.updates, "restored" if restored else "fresh")

@@ -64,17 +64,13 @@ class Stretch:
   total: int
   resume_from: str | None = None
   save_to: str | None = None
-
-  @property
-  def whole(self) -> bool:
-    """An uninterrupted run: from scratch to the end, nothing saved."""
-    return self.start == 0 and self.stop == self.total and self.save_to is None
+  whole: bool = False  # the task's own run (no span): its epochs or steps, nothing restored or saved
 
 
 def stretch_of(span: Span | None, total_steps: int, unit_steps: int) -> Stretch:
   """The steps a span covers (`unit_steps` per budget unit); the whole run when `span` is None."""
   if span is None:
-    return Stretch(0, total_steps, total_steps)
+    return Stretch(0, total_steps, total_steps, whole=True)
   start = span.start * unit_steps
   if start and not (span.resume_from and os.path.isfile(span.resume_from)):
     # A cached repeat that was promoted, or a resume on another machine: slower, the same kind of score.
