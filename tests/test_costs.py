@@ -57,7 +57,7 @@ def test_count_params_equals_built_model(name):
   assert count_trainable_params(arch) == sum(int(np.prod(w.shape)) for w in model.trainable_weights)
 
 
-@pytest.mark.parametrize("count", [pytest.param(20), pytest.param(50, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("count", [pytest.param(10), pytest.param(50, marks=pytest.mark.slow)])
 def test_count_params_equals_built_model_for_random_architectures(count):
   space = default_space()
   rng = np.random.default_rng(2024)

@@ -123,6 +123,7 @@ def run_search(c, land, batches: int, batch: int = 16) -> list[float]:
   return means
 
 
+@pytest.mark.slow  # default-suite time: a 16 s learning run; PPO updates are checked by the tests above
 def test_learns_a_small_landscape():
   arities = [2, 3, 4] * 4
   land = make_landscape("onemax", arities, seed=0)

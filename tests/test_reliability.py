@@ -64,6 +64,7 @@ def finished_search(tmp_path, trials=2):
 
 
 # ----------------------------------------------------------------------------- 1. the lock
+@pytest.mark.slow  # default-suite time: the lock is also checked in-process (the test below)
 def test_a_second_process_is_refused_and_writes_nothing(tmp_path):
   d = finished_search(tmp_path)
   before = snapshot(d)

@@ -342,6 +342,7 @@ def test_trial_seeds_are_distinct_and_cover_references():
       821328063, 1387925762, 901243215, 60518626]
 
 
+@pytest.mark.slow  # default-suite time: latency costs are checked in tests/test_latency.py
 def test_latency_cost_search_records_measured_latency(tmp_path):
   import rewards
   cfg = tiny_config(trials=2, trials_per_update=2, cost="latency", target_latency_ms=0.5,

@@ -217,6 +217,7 @@ def test_cli_bad_input(args, message):
   assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith(message), r.stderr
 
 
+@pytest.mark.slow  # default-suite time: test_stopped_after_epoch_1_continues_at_epoch_2 checks the same in-process
 def test_cli_killed_after_epoch_1_continues_at_epoch_2(tmp_path):
   out = str(tmp_path / "run")
   arch_path = str(tmp_path / "tiny.json")
