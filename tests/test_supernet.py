@@ -217,3 +217,20 @@ def test_sandwich_paths_are_the_largest_and_smallest_networks():
     oneshot.OneShotConfig(space="micro", path_rule="bogus")
   assert "path_rule" not in oneshot.OneShotConfig(space="micro").to_params()
   assert oneshot.OneShotConfig(space="micro", path_rule="sandwich", paths_per_step=3).to_params()["paths_per_step"] == 3
+
+
+def test_the_committed_supernet_tau_against_g_is_recomputed_from_its_records():
+  import json
+  import os
+
+  from mnas_search.analysis import ground_truth as gt
+  from mnas_search.util import fileio
+  folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results", "oneshot",
+                        "ground_truth")
+  rows = fileio.read_jsonl(os.path.join(folder, "records.jsonl"))
+  for run in fileio.read_jsonl(os.path.join(folder, "runs.jsonl")):
+    mine = [r for r in rows if r["variant"] == run["variant"]]
+    got = gt.score({r["blocks"]: r["supernet_accuracy"] for r in mine},
+                   {r["blocks"]: r["g_test_accuracy"] for r in mine})
+    assert (got["kendall_tau"], got["spearman_rho"], got["matched"]) == (
+        run["kendall_tau"], run["spearman"], run["n_architectures"]), json.dumps(run)[:200]
