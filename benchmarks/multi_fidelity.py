@@ -55,12 +55,13 @@ import controller
 from controller import landscapes
 from mnas_search.analysis import ground_truth as gt
 from mnas_search.cli import quiet
+from mnas_search.runs import records
 from mnas_search.search.proposer import Candidate
 from mnas_search.search.scheduler import Hyperband, SuccessiveHalving, controller_rewards
 from mnas_search.util import fileio, stats
 from search_space import default_space
 
-MAX_BUDGET, MIN_BUDGET, ETA, K = 9, 1, 3, 9
+MAX_BUDGET, ETA, K = 9, 3, 9
 FIXED = 4.0 / 29.0  # a child's fixed cost in proxy epochs (see the docstring)
 NOISE, BIAS = 1.0, 0.5  # in units of the truth's spread over random architectures (see the docstring)
 SCHEDULERS = ("none", "sha", "hyperband")
@@ -248,8 +249,7 @@ def summarize_real(out: str) -> tuple[list[dict], str]:
   for name in sorted(g):
     d = os.path.join(out, "real", name)
     run = fileio.read_json(os.path.join(d, "run.json"))
-    from mnas_search.runs import records  # every rung's record: the compute the run spent
-    child_s = sum(r["train_seconds"] for r in records.read_trials(d, rungs=True))
+    child_s = sum(r["train_seconds"] for r in records.read_trials(d, rungs=True))  # every rung's record
     rows.append({**run, "run": name, "child_seconds": round(child_s, 1),
                  "best_g_test": g[name]["test_accuracy"]})
   lines = ["| controller | scheduler | n | children | child min/run | best's G test % | − none [90% CI] | p |",

@@ -122,9 +122,9 @@ class Executor:
   def full_rung(self) -> Rung | None:
     """The whole schedule as one rung (a multi-fidelity search's references train to its largest
     budget, as its finalists do); None without a scheduler."""
-    budgets = self.config.budgets
     if self.config.scheduler == "none":
       return None
+    budgets = self.config.budgets
     return Rung(len(budgets) - 1, budgets[-1], 0, budgets[-1])
 
   def checkpoint(self, trial: int, budget: int) -> str:
