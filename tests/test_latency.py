@@ -193,22 +193,102 @@ def test_progress_lines():
   assert str(p) == "measured 10/40 latency entries in 20s (2.00s each); about 1.0 min left"
 
 
+# ----------------------------------------------------------------------------- calibration
+def test_fit_calibration_recovers_known_terms():
+  sums = [0.5, 1.0, 2.0, 3.0, 1.5]
+  params = [1_000_000, 4_000_000, 2_000_000, 5_000_000, 3_000_000]
+  measured = [0.2 + 1.1 * s + 0.5 * p / 1e6 for s, p in zip(sums, params)]
+  c = latency.fit_calibration(sums, params, measured, 32, 10)
+  assert (c.resolution, c.num_classes, c.n_networks) == (32, 10, 5)
+  assert (c.overhead_ms, c.scale, c.ms_per_mparam, c.median_ratio) == pytest.approx(
+      (0.2, 1.1, 0.5, 1.0), abs=1e-4)
+  assert c.apply(2.0, 2_000_000) == pytest.approx(0.2 + 2.2 + 1.0, abs=1e-3)
+  # Timings that the full fit would explain with a negative overhead get a fit without it.
+  neg = [1.2 * s + 0.3 * p / 1e6 - 0.1 for s, p in zip(sums, params)]
+  c = latency.fit_calibration(sums, params, neg, 32, 10)
+  assert c.overhead_ms == 0.0 and c.scale > 0 and c.ms_per_mparam > 0
+  assert c.median_ratio == pytest.approx(1.0, abs=0.05)
+  # One network: a one-term fit through it.
+  assert latency.fit_calibration([2.0], [1_000_000], [3.0], 16, 10).median_ratio == 1.0
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (([], [], []), "at least one network"),
+    (([1.0, 2.0], [1, 2], [1.0]), "differ in length"),
+    (([1.0], [1], [0.0]), "must all be > 0"),
+])
+def test_fit_calibration_refuses_bad_input(args, fragment):
+  with pytest.raises(ValueError, match=fragment):
+    latency.fit_calibration(*args, 32, 10)
+
+
+def test_calibrations_round_trip_through_the_table_file(tmp_path):
+  path = str(tmp_path / "t.json")
+  assert latency.load_calibrations(path, "cpu", "v", 1) == {}
+  c32 = latency.Calibration(32, 10, 0.1, 1.0, 0.4, 6, 0.98)
+  c224 = latency.Calibration(224, 1000, 0.0, 1.2, 0.1, 6, 1.01)
+  latency.save_table(path, {TINY_STEM: 0.5}, "cpu", "v", 1, calibrations=[c32])
+  latency.save_table(path, {TINY_HEAD: 8.0}, "cpu", "v", 1, calibrations=[c224])  # keeps c32
+  latency.save_table(path, {TINY_A: 1.0}, "cpu", "v", 1)  # an entry-only writer keeps both
+  assert latency.load_calibrations(path, "cpu", "v", 1) == {(32, 10): c32, (224, 1000): c224}
+  assert len(latency.load_table(path, "cpu", "v", 1)) == 3
+  data = json.loads(open(path).read())
+  data["calibrations"][0].pop("scale")
+  open(path, "w").write(json.dumps(data))
+  with pytest.raises(ValueError, match=r"calibration 0: a calibration needs exactly the fields"):
+    latency.load_calibrations(path, "cpu", "v", 1)
+
+
+def test_calibrated_prediction_is_fitted_saved_and_reused(tmp_path):
+  # A one-stage space whose networks share a handful of entries, so that the end-to-end timings
+  # and the fit run in seconds.
+  small = SearchSpace(stages=(StageSpace(stride=1, kernel=(3, 5), expansion=(1,), se_ratio=(0.0,),
+                                         skip=("identity",), repeats=(1, 2), filters=(8,)),),
+                      stem_filters=8, head_filters=16, activation="relu", resolution=16,
+                      name="small")
+  cache, timing = str(tmp_path), dict(resolution=16, num_classes=10, warmup=1, repeats=3)
+  model = latency.LatencyModel(cache, calibration_networks=3, calibration_space=small, **timing)
+  assert model.calibration is None
+  arch = Architecture(blocks=("r2_k5_s11_e1_i8_o8",), stem_filters=8, head_filters=16,
+                      activation="relu")
+  ms = model.predict_ms(arch)  # fits the calibration first, on 3 networks of `small`
+  c = model.calibration
+  assert c is not None and (c.resolution, c.num_classes, c.n_networks) == (16, 10, 3)
+  assert min(c.overhead_ms, c.scale, c.ms_per_mparam) >= 0 and 0.5 < c.median_ratio < 2
+  assert ms == pytest.approx(c.apply(model.sum_ms(arch), search_space_params(arch)))
+  # Another process reads the fit from the file and predicts the same without timing anything.
+  again = latency.LatencyModel(cache, measure_missing=False, **timing)
+  assert again.calibration == c and again.predict_ms(arch) == ms and again.measured == 0
+  # Entries without a calibration, and no measuring allowed: one line that says what is missing.
+  strict = latency.LatencyModel(str(tmp_path / "other"), measure_missing=False, **timing)
+  strict.table = dict(model.table)
+  with pytest.raises(latency.MissingEntriesError,
+                     match="lacks its end-to-end calibration at resolution 16 with 10 classes"):
+    strict.predict_ms(arch)
+
+
+def search_space_params(arch):
+  from search_space import count_params
+  return count_params(arch, 10)
+
+
 # ----------------------------------------------------------------------------- measuring
 def test_measure_lazily_fill_and_reuse(tmp_path):
   import tensorflow as tf
   assert latency.tf_version() == tf.__version__
   cache = str(tmp_path)
+  plain = dict(calibration_networks=0)  # the plain sum of the entries (calibration: below)
   strict = latency.LatencyModel(cache, resolution=16, num_classes=10, measure_missing=False,
-                                warmup=1, repeats=3)
+                                warmup=1, repeats=3, **plain)
   with pytest.raises(latency.MissingEntriesError, match="lacks 4 of the 4 entries"):
     strict.predict_ms(TINY)
-  lazy = latency.LatencyModel(cache, resolution=16, num_classes=10, warmup=1, repeats=3)
+  lazy = latency.LatencyModel(cache, resolution=16, num_classes=10, warmup=1, repeats=3, **plain)
   ms = lazy.predict_ms(TINY)
   assert lazy.measured == 4 and set(lazy.table) == {TINY_STEM, TINY_A, TINY_B, TINY_HEAD}
   assert all(v > 0 for v in lazy.table.values())
   assert ms == sum(lazy.table[k] for k in (TINY_STEM, TINY_A, TINY_A, TINY_B, TINY_HEAD))
   # Another process reads the same file and predicts the same without measuring.
-  again = latency.LatencyModel(cache, resolution=16, num_classes=10, measure_missing=False)
+  again = latency.LatencyModel(cache, resolution=16, num_classes=10, measure_missing=False, **plain)
   assert again.predict_ms(TINY) == ms and again.measured == 0
   # A second network that shares all but its last block measures just that one entry.
   other = TINY.replace(blocks=("r2_k3_s11_e1_i8_o8", "r1_k3_s22_e6_i8_o16_se0.25"))
@@ -227,13 +307,18 @@ def test_build_table_measures_only_what_is_missing(tmp_path):
                              dry_run=True)
   assert (plan.total, plan.cached, plan.measured) == (3, 0, 0) and not os.path.exists(plan.path)
   done = latency.build_table(one, latency.LatencyModel(str(tmp_path), resolution=16, num_classes=10,
-                                                     warmup=1, repeats=3), on_progress=seen.append)
-  assert (done.total, done.cached, done.measured) == (3, 0, 3)
+                                                     warmup=1, repeats=3, calibration_networks=0),
+                             on_progress=seen.append)
+  assert (done.total, done.cached, done.measured, done.calibration) == (3, 0, 3, None)
   assert [(p.done, p.total, p.cached) for p in seen] == [(0, 3, 0), (3, 3, 0)]
   table = latency.load_table(done.path, latency.device_name(), latency.tf_version(), 1)
   assert set(table) == {TINY_STEM, TINY_A, HeadKey(8, 8, 16, 10, "relu")}
-  assert latency.build_table(
-      one, latency.LatencyModel(str(tmp_path), resolution=16, num_classes=10)).measured == 0
+  # With calibration, the build also times the space's one network end to end and fits on it.
+  again = latency.build_table(one, latency.LatencyModel(str(tmp_path), resolution=16, num_classes=10,
+                                                      warmup=1, repeats=3))
+  assert again.measured == 0 and again.calibration.n_networks == 1
+  assert latency.load_calibrations(done.path, latency.device_name(), latency.tf_version(), 1) == {
+      (16, 10): again.calibration}
 
 
 # ----------------------------------------------------------------------------- the CLI
@@ -267,10 +352,11 @@ def test_cli_dry_run_counts(tmp_path):
 def test_cli_predicts_and_measures(tmp_path):
   p = run_cli("--blocks=r2_k3_s11_e1_i32_o32", "--activation=relu", "--latency_resolution=16",
               "--num_classes=10", "--latency_repeats=3", "--latency_warmup=1", "--json",
-              f"--latency_cache_dir={tmp_path}")
+              "--latency_calibration_networks=0", f"--latency_cache_dir={tmp_path}")
   assert p.returncode == 0, p.stderr
   d = json.loads(p.stdout)
   assert (d["resolution"], d["threads"], d["entries_measured"], d["clock"]) == (16, 1, 3, "thread_cpu")
+  assert d["calibration"] is None and d["sum_ms"] == d["predicted_ms"]
   table = latency.load_table(d["table"], d["device"], d["tf_version"], 1)
   assert d["predicted_ms"] == round(sum(table[k] for k in latency.network_keys(
       Architecture(blocks=("r2_k3_s11_e1_i32_o32",), activation="relu"), 16, 10)), 4)
@@ -284,8 +370,38 @@ def test_table_ranks_whole_networks_as_measured_end_to_end(tmp_path):
   nets = [Architecture(blocks=blocks, stem_filters=16, head_filters=64, activation="relu")
           for blocks in (("r1_k3_s11_e1_i16_o16",), ("r2_k3_s11_e3_i16_o16",),
                          ("r2_k5_s11_e6_i16_o32",), ("r3_k5_s11_e6_i16_o64",))]
-  model = latency.LatencyModel(str(tmp_path), resolution=32, num_classes=10, warmup=2, repeats=15)
+  model = latency.LatencyModel(str(tmp_path), resolution=32, num_classes=10, warmup=2, repeats=15,
+                               calibration_networks=0)  # the plain sums rank these already
   predicted = [model.predict_ms(a) for a in nets]
   measured = [latency.measure_end_to_end(a, 32, 10, warmup=2, repeats=15) for a in nets]
   from mnas_search.util import stats
   assert stats.spearman(predicted, measured) >= 0.8, (predicted, measured)
+
+
+def test_the_committed_benchmark_figures_follow_from_its_rows():
+  # results/latency/latency_lut.json (benchmarks/latency_lut.py): every headline figure is
+  # recomputed from the per-network rows, and every row from its rounds and the calibration.
+  from mnas_search.util import stats
+  with open(os.path.join(ROOT, "results", "latency", "latency_lut.json")) as f:
+    d = json.load(f)
+  assert {r["resolution"] for r in d["resolutions"]} == {32, 224}
+  assert d["n_networks"] >= 30
+  for r in d["resolutions"]:
+    res, rows = r["resolution"], r["rows"]
+    assert len(rows) == r["n_networks"] >= d["n_networks"]
+    cal = latency.Calibration.from_dict(r["calibration"])
+    assert (cal.resolution, cal.num_classes) == (res, r["num_classes"])
+    n_cal = len(r["calibration_networks"])
+    assert cal.n_networks == n_cal and len(r["rounds_ms"]) == n_cal + len(rows)
+    assert not {tuple(b) for b in r["calibration_networks"]} & {tuple(x["blocks"]) for x in rows}
+    for row, rounds in zip(rows, r["rounds_ms"][n_cal:]):
+      assert row["measured_ms"] == pytest.approx(min(rounds), abs=1e-3)
+      assert row["predicted_ms"] == pytest.approx(cal.apply(row["sum_ms"], row["params"]), abs=1e-3)
+    pred = [x["predicted_ms"] for x in rows]
+    meas = [x["measured_ms"] for x in rows]
+    assert d[f"spearman_{res}"] == r["calibrated"]["spearman"] == pytest.approx(
+        stats.spearman(pred, meas), abs=1e-4)
+    assert d[f"median_ratio_{res}"] == r["calibrated"]["median_ratio"] == pytest.approx(
+        float(np.median(np.array(pred) / np.array(meas))), abs=1e-4)
+    assert r["plain_sum"]["spearman"] == pytest.approx(
+        stats.spearman([x["sum_ms"] for x in rows], meas), abs=1e-4)

@@ -6,12 +6,16 @@ head are each converted to a tiny batch-1 TFLite model and timed in
 `tf.lite.Interpreter(num_threads=N)` on the local CPU: a few warm-up runs, then
 the median of R timed runs (the thread's CPU time with one thread, so that
 other processes on a shared machine add little noise; the wall time with
-more). A network's latency is predicted as the sum of its stem, its blocks (per
+more). A network's latency is predicted from the sum of its stem, its blocks (per
 `Architecture.expand_blocks()`, with the sizes of `search_space.costs.block_costs`)
-and its head.
+and its head, corrected by a `Calibration` fitted to a few networks timed end
+to end: a lone block is timed with its weights in cache, while a whole network
+streams its weights from memory on every call, which at small resolutions costs
+more than the arithmetic.
 
 The table is cached as JSON, one file per (device, TF version, threads) under a
-cache folder (`~/.cache/mnas_search/latency/` by default), written atomically.
+cache folder (`~/.cache/mnas_search/latency/` by default), written atomically,
+with one calibration per (resolution, classes).
 Entries that are missing are measured on demand and added, so a search can
 fill the table lazily; `LatencyModel(measure_missing=False)` refuses instead.
 
@@ -38,12 +42,16 @@ from absl import logging
 from mnas_search.util import fileio
 from nas_common import FieldError, check_int
 from search_space.blocks import ACTIVATIONS, Architecture, ConcreteBlock, round_filters
-from search_space.costs import block_costs, conv_output_size
+from search_space.costs import block_costs, conv_output_size, count_params
 from search_space.space import SearchSpace
 
 DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "mnas_search", "latency")
 DEFAULT_WARMUP = 5
 DEFAULT_REPEATS = 30
+DEFAULT_ROUNDS = 5       # end-to-end rounds (measure_end_to_end_many)
+DEFAULT_KEY_ROUNDS = 3   # rounds per table entry (measure_key)
+DEFAULT_CALIBRATION_NETWORKS = 6
+CALIBRATION_SEED = 20261203
 TABLE_FORMAT = 1
 
 
@@ -202,13 +210,20 @@ class MissingEntriesError(FieldError):
   """The table lacks entries and measuring them was not allowed: a FieldError of `measure_missing`
   (False), whose message says what is missing."""
 
-  def __init__(self, missing: int, total: int, name: str, resolution: int, example: dict):
-    what = f"{missing} of the {total} entries of {name!r} at resolution {resolution}, e.g. {example}"
+  def __init__(self, missing: int, total: int, name: str, resolution: int, example: dict,
+               what: str | None = None):
+    what = what or (f"{missing} of the {total} entries of {name!r} at resolution {resolution}, "
+                    f"e.g. {example}")
     super().__init__(
         "measure_missing", False, "True, or a table built first (launch.py latency --build)",
         reason=f"leaves the latency table without {what}",
         message=f"the latency table lacks {what}; allowed: measure them (measure_missing=True) or "
         "build the table first (launch.py latency --build)")
+
+  @classmethod
+  def calibration(cls, resolution: int, num_classes: int) -> "MissingEntriesError":
+    return cls(1, 1, "", resolution, {}, what=f"its end-to-end calibration at resolution "
+               f"{resolution} with {num_classes} classes")
 
 
 def predict(arch: Architecture, resolution: int, num_classes: int,
@@ -229,6 +244,92 @@ def predict(arch: Architecture, resolution: int, num_classes: int,
 def distinct_missing(keys: Iterable[LatencyKey], table: dict[LatencyKey, Any]) -> list[LatencyKey]:
   """The keys absent from `table`, each once, in their first order."""
   return [k for k in dict.fromkeys(keys) if k not in table]
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+  """How a network's table sum maps to its end-to-end time, at one resolution and class count.
+
+  predicted = overhead_ms + scale * (sum of the entries) + ms_per_mparam * (parameters / 1e6):
+  one call's fixed cost, the arithmetic as the lone entries time it, and the weights a whole
+  network reads from memory on every call (a lone entry finds its own in cache). Fitted by
+  `fit_calibration`; `median_ratio` is the fit's predicted/measured median on its networks.
+  """
+
+  resolution: int
+  num_classes: int
+  overhead_ms: float
+  scale: float
+  ms_per_mparam: float
+  n_networks: int
+  median_ratio: float
+
+  def apply(self, sum_ms: float, params: int) -> float:
+    return self.overhead_ms + self.scale * sum_ms + self.ms_per_mparam * params / 1e6
+
+  def to_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, d: dict[str, Any]) -> "Calibration":
+    names = {f.name for f in dataclasses.fields(cls)}
+    if set(d) != names:
+      raise ValueError(f"a calibration needs exactly the fields {sorted(names)}; got {sorted(d)}")
+    return cls(**d)
+
+
+def fit_calibration(sums_ms: Sequence[float], params: Sequence[int], measured_ms: Sequence[float],
+                    resolution: int, num_classes: int) -> Calibration:
+  """The non-negative least-squares fit of `Calibration` in relative error.
+
+  Relative error, so that the small networks weigh as much as the large ones; every subset of
+  the three terms (of at most as many terms as networks) is tried and the best fit with no
+  negative coefficient is kept (a negative overhead or bandwidth term would be a fit to noise,
+  and could predict below zero).
+
+  Raises:
+    ValueError: no network, lengths that differ, or a measurement that is not > 0.
+  """
+  if not len(sums_ms) == len(params) == len(measured_ms):
+    raise ValueError(f"sums_ms, params and measured_ms differ in length: {len(sums_ms)}, "
+                     f"{len(params)}, {len(measured_ms)}")
+  if not len(measured_ms):
+    raise ValueError("a calibration needs at least one network timed end to end; got none")
+  y = np.asarray(measured_ms, dtype=float)
+  x = np.stack([np.ones_like(y), np.asarray(sums_ms, dtype=float),
+                np.asarray(params, dtype=float) / 1e6], axis=1)
+  if not np.all(y > 0):
+    raise ValueError(f"measured_ms must all be > 0; got {y.tolist()}")
+  a, b = x / y[:, None], np.ones_like(y)
+  best: tuple[float, np.ndarray] | None = None
+  for subset in ((0, 1, 2), (1, 2), (0, 1), (0, 2), (1,), (2,), (0,)):
+    if len(subset) > len(y):
+      continue
+    coef = np.zeros(3)
+    coef[list(subset)] = np.linalg.lstsq(a[:, subset], b, rcond=None)[0]
+    if np.any(coef < 0):
+      continue
+    loss = float(np.sum((a @ coef - b) ** 2))
+    if best is None or loss < best[0] - 1e-12:
+      best = (loss, coef)
+  assert best is not None  # a single non-negative column always fits with a coefficient >= 0
+  coef = best[1]
+  ratio = float(np.median((x @ coef) / y))
+  return Calibration(resolution, num_classes, round(float(coef[0]), 6), round(float(coef[1]), 6),
+                     round(float(coef[2]), 6), int(len(y)), round(ratio, 4))
+
+
+def calibration_architectures(space: SearchSpace, count: int,
+                              seed: int = CALIBRATION_SEED) -> list[Architecture]:
+  """`count` distinct networks of `space` drawn with a fixed seed (names "calibration-I")."""
+  rng = np.random.default_rng(seed)
+  archs: dict[tuple, Architecture] = {}
+  for _ in range(100 * count):
+    if len(archs) == count:
+      break
+    arch = space.decode(space.sample_indices(rng), name=f"calibration-{len(archs)}")
+    archs.setdefault(arch.blocks, arch)
+  return list(archs.values())
 
 
 # ----------------------------------------------------------------------------- the cache
@@ -274,15 +375,10 @@ def _slug(text: str) -> str:
   return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-.") or "unknown"
 
 
-def load_table(path: str, device: str, version: str, threads: int) -> dict[LatencyKey, float]:
-  """Reads a table file; a missing file is an empty table.
-
-  Raises:
-    ValueError: the file is not a table, or it was measured for another
-      device, TF version or thread count (the file name is only a slug of those).
-  """
+def _read_table(path: str, device: str, version: str, threads: int) -> dict[str, Any] | None:
+  """A table file's JSON after its header checks; None when there is no file."""
   if not os.path.exists(path):
-    return {}
+    return None
   data = fileio.read_json(path)
   if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
     raise ValueError(f"latency table {path!r} is not a table: expected an object with 'entries'")
@@ -295,6 +391,19 @@ def load_table(path: str, device: str, version: str, threads: int) -> dict[Laten
     if data.get(field) != value:
       raise ValueError(f"latency table {path!r} has {field}={data.get(field)!r} but {value!r} was "
                        "asked for; allowed: a table measured on this device, TF version and threads")
+  return data
+
+
+def load_table(path: str, device: str, version: str, threads: int) -> dict[LatencyKey, float]:
+  """Reads a table file's entries; a missing file is an empty table.
+
+  Raises:
+    ValueError: the file is not a table, or it was measured for another
+      device, TF version or thread count (the file name is only a slug of those).
+  """
+  data = _read_table(path, device, version, threads)
+  if data is None:
+    return {}
   table = {}
   for i, entry in enumerate(data["entries"]):
     try:
@@ -308,35 +417,94 @@ def load_table(path: str, device: str, version: str, threads: int) -> dict[Laten
   return table
 
 
+CalibrationKey = tuple[int, int]  # (resolution, num_classes)
+
+
+def load_calibrations(path: str, device: str, version: str,
+                      threads: int) -> dict[CalibrationKey, Calibration]:
+  """Reads a table file's calibrations (none in a missing file or one written before them)."""
+  data = _read_table(path, device, version, threads)
+  found = {}
+  for i, d in enumerate((data or {}).get("calibrations", [])):
+    try:
+      c = Calibration.from_dict(dict(d))
+    except (ValueError, TypeError) as e:
+      raise ValueError(f"latency table {path!r} calibration {i}: {e}") from None
+    found[(c.resolution, c.num_classes)] = c
+  return found
+
+
 def save_table(path: str, table: dict[LatencyKey, float], device: str, version: str,
-               threads: int, method: dict[str, Any] | None = None) -> None:
-  """Writes the table atomically, keeping entries another process added to the file meanwhile."""
+               threads: int, method: dict[str, Any] | None = None,
+               calibrations: Iterable[Calibration] = ()) -> None:
+  """Writes the table atomically, keeping entries and calibrations another process added to the
+  file meanwhile (the given ones win)."""
   merged = {**load_table(path, device, version, threads), **table}
+  cal = load_calibrations(path, device, version, threads)
+  cal.update({(c.resolution, c.num_classes): c for c in calibrations})
   data = {"format": TABLE_FORMAT, "device": device, "tf_version": version, "threads": threads,
           "method": method or {},
-          "entries": [{**key_to_dict(k), "ms": ms} for k, ms in merged.items()]}
+          "entries": [{**key_to_dict(k), "ms": ms} for k, ms in merged.items()],
+          "calibrations": [c.to_dict() for _, c in sorted(cal.items())]}
   fileio.atomic_write_json(path, data)
 
 
 # ----------------------------------------------------------------------------- measuring
 def measure_key(key: LatencyKey, threads: int = 1, warmup: int = DEFAULT_WARMUP,
-                repeats: int = DEFAULT_REPEATS) -> float:
-  """Times one stem, block or head as its own batch-1 TFLite model; the median in ms."""
+                repeats: int = DEFAULT_REPEATS, rounds: int = DEFAULT_KEY_ROUNDS) -> float:
+  """Times one stem, block or head as its own batch-1 TFLite model, in ms: the fastest of
+  `rounds` medians of `repeats` calls (other processes only ever add time)."""
   _check_timing(threads, warmup, repeats)
   model, shape = _key_model(key)
-  return time_tflite(to_tflite(model, shape), shape, threads, warmup, repeats)
+  return time_tflite(to_tflite(model, shape), shape, threads, warmup, repeats, rounds)
 
 
 def measure_end_to_end(arch: Architecture, resolution: int, num_classes: int, threads: int = 1,
                        warmup: int = DEFAULT_WARMUP, repeats: int = DEFAULT_REPEATS) -> float:
   """Times the whole network as one batch-1 TFLite model, as `measure_key` times an entry."""
+  return measure_end_to_end_many([arch], resolution, num_classes, threads, warmup, repeats, 1)[0]
+
+
+def measure_end_to_end_many(archs: Sequence[Architecture], resolution: int, num_classes: int,
+                            threads: int = 1, warmup: int = DEFAULT_WARMUP,
+                            repeats: int = DEFAULT_REPEATS, rounds: int = DEFAULT_ROUNDS,
+                            seed: int = 0) -> list[float]:
+  """Times whole networks side by side; each one's latency in ms, in the order given.
+
+  The fastest of `rounds` interleaved rounds (`end_to_end_rounds`) is kept: a whole network's time
+  at small resolutions is mostly the memory traffic of its weights, which other processes' use of
+  the shared cache slows by up to 2-3x from one minute to the next, and such interference only
+  ever adds time; the fastest round is the least disturbed one.
+  """
+  times = end_to_end_rounds(archs, resolution, num_classes, threads, warmup, repeats, rounds, seed)
+  return [round(float(t), 4) for t in times.min(axis=1)]
+
+
+def end_to_end_rounds(archs: Sequence[Architecture], resolution: int, num_classes: int,
+                      threads: int = 1, warmup: int = DEFAULT_WARMUP,
+                      repeats: int = DEFAULT_REPEATS, rounds: int = DEFAULT_ROUNDS,
+                      seed: int = 0) -> np.ndarray:
+  """Per-round medians in ms, shape (networks, rounds).
+
+  Every round times each network (in a shuffled order) `repeats` times after `warmup` calls, so
+  that all networks are timed under the same conditions.
+  """
   from search_space.model import build_model
   _check_int("resolution", resolution, 1)
   _check_int("num_classes", num_classes, 1)
   _check_timing(threads, warmup, repeats)
+  _check_int("rounds", rounds, 1)
   shape = (1, resolution, resolution, 3)
-  model = build_model(arch, shape[1:], num_classes)
-  return time_tflite(to_tflite(model, shape), shape, threads, warmup, repeats)
+  interpreters = [_interpreter(to_tflite(build_model(a, shape[1:], num_classes), shape), shape,
+                               threads) for a in archs]
+  times = np.zeros((len(archs), rounds))
+  order = list(range(len(archs)))
+  rng = random.Random(seed)
+  for r in range(rounds):
+    rng.shuffle(order)
+    for i in order:
+      times[i, r] = _time_invokes(interpreters[i], threads, warmup, repeats)
+  return times
 
 
 def _check_timing(threads: int, warmup: int, repeats: int) -> None:
@@ -403,8 +571,10 @@ def to_tflite(model, shape: Sequence[int]) -> bytes:
     logging.set_verbosity(verbosity)
 
 
-def time_tflite(content: bytes, shape: Sequence[int], threads: int, warmup: int, repeats: int) -> float:
-  """Median time in ms of `repeats` single invocations, after `warmup` untimed ones.
+def time_tflite(content: bytes, shape: Sequence[int], threads: int, warmup: int, repeats: int,
+                rounds: int = 1) -> float:
+  """Median time in ms of `repeats` single invocations, after `warmup` untimed ones; with several
+  `rounds`, the fastest round's median.
 
   With one thread the interpreter runs on the calling thread, so that
   thread's CPU time is the latency without the time other processes take
@@ -412,6 +582,13 @@ def time_tflite(content: bytes, shape: Sequence[int], threads: int, warmup: int,
   the short ones, and so biases a sum of short ones); with several threads
   only the wall time measures the latency. See `timing_clock`.
   """
+  _check_int("rounds", rounds, 1)
+  interpreter = _interpreter(content, shape, threads)
+  return round(min(_time_invokes(interpreter, threads, warmup, repeats) for _ in range(rounds)), 4)
+
+
+def _interpreter(content: bytes, shape: Sequence[int], threads: int):
+  """A tf.lite.Interpreter of `content`, its tensors allocated and a fixed random input set."""
   import tensorflow as tf
   with warnings.catch_warnings():
     # TF warns that tf.lite.Interpreter moves to the separate ai_edge_litert package; it still works.
@@ -420,6 +597,11 @@ def time_tflite(content: bytes, shape: Sequence[int], threads: int, warmup: int,
   interpreter.allocate_tensors()
   x = np.random.default_rng(0).standard_normal(tuple(shape)).astype(np.float32)
   interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+  return interpreter
+
+
+def _time_invokes(interpreter, threads: int, warmup: int, repeats: int) -> float:
+  """The median ms of `repeats` timed calls after `warmup` untimed ones."""
   for _ in range(warmup):
     interpreter.invoke()
   clock = time.thread_time if timing_clock(threads) == "thread_cpu" else time.perf_counter
@@ -428,7 +610,7 @@ def time_tflite(content: bytes, shape: Sequence[int], threads: int, warmup: int,
     t0 = clock()
     interpreter.invoke()
     times.append(clock() - t0)
-  return round(float(np.median(times)) * 1e3, 4)
+  return float(np.median(times)) * 1e3
 
 
 def timing_clock(threads: int) -> str:
@@ -473,30 +655,55 @@ class LatencyModel:
   """Predicts a network's latency on this device from the cached lookup table.
 
   The search's cost function: `predict_ms(arch)` sums the table's entries at
-  the model's resolution and classes, measuring (and caching) any that are
-  missing unless `measure_missing` is False.
+  the model's resolution and classes and applies the table's calibration for
+  them, measuring (and caching) entries or the calibration that are missing
+  unless `measure_missing` is False.
+
+  Args:
+    cache_dir: the table folder (`DEFAULT_CACHE_DIR` when None).
+    threads: tf.lite.Interpreter threads.
+    resolution: the input resolution predicted for.
+    num_classes: the classifier's outputs.
+    measure_missing: measure what the table lacks (else raise `MissingEntriesError`).
+    warmup: untimed calls before timing a model.
+    repeats: timed calls; the median is kept.
+    calibration_networks: networks timed end to end to fit the calibration; 0 predicts the plain
+      sum of the entries.
+    calibration_space: where those networks are drawn from (the default space when None).
 
   Attributes:
     path: the table file for this device, TF version and threads.
     table: the entries, key -> ms.
+    calibration: the calibration at this resolution and class count, or None.
     measured: how many entries this object has measured so far.
   """
 
   def __init__(self, cache_dir: str | None = None, threads: int = 1, resolution: int = 224,
                num_classes: int = 1000, measure_missing: bool = True,
-               warmup: int = DEFAULT_WARMUP, repeats: int = DEFAULT_REPEATS):
+               warmup: int = DEFAULT_WARMUP, repeats: int = DEFAULT_REPEATS,
+               calibration_networks: int = DEFAULT_CALIBRATION_NETWORKS,
+               calibration_space: SearchSpace | None = None):
     _check_timing(threads, warmup, repeats)
     self.resolution = _check_int("resolution", resolution, 1)
     self.num_classes = _check_int("num_classes", num_classes, 1)
+    self.calibration_networks = _check_int("calibration_networks", calibration_networks, 0)
+    self.calibration_space = calibration_space
     self.threads, self.warmup, self.repeats = threads, warmup, repeats
     self.measure_missing = bool(measure_missing)
     self.device, self.tf_version = device_name(), tf_version()
     self.path = cache_path(cache_dir, threads, self.device, self.tf_version)
     self.table = load_table(self.path, self.device, self.tf_version, threads)
+    cal = load_calibrations(self.path, self.device, self.tf_version, threads)
+    self.calibration: Calibration | None = cal.get((self.resolution, self.num_classes))
     self.measured = 0
 
   def keys(self, arch: Architecture) -> list[LatencyKey]:
     return network_keys(arch, self.resolution, self.num_classes)
+
+  def _method(self) -> dict[str, Any]:
+    return {"batch": 1, "warmup": self.warmup, "repeats": self.repeats,
+            "statistic": f"fastest of {DEFAULT_KEY_ROUNDS} medians",
+            "clock": timing_clock(self.threads), "runtime": "tf.lite.Interpreter"}
 
   def fill(self, keys: Iterable[LatencyKey], on_progress: ProgressCallback | None = _log_progress,
            progress_every: int = 25) -> int:
@@ -517,22 +724,57 @@ class LatencyModel:
     for i, key in enumerate(missing, 1):
       self.table[key] = measure_key(key, self.threads, self.warmup, self.repeats)
       self.measured += 1
-      save_table(self.path, self.table, self.device, self.tf_version, self.threads,
-                 {"batch": 1, "warmup": self.warmup, "repeats": self.repeats, "statistic": "median",
-                  "clock": timing_clock(self.threads), "runtime": "tf.lite.Interpreter"})
+      save_table(self.path, self.table, self.device, self.tf_version, self.threads, self._method())
       if on_progress and (i == min(5, len(missing)) or i % progress_every == 0 or i == len(missing)):
         on_progress(FillProgress(i, len(missing), len(keys) - len(missing), time.perf_counter() - t0))
     return len(missing)
+
+  def sum_ms(self, arch: Architecture) -> float:
+    """The plain sum of `arch`'s entries in ms (measuring missing ones when allowed)."""
+    if self.measure_missing:
+      self.fill(self.keys(arch), on_progress=None)
+    return predict(arch, self.resolution, self.num_classes, self.table)
+
+  def calibrate(self, archs: Sequence[Architecture] | None = None,
+                measured_ms: Sequence[float] | None = None) -> Calibration:
+    """Times `archs` end to end, fits and saves the calibration at this resolution and classes.
+
+    Args:
+      archs: the networks (3 or more fit all three terms); `calibration_networks` drawn from
+        `calibration_space` with `CALIBRATION_SEED` when None.
+      measured_ms: their end-to-end times, when measured already (`measure_end_to_end_many`).
+    """
+    if archs is None:
+      from search_space import default_space
+      space = self.calibration_space or default_space()
+      archs = calibration_architectures(space, self.calibration_networks)
+    logging.info("latency: calibrating at %dx%d, %d classes, on %d networks timed end to end",
+                 self.resolution, self.resolution, self.num_classes, len(archs))
+    sums = [self.sum_ms(a) for a in archs]
+    measured = measured_ms if measured_ms is not None else measure_end_to_end_many(
+        archs, self.resolution, self.num_classes, self.threads, self.warmup, self.repeats)
+    params = [count_params(a, self.num_classes) for a in archs]
+    self.calibration = fit_calibration(sums, params, measured, self.resolution, self.num_classes)
+    save_table(self.path, self.table, self.device, self.tf_version, self.threads, self._method(),
+               calibrations=[self.calibration])
+    logging.info("latency: %s", self.calibration)
+    return self.calibration
 
   def predict_ms(self, arch: Architecture) -> float:
     """The predicted latency of `arch` in ms (measuring missing entries when allowed).
 
     Raises:
-      MissingEntriesError: entries are missing and `measure_missing` is False.
+      MissingEntriesError: entries or the calibration are missing and `measure_missing` is False.
     """
-    if self.measure_missing:
-      self.fill(self.keys(arch), on_progress=None)
-    return predict(arch, self.resolution, self.num_classes, self.table)
+    total = self.sum_ms(arch)
+    if not self.calibration_networks:
+      return total
+    if self.calibration is None:
+      if not self.measure_missing:
+        raise MissingEntriesError.calibration(self.resolution, self.num_classes)
+      self.calibrate()
+    assert self.calibration is not None
+    return self.calibration.apply(total, count_params(arch, self.num_classes))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -544,6 +786,7 @@ class TableBuild:
   cached: int     # of those, already in the table
   measured: int
   seconds: float
+  calibration: Calibration | None = None
 
 
 def build_table(space: SearchSpace, model: LatencyModel, progress_every: int = 25,
@@ -554,10 +797,14 @@ def build_table(space: SearchSpace, model: LatencyModel, progress_every: int = 2
   `model` says where the table lives and how to time (cache folder, threads, resolution, classes,
   warm-up and repeats). A smaller space (e.g. `get_space("micro")`) or a lower resolution builds a
   cheap table; an interrupted build resumes where it stopped, since every entry is saved as soon
-  as it is measured. `dry_run` only counts.
+  as it is measured. Then, unless the table has one or `model.calibration_networks` is 0, the
+  calibration is fitted on networks of `space`. `dry_run` only counts.
   """
   keys = table_keys(space, model.resolution, model.num_classes)
   cached = len(keys) - len(distinct_missing(keys, model.table))
   t0 = time.perf_counter()
   measured = 0 if dry_run else model.fill(keys, on_progress, progress_every)
-  return TableBuild(model.path, len(keys), cached, measured, time.perf_counter() - t0)
+  if not dry_run and model.calibration is None and model.calibration_networks:
+    model.calibrate(calibration_architectures(space, model.calibration_networks))
+  return TableBuild(model.path, len(keys), cached, measured, time.perf_counter() - t0,
+                    model.calibration)
