@@ -95,9 +95,8 @@ def run_resolution(args, resolution: int, num_classes: int, cache_dir: str | Non
   if shared:  # a network timed to fit the calibration must not also test it
     archs = [a for a in archs if a.blocks not in shared]
   model = latency.LatencyModel(cache_dir, args.threads, resolution, num_classes,
-                               warmup=args.warmup, repeats=args.repeats,
-                               calibration_networks=args.calibration_networks,
-                               calibration_space=space)
+                               timing=latency.Timing(args.warmup, args.repeats),
+                               plan=latency.CalibrationPlan(args.calibration_networks, space))
   print(f"== {resolution}x{resolution}, {num_classes} classes: {len(archs)} networks, "
         f"{len(calib)} calibration networks; table {model.path} ({len(model.table)} entries cached)",
         flush=True)

@@ -92,8 +92,9 @@ def test_table_keys_cover_sampled_architectures(name, resolution):
      "a stem entry needs exactly the fields"),
     (lambda: latency.network_keys(TINY, 0, 10), "resolution=0 is invalid; allowed: an integer >= 1"),
     (lambda: latency.LatencyModel(threads=0), "threads=0 is invalid; allowed: an integer >= 1"),
-    (lambda: latency.LatencyModel(repeats=0), "repeats=0 is invalid; allowed: an integer >= 1"),
-    (lambda: latency.LatencyModel(warmup=-1), "warmup=-1 is invalid; allowed: an integer >= 0"),
+    (lambda: latency.Timing(repeats=0), "repeats=0 is invalid; allowed: an integer >= 1"),
+    (lambda: latency.Timing(warmup=-1), "warmup=-1 is invalid; allowed: an integer >= 0"),
+    (lambda: latency.CalibrationPlan(-1), "calibration_networks=-1 is invalid"),
     (lambda: latency.measure_key(StemKey(16, 12, "relu")),
      "stem filters=12 is invalid; allowed: a channel count"),
 ])
@@ -246,8 +247,8 @@ def test_calibrated_prediction_is_fitted_saved_and_reused(tmp_path):
                                          skip=("identity",), repeats=(1, 2), filters=(8,)),),
                       stem_filters=8, head_filters=16, activation="relu", resolution=16,
                       name="small")
-  cache, timing = str(tmp_path), dict(resolution=16, num_classes=10, warmup=1, repeats=3)
-  model = latency.LatencyModel(cache, calibration_networks=3, calibration_space=small, **timing)
+  cache, timing = str(tmp_path), dict(resolution=16, num_classes=10, timing=latency.Timing(1, 3))
+  model = latency.LatencyModel(cache, plan=latency.CalibrationPlan(3, small), **timing)
   assert model.calibration is None
   arch = Architecture(blocks=("r2_k5_s11_e1_i8_o8",), stem_filters=8, head_filters=16,
                       activation="relu")
@@ -277,12 +278,13 @@ def test_measure_lazily_fill_and_reuse(tmp_path):
   import tensorflow as tf
   assert latency.tf_version() == tf.__version__
   cache = str(tmp_path)
-  plain = dict(calibration_networks=0)  # the plain sum of the entries (calibration: below)
+  plain = dict(plan=latency.CalibrationPlan(0))  # the plain sum of the entries (calibration: below)
   strict = latency.LatencyModel(cache, resolution=16, num_classes=10, measure_missing=False,
-                                warmup=1, repeats=3, **plain)
+                                timing=latency.Timing(1, 3), **plain)
   with pytest.raises(latency.MissingEntriesError, match="lacks 4 of the 4 entries"):
     strict.predict_ms(TINY)
-  lazy = latency.LatencyModel(cache, resolution=16, num_classes=10, warmup=1, repeats=3, **plain)
+  lazy = latency.LatencyModel(cache, resolution=16, num_classes=10, timing=latency.Timing(1, 3),
+                              **plain)
   ms = lazy.predict_ms(TINY)
   assert lazy.measured == 4 and set(lazy.table) == {TINY_STEM, TINY_A, TINY_B, TINY_HEAD}
   assert all(v > 0 for v in lazy.table.values())
@@ -307,7 +309,8 @@ def test_build_table_measures_only_what_is_missing(tmp_path):
                              dry_run=True)
   assert (plan.total, plan.cached, plan.measured) == (3, 0, 0) and not os.path.exists(plan.path)
   done = latency.build_table(one, latency.LatencyModel(str(tmp_path), resolution=16, num_classes=10,
-                                                     warmup=1, repeats=3, calibration_networks=0),
+                                                     timing=latency.Timing(1, 3),
+                                                     plan=latency.CalibrationPlan(0)),
                              on_progress=seen.append)
   assert (done.total, done.cached, done.measured, done.calibration) == (3, 0, 3, None)
   assert [(p.done, p.total, p.cached) for p in seen] == [(0, 3, 0), (3, 3, 0)]
@@ -315,7 +318,7 @@ def test_build_table_measures_only_what_is_missing(tmp_path):
   assert set(table) == {TINY_STEM, TINY_A, HeadKey(8, 8, 16, 10, "relu")}
   # With calibration, the build also times the space's one network end to end and fits on it.
   again = latency.build_table(one, latency.LatencyModel(str(tmp_path), resolution=16, num_classes=10,
-                                                      warmup=1, repeats=3))
+                                                      timing=latency.Timing(1, 3)))
   assert again.measured == 0 and again.calibration.n_networks == 1
   assert latency.load_calibrations(done.path, latency.device_name(), latency.tf_version(), 1) == {
       (16, 10): again.calibration}
@@ -370,8 +373,9 @@ def test_table_ranks_whole_networks_as_measured_end_to_end(tmp_path):
   nets = [Architecture(blocks=blocks, stem_filters=16, head_filters=64, activation="relu")
           for blocks in (("r1_k3_s11_e1_i16_o16",), ("r2_k3_s11_e3_i16_o16",),
                          ("r2_k5_s11_e6_i16_o32",), ("r3_k5_s11_e6_i16_o64",))]
-  model = latency.LatencyModel(str(tmp_path), resolution=32, num_classes=10, warmup=2, repeats=15,
-                               calibration_networks=0)  # the plain sums rank these already
+  model = latency.LatencyModel(str(tmp_path), resolution=32, num_classes=10,
+                               timing=latency.Timing(2, 15),
+                               plan=latency.CalibrationPlan(0))  # the plain sums rank these already
   predicted = [model.predict_ms(a) for a in nets]
   measured = [latency.measure_end_to_end(a, 32, 10, warmup=2, repeats=15) for a in nets]
   from mnas_search.util import stats

@@ -27,6 +27,7 @@ def _children_left(d):
   return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
 
 
+@pytest.mark.slow  # default-suite time: the SIGKILL test below runs sha's rungs and continuations
 def test_sha_trains_9_then_3_then_1_continuing_the_promoted(tmp_path, restore_determinism):
   d = str(tmp_path / "s")
   config = tiny_config(controller="random", controller_hparams=(), trials=9, trials_per_update=9,

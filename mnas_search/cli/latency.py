@@ -50,27 +50,10 @@ def run(fv: flags.FlagValues) -> None:
   except ValueError as e:
     raise ValueError(f"--search_space={fv.search_space}: {e}") from None
   timing = dict(threads=fv.latency_threads, cache_dir=fv.latency_cache_dir,
-                warmup=fv.latency_warmup, repeats=fv.latency_repeats,
-                calibration_networks=fv.latency_calibration_networks, calibration_space=space)
+                timing=latency.Timing(fv.latency_warmup, fv.latency_repeats),
+                plan=latency.CalibrationPlan(fv.latency_calibration_networks, space))
   if fv.build:
-    if fv.arch or fv.blocks:
-      raise ValueError(f"--build was given with --{'arch' if fv.arch else 'blocks'}; allowed: one of "
-                       "them (--build measures the whole table of --search_space)")
-    res = fv.latency_resolution or space.resolution
-    print(f"latency table {latency.cache_path(fv.latency_cache_dir, fv.latency_threads)}: "
-          f"space {space.name!r} at {res}x{res}, {fv.num_classes} classes, "
-          f"{fv.latency_threads} thread(s)", flush=True)
-    model = latency.LatencyModel(resolution=res, num_classes=fv.num_classes, **timing)
-    done = latency.build_table(space, model, dry_run=fv.latency_dry_run,
-                               on_progress=lambda p: print(f"  {p}", flush=True))
-    if fv.latency_dry_run:
-      print(f"  {done.total} entries: {done.cached} cached, {done.total - done.cached} to measure "
-            "(dry run: none measured)")
-    else:
-      print(f"measured {done.measured} entries in {done.seconds:.0f}s; the table now has all "
-            f"{done.total} entries of this space")
-      if done.calibration is not None:
-        print(f"calibration: {_calibration_text(done.calibration)}")
+    _build(fv, space, timing)
     return
   if fv.latency_dry_run:
     raise ValueError("--latency_dry_run goes with --build")
@@ -103,6 +86,29 @@ def run(fv: flags.FlagValues) -> None:
   if measured is not None:
     print(f"measured (end to end)    {measured:9.3f} ms   (prediction error {d['error_pct']:+.1f}%)")
   print(f"table: {model.path}")
+
+
+def _build(fv: flags.FlagValues, space, timing: dict) -> None:
+  """`--build`: measures the table of `space` at the resolution asked for, then calibrates it."""
+  from mnas_search.costs import latency
+  if fv.arch or fv.blocks:
+    raise ValueError(f"--build was given with --{'arch' if fv.arch else 'blocks'}; allowed: one of "
+                     "them (--build measures the whole table of --search_space)")
+  res = fv.latency_resolution or space.resolution
+  print(f"latency table {latency.cache_path(fv.latency_cache_dir, fv.latency_threads)}: "
+        f"space {space.name!r} at {res}x{res}, {fv.num_classes} classes, "
+        f"{fv.latency_threads} thread(s)", flush=True)
+  model = latency.LatencyModel(resolution=res, num_classes=fv.num_classes, **timing)
+  done = latency.build_table(space, model, dry_run=fv.latency_dry_run,
+                             on_progress=lambda p: print(f"  {p}", flush=True))
+  if fv.latency_dry_run:
+    print(f"  {done.total} entries: {done.cached} cached, {done.total - done.cached} to measure "
+          "(dry run: none measured)")
+  else:
+    print(f"measured {done.measured} entries in {done.seconds:.0f}s; the table now has all "
+          f"{done.total} entries of this space")
+    if done.calibration is not None:
+      print(f"calibration: {_calibration_text(done.calibration)}")
 
 
 def _calibration_text(c) -> str:

@@ -467,8 +467,8 @@ def measure_end_to_end(arch: Architecture, resolution: int, num_classes: int, th
 
 def measure_end_to_end_many(archs: Sequence[Architecture], resolution: int, num_classes: int,
                             threads: int = 1, warmup: int = DEFAULT_WARMUP,
-                            repeats: int = DEFAULT_REPEATS, rounds: int = DEFAULT_ROUNDS,
-                            seed: int = 0) -> list[float]:
+                            repeats: int = DEFAULT_REPEATS,
+                            rounds: int = DEFAULT_ROUNDS) -> list[float]:
   """Times whole networks side by side; each one's latency in ms, in the order given.
 
   The fastest of `rounds` interleaved rounds (`end_to_end_rounds`) is kept: a whole network's time
@@ -476,14 +476,14 @@ def measure_end_to_end_many(archs: Sequence[Architecture], resolution: int, num_
   the shared cache slows by up to 2-3x from one minute to the next, and such interference only
   ever adds time; the fastest round is the least disturbed one.
   """
-  times = end_to_end_rounds(archs, resolution, num_classes, threads, warmup, repeats, rounds, seed)
+  times = end_to_end_rounds(archs, resolution, num_classes, threads, warmup, repeats, rounds)
   return [round(float(t), 4) for t in times.min(axis=1)]
 
 
 def end_to_end_rounds(archs: Sequence[Architecture], resolution: int, num_classes: int,
                       threads: int = 1, warmup: int = DEFAULT_WARMUP,
-                      repeats: int = DEFAULT_REPEATS, rounds: int = DEFAULT_ROUNDS,
-                      seed: int = 0) -> np.ndarray:
+                      repeats: int = DEFAULT_REPEATS,
+                      rounds: int = DEFAULT_ROUNDS) -> np.ndarray:
   """Per-round medians in ms, shape (networks, rounds).
 
   Every round times each network (in a shuffled order) `repeats` times after `warmup` calls, so
@@ -499,7 +499,7 @@ def end_to_end_rounds(archs: Sequence[Architecture], resolution: int, num_classe
                                threads) for a in archs]
   times = np.zeros((len(archs), rounds))
   order = list(range(len(archs)))
-  rng = random.Random(seed)
+  rng = random.Random(0)  # a fixed order per round, so that a rerun times the same way
   for r in range(rounds):
     rng.shuffle(order)
     for i in order:
@@ -651,6 +651,30 @@ def _log_progress(p: FillProgress) -> None:
   logging.info("%s", p)
 
 
+@dataclasses.dataclass(frozen=True)
+class Timing:
+  """How a model is timed: `warmup` untimed calls, then the median of `repeats` timed ones."""
+
+  warmup: int = DEFAULT_WARMUP
+  repeats: int = DEFAULT_REPEATS
+
+  def __post_init__(self):
+    _check_int("warmup", self.warmup, 0)
+    _check_int("repeats", self.repeats, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class CalibrationPlan:
+  """Which networks calibrate a table: `networks` drawn from `space` (the default space when
+  None); 0 networks predicts the plain sum of the entries."""
+
+  networks: int = DEFAULT_CALIBRATION_NETWORKS
+  space: SearchSpace | None = None
+
+  def __post_init__(self):
+    _check_int("calibration_networks", self.networks, 0)
+
+
 class LatencyModel:
   """Predicts a network's latency on this device from the cached lookup table.
 
@@ -665,11 +689,8 @@ class LatencyModel:
     resolution: the input resolution predicted for.
     num_classes: the classifier's outputs.
     measure_missing: measure what the table lacks (else raise `MissingEntriesError`).
-    warmup: untimed calls before timing a model.
-    repeats: timed calls; the median is kept.
-    calibration_networks: networks timed end to end to fit the calibration; 0 predicts the plain
-      sum of the entries.
-    calibration_space: where those networks are drawn from (the default space when None).
+    timing: warm-up and timed calls per model.
+    plan: the networks timed end to end to fit the calibration (`CalibrationPlan`).
 
   Attributes:
     path: the table file for this device, TF version and threads.
@@ -680,15 +701,13 @@ class LatencyModel:
 
   def __init__(self, cache_dir: str | None = None, threads: int = 1, resolution: int = 224,
                num_classes: int = 1000, measure_missing: bool = True,
-               warmup: int = DEFAULT_WARMUP, repeats: int = DEFAULT_REPEATS,
-               calibration_networks: int = DEFAULT_CALIBRATION_NETWORKS,
-               calibration_space: SearchSpace | None = None):
-    _check_timing(threads, warmup, repeats)
+               timing: Timing = Timing(), plan: CalibrationPlan = CalibrationPlan()):
+    _check_timing(threads, timing.warmup, timing.repeats)
     self.resolution = _check_int("resolution", resolution, 1)
     self.num_classes = _check_int("num_classes", num_classes, 1)
-    self.calibration_networks = _check_int("calibration_networks", calibration_networks, 0)
-    self.calibration_space = calibration_space
-    self.threads, self.warmup, self.repeats = threads, warmup, repeats
+    self.plan = plan
+    self.calibration_networks = plan.networks
+    self.threads, self.warmup, self.repeats = threads, timing.warmup, timing.repeats
     self.measure_missing = bool(measure_missing)
     self.device, self.tf_version = device_name(), tf_version()
     self.path = cache_path(cache_dir, threads, self.device, self.tf_version)
@@ -740,13 +759,13 @@ class LatencyModel:
     """Times `archs` end to end, fits and saves the calibration at this resolution and classes.
 
     Args:
-      archs: the networks (3 or more fit all three terms); `calibration_networks` drawn from
-        `calibration_space` with `CALIBRATION_SEED` when None.
+      archs: the networks (3 or more fit all three terms); the plan's, drawn with
+        `CALIBRATION_SEED`, when None.
       measured_ms: their end-to-end times, when measured already (`measure_end_to_end_many`).
     """
     if archs is None:
       from search_space import default_space
-      space = self.calibration_space or default_space()
+      space = self.plan.space or default_space()
       archs = calibration_architectures(space, self.calibration_networks)
     logging.info("latency: calibrating at %dx%d, %d classes, on %d networks timed end to end",
                  self.resolution, self.resolution, self.num_classes, len(archs))

@@ -35,11 +35,11 @@ class Objective:
     self.config = config
     self._latency = None
     if config.cost == "latency":
-      from mnas_search.costs.latency import LatencyModel
+      from mnas_search.costs.latency import CalibrationPlan, LatencyModel
       # Measured on this machine, lazily: a new block configuration is timed the first time it shows up.
       self._latency = LatencyModel(cache_dir=config.latency_cache_dir, threads=config.latency_threads,
                                    resolution=config.cost_resolution, num_classes=config.cost_num_classes,
-                                   calibration_space=search_space.get_space(config.space))
+                                   plan=CalibrationPlan(space=search_space.get_space(config.space)))
 
   def cost_of(self, arch: search_space.Architecture) -> Costs:
     """The deploy costs of `arch` (at `cost_resolution` and `cost_num_classes`)."""
