@@ -92,6 +92,7 @@ def test_bad_span_is_refused(span):
     Span(*span)
 
 
+@pytest.mark.slow  # default-suite time: the lean path's continuation test above stays in it
 def test_model_fit_path_continues_too(tmp_path, restore_determinism, monkeypatch):
   # Several replicas or a TPU train with model.fit: the same continuation, through the optimizer's
   # own variables. Forced here on the CPU.

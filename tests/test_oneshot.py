@@ -62,6 +62,7 @@ CLI_FLAGS = ["--mode=oneshot", "--search_space=micro", "--dataset=synthetic", "-
              "--oneshot_epochs=2", "--oneshot_top_k=1", "--seed=3", "--noprogress"]
 
 
+@pytest.mark.slow  # default-suite time: the SIGKILL test below runs the same search to its end
 def test_oneshot_search_writes_the_search_directory_contract(tmp_path, capsys):
   d = str(tmp_path / "s")
   summary = oneshot.run_oneshot(d, oneshot.OneShotConfig(**CONFIG), show_progress=False)

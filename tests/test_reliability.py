@@ -271,6 +271,7 @@ def test_warm_start_retrains_no_old_architecture(tmp_path):
   assert [u["update"] for u in fileio.read_jsonl(os.path.join(new, "updates.jsonl"))] == [1, 2]
 
 
+@pytest.mark.slow  # default-suite time: the warm-start tests above keep the replay in it
 def test_a_warm_started_controller_learns_from_the_old_trials(tmp_path):
   import controller as controller_lib
   from mnas_search.search.proposer import replay as _replay

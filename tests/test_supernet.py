@@ -172,6 +172,7 @@ def test_the_readme_single_path_table_is_the_committed_records():
   assert f"within {-100 * worst:.1f} points of its network trained alone" in " ".join(readme.split())
 
 
+@pytest.mark.slow  # default-suite time: one path per step trains in the single-path test above
 def test_several_paths_per_step_average_their_gradients():
   # Two copies of one path give that path's gradient: the same weights as one plain step. Two
   # different paths give the mean of their gradients, applied once.

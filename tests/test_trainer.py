@@ -300,7 +300,8 @@ def _fashion_mnist_or_skip():
     pytest.skip(f"Fashion-MNIST is not available here: {e}")
 
 
-@pytest.mark.parametrize("dataset", ["synthetic", "fashion_mnist"])
+# Default-suite time: the real data stays in it; the synthetic twin is slow.
+@pytest.mark.parametrize("dataset", [pytest.param("synthetic", marks=pytest.mark.slow), "fashion_mnist"])
 def test_lean_child_learns_as_well_as_model_fit(dataset):
   if dataset == "fashion_mnist":
     _fashion_mnist_or_skip()
