@@ -110,20 +110,20 @@ def run_resolution(args, resolution: int, num_classes: int, cache_dir: str | Non
     # The calibration networks and the tested ones are timed side by side, in the same rounds.
     times = latency.end_to_end_rounds(calib + archs, resolution, num_classes, args.threads,
                                       args.warmup, args.repeats, args.rounds)
-  measured = [round(float(t), 4) for t in times.min(axis=1)]  # as measure_end_to_end_many
+  measured = latency.fastest(times)  # as measure_end_to_end_many keeps them
   # The measurement's own repeatability: the fastest of the even rounds against the odd ones.
-  retest = round(float(stats.spearman(times[len(calib):, 0::2].min(axis=1),
-                                      times[len(calib):, 1::2].min(axis=1))), 4)
+  retest = round(float(stats.spearman(latency.fastest(times[len(calib):, 0::2]),
+                                      latency.fastest(times[len(calib):, 1::2]))), 4)
   cal = model.calibrate(calib, measured[:len(calib)])
   print(f"  calibration: {cal}", flush=True)
   print(f"  {'arch':<9} {'MFLOPs':>8} {'sum':>9} {'predicted':>10} {'measured':>10} {'ratio':>6}")
   rows = []
   for arch, ms in zip(archs, measured[len(calib):]):
-    total = model.sum_ms(arch)
+    total, params = model.sum_ms(arch), count_params(arch, num_classes)
     row = {"name": arch.name, "blocks": arch.block_strings,
            "flops": count_flops(arch, resolution, num_classes),
-           "params": count_params(arch, num_classes), "sum_ms": round(total, 4),
-           "predicted_ms": round(cal.apply(total, count_params(arch, num_classes)), 4),
+           "params": params, "sum_ms": round(total, 4),
+           "predicted_ms": round(cal.apply(total, params), 4),
            "measured_ms": ms}
     rows.append(row)
     print(f"  {arch.name:<9} {row['flops'] / 1e6:>8.1f} {row['sum_ms']:>7.3f}ms "

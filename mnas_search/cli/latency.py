@@ -71,7 +71,7 @@ def run(fv: flags.FlagValues) -> None:
        "threads": fv.latency_threads, "device": model.device, "tf_version": model.tf_version,
        "clock": latency.timing_clock(fv.latency_threads), "predicted_ms": round(predicted, 4),
        "sum_ms": round(total, 4),
-       "calibration": model.calibration.to_dict() if model.calibration_networks else None,
+       "calibration": model.calibration.to_dict() if model.plan.networks else None,
        "measured_ms": measured,
        "error_pct": None if measured is None else round((predicted - measured) / measured * 100, 2),
        "entries_measured": model.measured, "table": model.path}
@@ -82,7 +82,7 @@ def run(fv: flags.FlagValues) -> None:
         f"{d['device']} (TF {d['tf_version']}, {d['clock']} clock)")
   print(f"predicted (lookup table) {predicted:9.3f} ms   ({model.measured} entries measured now)")
   print(f"sum of the entries       {total:9.3f} ms   (calibration: "
-        f"{_calibration_text(model.calibration) if model.calibration_networks else 'none'})")
+        f"{_calibration_text(model.calibration) if model.plan.networks else 'none'})")
   if measured is not None:
     print(f"measured (end to end)    {measured:9.3f} ms   (prediction error {d['error_pct']:+.1f}%)")
   print(f"table: {model.path}")

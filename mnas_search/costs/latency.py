@@ -476,8 +476,13 @@ def measure_end_to_end_many(archs: Sequence[Architecture], resolution: int, num_
   the shared cache slows by up to 2-3x from one minute to the next, and such interference only
   ever adds time; the fastest round is the least disturbed one.
   """
-  times = end_to_end_rounds(archs, resolution, num_classes, threads, warmup, repeats, rounds)
-  return [round(float(t), 4) for t in times.min(axis=1)]
+  return fastest(end_to_end_rounds(archs, resolution, num_classes, threads, warmup, repeats,
+                                   rounds))
+
+
+def fastest(times: np.ndarray) -> list[float]:
+  """Each network's fastest round (rows of `end_to_end_rounds`), in ms."""
+  return [round(float(t), 4) for t in np.asarray(times).min(axis=1)]
 
 
 def end_to_end_rounds(archs: Sequence[Architecture], resolution: int, num_classes: int,
@@ -702,11 +707,10 @@ class LatencyModel:
   def __init__(self, cache_dir: str | None = None, threads: int = 1, resolution: int = 224,
                num_classes: int = 1000, measure_missing: bool = True,
                timing: Timing = Timing(), plan: CalibrationPlan = CalibrationPlan()):
-    _check_timing(threads, timing.warmup, timing.repeats)
+    _check_int("threads", threads, 1)  # Timing checked its own fields
     self.resolution = _check_int("resolution", resolution, 1)
     self.num_classes = _check_int("num_classes", num_classes, 1)
     self.plan = plan
-    self.calibration_networks = plan.networks
     self.threads, self.warmup, self.repeats = threads, timing.warmup, timing.repeats
     self.measure_missing = bool(measure_missing)
     self.device, self.tf_version = device_name(), tf_version()
@@ -766,7 +770,7 @@ class LatencyModel:
     if archs is None:
       from search_space import default_space
       space = self.plan.space or default_space()
-      archs = calibration_architectures(space, self.calibration_networks)
+      archs = calibration_architectures(space, self.plan.networks)
     logging.info("latency: calibrating at %dx%d, %d classes, on %d networks timed end to end",
                  self.resolution, self.resolution, self.num_classes, len(archs))
     sums = [self.sum_ms(a) for a in archs]
@@ -786,7 +790,7 @@ class LatencyModel:
       MissingEntriesError: entries or the calibration are missing and `measure_missing` is False.
     """
     total = self.sum_ms(arch)
-    if not self.calibration_networks:
+    if not self.plan.networks:
       return total
     if self.calibration is None:
       if not self.measure_missing:
@@ -816,14 +820,14 @@ def build_table(space: SearchSpace, model: LatencyModel, progress_every: int = 2
   `model` says where the table lives and how to time (cache folder, threads, resolution, classes,
   warm-up and repeats). A smaller space (e.g. `get_space("micro")`) or a lower resolution builds a
   cheap table; an interrupted build resumes where it stopped, since every entry is saved as soon
-  as it is measured. Then, unless the table has one or `model.calibration_networks` is 0, the
+  as it is measured. Then, unless the table has one or `model.plan.networks` is 0, the
   calibration is fitted on networks of `space`. `dry_run` only counts.
   """
   keys = table_keys(space, model.resolution, model.num_classes)
   cached = len(keys) - len(distinct_missing(keys, model.table))
   t0 = time.perf_counter()
   measured = 0 if dry_run else model.fill(keys, on_progress, progress_every)
-  if not dry_run and model.calibration is None and model.calibration_networks:
-    model.calibrate(calibration_architectures(space, model.calibration_networks))
+  if not dry_run and model.calibration is None and model.plan.networks:
+    model.calibrate(calibration_architectures(space, model.plan.networks))
   return TableBuild(model.path, len(keys), cached, measured, time.perf_counter() - t0,
                     model.calibration)
