@@ -20,9 +20,11 @@ $(DEV_STAMP): pyproject.toml | $(VENV)/bin/python
 	touch $@ $(STAMP)
 
 # The data step as for the demo: one default test trains on real Fashion-MNIST (skipped without it).
+# Tests run in one process per core (at most 4), a test file to a process: a file's tests keep
+# their order and share their module fixtures.
 test: $(DEV_STAMP) data
 	$(VENV)/bin/ruff check
-	$(PY) -m pytest -q --durations=20
+	$(PY) -m pytest -q -n auto --maxprocesses=4 --dist loadfile --durations=20
 
 test-slow: $(DEV_STAMP) data
 	$(PY) -m pytest -q -m slow

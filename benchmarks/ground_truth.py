@@ -29,7 +29,9 @@ says whether G meets its criteria, then the recipe table, then the rest. Run the
 to continue; what the records hold is skipped, nothing is run or recorded twice.
 
 `--summary` reads only records.jsonl and proxies.jsonl and writes summary.json and summary.md; its
-last line of output is a JSON object with the headline numbers.
+last line of output is a JSON object with the headline numbers. It also writes curves.json and
+curves.md from the recorded runs' metrics.json: how well G's own training ranks the networks after
+each epoch, the best a proxy that trains as G does for that long could do.
 """
 
 from __future__ import annotations
@@ -444,7 +446,10 @@ def summarize(out: str) -> dict[str, Any]:
       "references": {n: ref(n) for n in REFERENCES},
       "median_seed_std": statistics.median(stds) if stds else None,
       "n_multi_seed": len(stds), "hours": round(hours, 3),
-      "g_task": G_TASK.to_dict(), "proxies": proxies,
+      # How far G agrees with itself re-run on other seeds: the ceiling of any proxy's τ against it.
+      "g_retest_tau": (round(stats.retest_tau(list(truth.values()), statistics.median(stds)), 3)
+                       if stds and len(truth) >= 3 else None),
+      "g_task": G_TASK.to_dict(), "proxies": proxies, "baselines": baselines(ok, truth),
       "default_proxy": default,
       "default_proxy_kendall_tau": proxies[default]["vs_g"]["kendall_tau"] if default else None,
       "default_proxy_b0_std": proxies[default]["b0"]["std"] if default else None,
@@ -452,6 +457,11 @@ def summarize(out: str) -> dict[str, Any]:
       "architectures": architecture_rows(ok),
   }
   return summary
+
+
+def baselines(ok: Sequence[dict[str, Any]], truth: dict[str, float]) -> dict[str, Any]:
+  """τ and ρ against G of what costs no training: a network's deploy FLOPs and its parameters."""
+  return {key: gt.score({r["blocks"]: float(r[key]) for r in ok}, truth) for key in ("flops", "params")}
 
 
 def finalists_vs_b0(by_name: dict[str, list[float]]) -> dict[str, Any] | None:
@@ -551,6 +561,15 @@ def summary_markdown(s: dict[str, Any]) -> str:
                  f"{'n/a' if few else _rank(v['spearman_rho'], v['spearman_rho_interval'])} | "
                  f"{_pct(p['b0'])} | "
                  f"{_pct(p['a1'])} | {fmt(p['median_seconds'], 1.0, 1)} | {p['n_failed']} |")
+  for key, label in (("flops", "deploy FLOPs, no training"), ("params", "parameters, no training")):
+    v = s.get("baselines", {}).get(key)
+    if v is not None and v["n"] >= 3:
+      lines.append(f"| *{label}* | {v['n']} | {_rank(v['kendall_tau'], v['kendall_tau_interval'])} | "
+                   f"{_rank(v['spearman_rho'], v['spearman_rho_interval'])} | | | 0 | |")
+  if s.get("g_retest_tau") is not None:
+    lines += ["", f"G against itself re-run on other seeds: τ ≈ {s['g_retest_tau']:.2f} (simulated: "
+              f"each network's mean plus Gaussian noise of G's median seed std, "
+              f"{fmt(s['median_seed_std'])} points), the most a proxy can be expected to reach."]
   lines += ["", f"Default proxy (highest τ at <= {SUMMARY_COST_LIMIT_S:.0f} s per child, over at "
             f"least {MIN_NETWORKS_FOR_DEFAULT} networks): "
             f"{s['default_proxy'] or 'not decided yet'}.", "", "## Networks", "",
@@ -594,6 +613,9 @@ def main(argv):
     s = summarize(out)
     fileio.atomic_write_text(os.path.join(out, "summary.json"), _json(s) + "\n")
     fileio.atomic_write_text(os.path.join(out, "summary.md"), summary_markdown(s))
+    c = curve_agreement(out)
+    fileio.atomic_write_text(os.path.join(out, "curves.json"), _json(c) + "\n")
+    fileio.atomic_write_text(os.path.join(out, "curves.md"), curves_markdown(c))
     print(_json({k: s[k] for k in HEADLINE}, indent=None))
     return
   bad = [s for s in FLAGS.stages if s not in ("ground_truth", "proxies")]
@@ -624,6 +646,54 @@ def main(argv):
   except interrupt.Stopped as e:
     print("stopped; run the same command to continue", file=sys.stderr)
     sys.exit(e.exit_code)
+
+
+# ----------------------------------------------------------------------------- learning curves
+CURVE_METRICS = (("accuracy", 1.0, "training accuracy over the epoch"),
+                 ("val_accuracy", 1.0, "validation accuracy (2,000 held-out images, EMA weights)"),
+                 ("val_loss", -1.0, "validation loss, negated"))
+
+
+def curve_agreement(out: str) -> dict[str, Any]:
+  """How well G's own training ranks the networks part-way: τ per epoch against the final test.
+
+  Reads each recorded run's `metrics.json` history (runs/NAME/seedS): for epoch k and each of
+  CURVE_METRICS, the network's value at k (mean over its seeds) against its final test accuracy
+  (mean over its seeds), with a bootstrap interval. This is the ranking a proxy that trained as G
+  does for k epochs could at best give, at k x 58,000 images of width-0.5 training.
+  """
+  recs = [r for r in gt.read_records(out, gt.RECORDS) if r.get("status") == "ok"]
+  curves: dict[str, list[list[dict]]] = {}
+  final: dict[str, list[float]] = {}
+  for r in recs:
+    path = os.path.join(run_dir(out, r["name"], int(r["seed"])), "metrics.json")
+    if os.path.isfile(path):
+      curves.setdefault(r["name"], []).append(fileio.read_json(path).get("history", []))
+      final.setdefault(r["name"], []).append(float(r["test_accuracy"]))
+  epochs = min((len(h) for hs in curves.values() for h in hs), default=0)
+  names = sorted(curves)
+  truth = [statistics.fmean(final[n]) for n in names]
+  rows = []
+  for k in range(epochs):
+    row: dict[str, Any] = {"epoch": k + 1}
+    for key, sign, _ in CURVE_METRICS:
+      values = [sign * statistics.fmean(float(h[k][key]) for h in curves[n]) for n in names]
+      row[key] = stats.rank_agreement(values, truth) if len(names) >= 3 else None
+    rows.append(row)
+  return {"n_networks": len(names), "epochs": epochs, "rows": rows}
+
+
+def curves_markdown(c: dict[str, Any]) -> str:
+  lines = ["# G's learning curves against G's final test accuracy", "",
+           f"{c['n_networks']} networks; Kendall τ [90% bootstrap] of each epoch's value (mean over "
+           "a network's seeds) against the final test accuracy.", "",
+           "| epoch | " + " | ".join(label for _, _, label in CURVE_METRICS) + " |",
+           "|---" * (len(CURVE_METRICS) + 1) + "|"]
+  for row in c["rows"]:
+    cells = [_rank(v["kendall_tau"], v["kendall_tau_interval"]) if v else "n/a"
+             for v in (row[key] for key, _, _ in CURVE_METRICS)]
+    lines.append(f"| {row['epoch']} | " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
 
 
 HEADLINE = ("n_architectures", "a1_test_accuracy", "b0_test_accuracy", "median_seed_std", "hours",

@@ -137,6 +137,11 @@ def test_summary_of_hand_made_records(tmp_path, monkeypatch):
   truth = [0.91, 0.905, 0.80, 0.85]
   assert s["default_proxy_kendall_tau"] == round(stats.kendall_tau([0.7, 0.6, 0.5, 0.4], truth), 4)
   assert s["default_proxy_b0_std"] == pytest.approx(statistics.stdev([0.7, 0.72, 0.68]))
+  # The no-training baselines: every hand-made record has 1 FLOP, so FLOPs rank nothing.
+  assert s["baselines"]["flops"]["n"] == 4 and s["baselines"]["flops"]["kendall_tau"] is None
+  # G's retest ceiling: its median seed noise (~0.009) against a spread of 0.11 leaves most pairs.
+  assert s["g_retest_tau"] == round(stats.retest_tau(truth, s["median_seed_std"]), 3)
+  assert 0.5 < s["g_retest_tau"] < 1.0
 
 
 def test_the_old_search_proxy_is_imported_once_from_the_search_quality_records(tmp_path):
@@ -180,6 +185,10 @@ def test_the_committed_summary_is_recomputed_from_the_committed_records(tmp_path
     assert s["a1_test_accuracy"] == pytest.approx(statistics.fmean(by_name["mnasnet-a1"]))
   stds = [statistics.stdev(v) for v in by_name.values() if len(v) > 1]
   assert s["median_seed_std"] == (pytest.approx(statistics.median(stds)) if stds else None)
+  flops = {r["name"]: r["flops"] for r in ok}
+  names = sorted(by_name)
+  assert s["baselines"]["flops"]["kendall_tau"] == round(stats.kendall_tau(
+      [flops[n] for n in names], [statistics.fmean(by_name[n]) for n in names]), 4)
   for r in recs:  # the contract of each line
     assert {"name", "blocks", "seed", "test_accuracy", "flops", "params", "epochs",
             "wall_seconds"} <= set(r)
@@ -189,6 +198,25 @@ def test_the_committed_summary_is_recomputed_from_the_committed_records(tmp_path
   for ref in g.REFERENCES:
     key = gt.blocks_key(search_space.named(ref))
     assert names.get(key, ref) == ref  # a reference is always recorded under its own name
+
+
+def test_the_committed_learning_curves_are_recomputed_from_the_committed_runs():
+  c = g.curve_agreement(RESULTS)
+  with open(os.path.join(RESULTS, "curves.json")) as f:
+    assert json.load(f) == json.loads(json.dumps(c))
+  with open(os.path.join(RESULTS, "curves.md")) as f:
+    assert f.read() == g.curves_markdown(c)
+  # The last epoch's training accuracy, independently: one value per network, mean over its seeds.
+  recs = [json.loads(line) for line in open(os.path.join(RESULTS, gt.RECORDS))]
+  train, test = {}, {}
+  for r in recs:
+    with open(os.path.join(RESULTS, "runs", r["name"], f"seed{r['seed']}", "metrics.json")) as f:
+      train.setdefault(r["name"], []).append(json.load(f)["history"][-1]["accuracy"])
+    test.setdefault(r["name"], []).append(r["test_accuracy"])
+  names = sorted(train)
+  assert c["n_networks"] == len(names) and c["epochs"] == 6
+  assert c["rows"][-1]["accuracy"]["kendall_tau"] == round(stats.kendall_tau(
+      [statistics.fmean(train[n]) for n in names], [statistics.fmean(test[n]) for n in names]), 4)
 
 
 def _run(*args, **kw):

@@ -162,3 +162,14 @@ def test_bootstrap_mean_difference_interval():
 def test_group_comparisons_refuse_bad_input(call, message):
   with pytest.raises(ValueError, match=message):
     call()
+
+
+def test_retest_tau_is_one_without_noise_and_falls_as_noise_grows_against_the_spread():
+  values = list(np.linspace(90.0, 92.0, 20))  # a 2-point spread, as G's networks
+  assert stats.retest_tau(values, 0.0, draws=10) == 1.0
+  low, high = stats.retest_tau(values, 0.1, draws=300), stats.retest_tau(values, 1.0, draws=300)
+  assert 0.6 < low < 1.0 and 0.0 < high < 0.4 and high < low
+  # Noise far above the spread leaves nothing to rank.
+  assert abs(stats.retest_tau(values, 100.0, draws=300)) < 0.1
+  with pytest.raises(ValueError, match="noise_std"):
+    stats.retest_tau(values, -1.0)

@@ -64,7 +64,8 @@ def test_timeout_stops_training_and_still_scores():
   started = time.monotonic()
   r = evaluate(ARCH, task, strategy="cpu")
   elapsed = time.monotonic() - started
-  assert r.status == "timeout" and elapsed < 3.0 + 5.0
+  # It stops near the limit, not after 100,000 epochs (the bound leaves room for a loaded machine).
+  assert r.status == "timeout" and elapsed < 3.0 + 60.0
   assert r.error.startswith(f"timeout_s=3.0 reached after {r.steps} of 800000 steps")
   assert 0 < r.steps < 800000 and r.accuracy > 0.4  # measured on validation anyway
 

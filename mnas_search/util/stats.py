@@ -95,6 +95,31 @@ def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
   return float(np.clip(numerator / denom, -1.0, 1.0))
 
 
+def retest_tau(values: Sequence[float], noise_std: float, draws: int = 2000, seed: int = 0) -> float:
+  """Expected Kendall τ between two re-runs of a ranking whose every value carries seed noise.
+
+  Each re-run is `values` plus independent Gaussian noise of standard deviation `noise_std`; the
+  mean τ over `draws` pairs of re-runs is how far a ranking that noisy agrees with itself, the
+  ceiling a cheaper signal can be expected to reach against one run of it.
+
+  Args:
+    values: the measured value per item (e.g. a network's mean test accuracy), at least 2.
+    noise_std: the seed standard deviation of one measurement, in the units of `values`.
+    draws: pairs of simulated re-runs.
+    seed: the simulation's seed.
+
+  Raises:
+    ValueError: fewer than 2 values, a value not finite, or noise_std negative.
+  """
+  xs, _ = _paired(values, values)
+  if not (math.isfinite(noise_std) and noise_std >= 0):
+    raise ValueError(f"noise_std={noise_std!r}; allowed: a finite number >= 0")
+  rng = np.random.default_rng(seed)
+  taus = [kendall_tau(xs + rng.normal(0.0, noise_std, len(xs)), xs + rng.normal(0.0, noise_std, len(xs)))
+          for _ in range(draws)]
+  return float(np.nanmean(taus))
+
+
 def mean_abs_pct_error(predicted: Sequence[float], actual: Sequence[float]) -> float:
   """Mean of |predicted − actual| / actual, in percent."""
   p, a = np.asarray(predicted, dtype=np.float64), np.asarray(actual, dtype=np.float64)
