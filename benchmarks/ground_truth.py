@@ -80,23 +80,22 @@ FLOPS_RANGE = (50e6, 600e6)
 # Candidate proxies scored on every architecture of G (seed 0) and on B0 and A1 over NOISE_SEEDS.
 # The names say what differs: images (k) x epochs, width, stem stride, recipe.
 NOISE_SEEDS = 5
-_NEW = dict(learning_rate=0.1, warmup_fraction=0.1, bn_momentum=0.9, clip_norm=1.0)
+# Every field that a candidate's training depends on is spelled out, so that a later change of
+# ProxyTask's defaults does not change what these names mean (the records were made with them).
+_BASE = ProxyTask(dataset="fashion_mnist", resolution=32, train_images=8000, val_images=2000,
+                  epochs=2, steps=None, batch_size=64, optimizer="sgd", learning_rate=0.1,
+                  momentum=0.9, lr_schedule="cosine", warmup_fraction=0.1, weight_decay=0.0,
+                  label_smoothing=0.0, bn_momentum=0.9, proxy_width=0.25, grayscale_to_rgb=False,
+                  stem_stride=2, clip_norm=None)
 CANDIDATES = {
     # The search-quality proxy's recipe (no clipping), as its experiment ran it.
-    "8k-e2-w0.25-s2-noclip": ProxyTask(train_images=8000, epochs=2, batch_size=64,
-                                       learning_rate=0.1, proxy_width=0.25),
-    "8k-e2-w0.25-s2": ProxyTask(train_images=8000, epochs=2, batch_size=64, proxy_width=0.25,
-                                **_NEW),
-    "8k-e2-w0.25-s1": ProxyTask(train_images=8000, epochs=2, batch_size=64, proxy_width=0.25,
-                                stem_stride=1, **_NEW),
-    "16k-e1-w0.25-s1": ProxyTask(train_images=16000, epochs=1, batch_size=64, proxy_width=0.25,
-                                 stem_stride=1, **_NEW),
-    "4k-e4-w0.25-s1": ProxyTask(train_images=4000, epochs=4, batch_size=64, proxy_width=0.25,
-                                stem_stride=1, **_NEW),
-    "8k-e2-w0.5-s2": ProxyTask(train_images=8000, epochs=2, batch_size=64, proxy_width=0.5,
-                               **_NEW),
-    "16k-e2-w0.25-s1": ProxyTask(train_images=16000, epochs=2, batch_size=64, proxy_width=0.25,
-                                 stem_stride=1, **_NEW),
+    "8k-e2-w0.25-s2-noclip": _BASE,
+    "8k-e2-w0.25-s2": _BASE.replace(clip_norm=1.0),
+    "8k-e2-w0.25-s1": _BASE.replace(stem_stride=1, clip_norm=1.0),
+    "16k-e1-w0.25-s1": _BASE.replace(train_images=16000, epochs=1, stem_stride=1, clip_norm=1.0),
+    "4k-e4-w0.25-s1": _BASE.replace(train_images=4000, epochs=4, stem_stride=1, clip_norm=1.0),
+    "8k-e2-w0.5-s2": _BASE.replace(proxy_width=0.5, clip_norm=1.0),
+    "16k-e2-w0.25-s1": _BASE.replace(train_images=16000, stem_stride=1, clip_norm=1.0),
 }
 SUMMARY_COST_LIMIT_S = 60.0  # the default proxy is the best tau among those this cheap per child
 MIN_NETWORKS_FOR_DEFAULT = 30  # ... and scored on at least this many networks of G
@@ -451,6 +450,8 @@ def summarize(out: str) -> dict[str, Any]:
                        if stds and len(truth) >= 3 else None),
       "g_task": G_TASK.to_dict(), "proxies": proxies, "baselines": baselines(ok, truth),
       "default_proxy": default,
+      "default_vs_best": default_vs_best(prox, truth, proxies, default),
+      "between_candidates": between_candidates(prox),
       "default_proxy_kendall_tau": proxies[default]["vs_g"]["kendall_tau"] if default else None,
       "default_proxy_b0_std": proxies[default]["b0"]["std"] if default else None,
       "finalists_vs_b0": finalists_vs_b0(by_name),
@@ -462,6 +463,50 @@ def summarize(out: str) -> dict[str, Any]:
 def baselines(ok: Sequence[dict[str, Any]], truth: dict[str, float]) -> dict[str, Any]:
   """τ and ρ against G of what costs no training: a network's deploy FLOPs and its parameters."""
   return {key: gt.score({r["blocks"]: float(r[key]) for r in ok}, truth) for key in ("flops", "params")}
+
+
+def _tau_difference(a: dict[str, float], b: dict[str, float],
+                    truth: dict[str, float]) -> dict[str, Any] | None:
+  """τ(a, G) − τ(b, G) over the networks all three hold, with a paired 90% bootstrap interval."""
+  keys = sorted(set(a) & set(b) & set(truth))
+  if len(keys) < 4:
+    return None
+  xa, xb, t = (np.array([d[k] for k in keys]) for d in (a, b, truth))
+  diff = lambda i: stats.kendall_tau(xa[i], t[i]) - stats.kendall_tau(xb[i], t[i])
+  idx = np.arange(len(keys))
+  interval = stats.bootstrap_interval(idx, idx, lambda i, _: diff(i.astype(int)))
+  return {"n": len(keys), "difference": round(diff(idx), 4),
+          "interval": None if interval is None else [round(v, 4) for v in interval]}
+
+
+def default_vs_best(prox: Sequence[dict[str, Any]], truth: dict[str, float],
+                    proxies: dict[str, Any], default: str | None) -> dict[str, Any] | None:
+  """The default against the candidate of highest τ at any cost, when they differ: is it worse?"""
+  ranked = [(p["vs_g"]["kendall_tau"], n) for n, p in proxies.items()
+            if n in CANDIDATES and p["vs_g"]["kendall_tau"] is not None]
+  if default is None or not ranked or max(ranked)[1] == default:
+    return None
+  best = max(ranked)[1]
+  out = _tau_difference(gt.proxy_scores(prox, default), gt.proxy_scores(prox, best), truth)
+  return None if out is None else {"best": best, **out}
+
+
+def between_candidates(prox: Sequence[dict[str, Any]]) -> dict[str, Any]:
+  """τ between every two candidates over the networks both scored (seed 0), and each one's τ with
+  deploy FLOPs: do the proxies agree with each other, and do they favour small networks?"""
+  scores = {n: gt.proxy_scores(prox, n) for n in CANDIDATES}
+  flops = {r["blocks"]: float(r["flops"]) for r in prox if r.get("flops") is not None}
+  pairs, with_flops = [], {}
+  for i, a in enumerate(CANDIDATES):
+    keys = sorted(set(scores[a]) & set(flops))
+    if len(keys) >= 3:
+      with_flops[a] = round(stats.kendall_tau([scores[a][k] for k in keys], [flops[k] for k in keys]), 4)
+    for b in list(CANDIDATES)[i + 1:]:
+      keys = sorted(set(scores[a]) & set(scores[b]))
+      if len(keys) >= 3:
+        pairs.append(stats.kendall_tau([scores[a][k] for k in keys], [scores[b][k] for k in keys]))
+  return {"n_pairs": len(pairs), "tau_min": round(min(pairs), 4) if pairs else None,
+          "tau_max": round(max(pairs), 4) if pairs else None, "tau_with_flops": with_flops}
 
 
 def finalists_vs_b0(by_name: dict[str, list[float]]) -> dict[str, Any] | None:
@@ -572,7 +617,16 @@ def summary_markdown(s: dict[str, Any]) -> str:
               f"{fmt(s['median_seed_std'])} points), the most a proxy can be expected to reach."]
   lines += ["", f"Default proxy (highest τ at <= {SUMMARY_COST_LIMIT_S:.0f} s per child, over at "
             f"least {MIN_NETWORKS_FOR_DEFAULT} networks): "
-            f"{s['default_proxy'] or 'not decided yet'}.", "", "## Networks", "",
+            f"{s['default_proxy'] or 'not decided yet'}."]
+  d, bc = s.get("default_vs_best"), s.get("between_candidates") or {}
+  if d:
+    lines += ["", f"Its τ minus that of {d['best']} (the highest at any cost), paired over "
+              f"{d['n']} networks: {_rank(d['difference'], d['interval'])}."]
+  if bc.get("n_pairs"):
+    lines += ["", f"τ between two candidates, over the networks both scored: {bc['tau_min']:+.2f} to "
+              f"{bc['tau_max']:+.2f} ({bc['n_pairs']} pairs); each candidate's τ with deploy FLOPs: "
+              + ", ".join(f"{n} {v:+.2f}" for n, v in bc["tau_with_flops"].items()) + "."]
+  lines += ["", "## Networks", "",
             "| network | MFLOPs at 224 | params | test % | std | seeds |", "|---|---|---|---|---|---|"]
   for r in s["architectures"]:
     lines.append(f"| {r['name']} | {r['mflops']} | {r['params']:,} | {fmt(r['test_mean'])} | "

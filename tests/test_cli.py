@@ -184,3 +184,17 @@ def test_oneshot_config_from_flags_defaults_to_tunas_unless_given():
   fv(["launch.py", "--mode=oneshot", "--controller=ppo", "--reward=mnas"])
   c = search.oneshot_config_from_flags(fv)
   assert (c.controller, c.reward) == ("ppo", "mnas")
+
+
+def test_a_resume_keeps_the_stored_proxy_task_unless_a_proxy_flag_is_given(tmp_path):
+  # A search started under the old defaults (10k images x 4 epochs at width 1): "the same command"
+  # resumes it with its own task, whatever today's defaults are; a flag given still changes it.
+  old = ProxyTask(train_images=10000, epochs=4, batch_size=128, proxy_width=1.0)
+  (tmp_path / "params.json").write_text(json.dumps({"task": old.to_dict()}))
+  fv = command_flags("search")
+  fv(["launch.py", f"--search_dir={tmp_path}"])
+  assert common.proxy_task_for_dir(fv, str(tmp_path)) == old
+  assert common.proxy_task_for_dir(fv, str(tmp_path / "new")) == ProxyTask()  # a new run: flags
+  fv = command_flags("search")
+  fv(["launch.py", f"--search_dir={tmp_path}", "--proxy_epochs=3"])
+  assert common.proxy_task_for_dir(fv, str(tmp_path)) == old.replace(epochs=3)

@@ -15,6 +15,7 @@ import pytest
 
 import search_space
 from mnas_search.analysis import ground_truth as gt
+from mnas_search.training.proxy import ProxyTask
 from mnas_search.util import stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -137,6 +138,13 @@ def test_summary_of_hand_made_records(tmp_path, monkeypatch):
   truth = [0.91, 0.905, 0.80, 0.85]
   assert s["default_proxy_kendall_tau"] == round(stats.kendall_tau([0.7, 0.6, 0.5, 0.4], truth), 4)
   assert s["default_proxy_b0_std"] == pytest.approx(statistics.stdev([0.7, 0.72, 0.68]))
+  # The default against the best at any cost (SLOW, tau 1), paired over the 4 networks.
+  assert s["default_vs_best"]["best"] == SLOW and s["default_vs_best"]["n"] == 4
+  assert s["default_vs_best"]["difference"] == round(s["default_proxy_kendall_tau"] - 1.0, 4)
+  # The two candidates between themselves: FAST 0.7, 0.6, 0.5, 0.4 against SLOW 0.9, 0.8, 0.6, 0.7.
+  assert s["between_candidates"]["n_pairs"] == 1
+  assert s["between_candidates"]["tau_min"] == round(stats.kendall_tau([0.7, 0.6, 0.5, 0.4],
+                                                                       [0.9, 0.8, 0.6, 0.7]), 4)
   # The no-training baselines: every hand-made record has 1 FLOP, so FLOPs rank nothing.
   assert s["baselines"]["flops"]["n"] == 4 and s["baselines"]["flops"]["kendall_tau"] is None
   # G's retest ceiling: its median seed noise (~0.009) against a spread of 0.11 leaves most pairs.
@@ -198,6 +206,12 @@ def test_the_committed_summary_is_recomputed_from_the_committed_records(tmp_path
   for ref in g.REFERENCES:
     key = gt.blocks_key(search_space.named(ref))
     assert names.get(key, ref) == ref  # a reference is always recorded under its own name
+
+
+def test_the_default_proxy_task_is_the_candidate_the_committed_summary_chose():
+  with open(os.path.join(RESULTS, "summary.json")) as f:
+    chosen = json.load(f)["default_proxy"]
+  assert ProxyTask() == g.CANDIDATES[chosen]
 
 
 def test_the_committed_learning_curves_are_recomputed_from_the_committed_runs():

@@ -11,12 +11,13 @@ from mnas_search.training.proxy import ProxyTask, ProxyTaskError
 def test_defaults():
   t = ProxyTask()
   assert (t.dataset, t.resolution, t.train_images, t.val_images, t.epochs, t.steps) == (
-      "fashion_mnist", 32, 10000, 2000, 4, None)
+      "fashion_mnist", 32, 8000, 2000, 2, None)
   assert (t.batch_size, t.optimizer, t.learning_rate, t.momentum, t.lr_schedule) == (
-      128, "sgd", 0.1, 0.9, "cosine")
+      64, "sgd", 0.1, 0.9, "cosine")
   assert (t.warmup_fraction, t.weight_decay, t.label_smoothing, t.bn_momentum) == (0.1, 0.0, 0.0, 0.9)
   assert (t.proxy_width, t.grayscale_to_rgb, t.seed, t.timeout_s, t.data_dir) == (
-      1.0, False, 0, None, None)
+      0.25, False, 0, None, None)
+  assert (t.stem_stride, t.clip_norm) == (2, None)
 
 
 def test_dict_round_trip_is_json():
@@ -47,8 +48,8 @@ def test_from_dict_refuses_unknown_keys():
     ({"train_images": 0}, "train_images", "allowed: None or an integer >= 1"),
     ({"val_images": 0}, "val_images", "ProxyTask.val_images=0 is invalid"),
     ({"batch_size": 0}, "batch_size", "ProxyTask.batch_size=0 is invalid"),
-    ({"train_images": 100}, "batch_size",
-     r"ProxyTask.batch_size=128 is invalid; allowed: an integer in \[1, train_images=100\]"),
+    ({"train_images": 50}, "batch_size",
+     r"ProxyTask.batch_size=64 is invalid; allowed: an integer in \[1, train_images=50\]"),
     ({"seed": -1}, "seed", "ProxyTask.seed=-1 is invalid; allowed: an integer >= 0"),
     ({"optimizer": "adam"}, "optimizer", "ProxyTask.optimizer='adam' is invalid; allowed: sgd or rmsprop"),
     ({"lr_schedule": "step"}, "lr_schedule", "allowed: cosine or constant"),
@@ -79,4 +80,4 @@ def test_invalid_fields_are_named(changes, field, message):
 def test_valid_edges():
   t = ProxyTask(train_images=None, bn_momentum=None, warmup_fraction=0.0, momentum=0.0,
                 dataset="dir:/somewhere", batch_size=1, timeout_s=0.5)
-  assert t.replace(epochs=9).epochs == 9 and t.epochs == 4
+  assert t.replace(epochs=9).epochs == 9 and t.epochs == 2

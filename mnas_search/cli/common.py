@@ -386,6 +386,17 @@ def proxy_task_from_flags(fv: FlagValues) -> ProxyTask:
   return proxy_task(proxy_values(fv))
 
 
+def proxy_task_for_dir(fv: FlagValues, directory: str | None) -> ProxyTask:
+  """The proxy task of a run in `directory`: on a resume, the stored task with only the --proxy_*
+  flags given on the command line changing it, so that a run started under older defaults resumes
+  with its own (the resume check still refuses a change it does not allow); else the flags'."""
+  from mnas_search.runs import rundir  # a corrupted params.json is named (rundir.corrupted)
+  stored = rundir.read_params(directory).get("task") if directory else None
+  if not isinstance(stored, dict):
+    return proxy_task_from_flags(fv)
+  return proxy_task({**stored, **proxy_values(fv, only_present=True)})
+
+
 def workers_from_flags(fv: FlagValues) -> int:
   """--workers as an int; 0 for auto (the backends choose)."""
   if fv.workers == "auto":

@@ -46,7 +46,7 @@ def run(fv: flags.FlagValues) -> None:
   out = common.require(fv, "out", "--out=DIR is required: where grid.jsonl, the table and "
                        "coefficients.json go (an existing grid there is resumed)")
   config = grid.GridConfig(
-      baseline=baseline, task=common.proxy_task_from_flags(fv), step=fv.grid_step,
+      baseline=baseline, task=common.proxy_task_for_dir(fv, out), step=fv.grid_step,
       alpha_range=parse_range(fv, "alpha_range"), beta_range=parse_range(fv, "beta_range"),
       gamma_range=parse_range(fv, "gamma_range"), tolerance=fv.grid_tolerance,
       num_classes=fv.cost_num_classes, deterministic=fv.deterministic)

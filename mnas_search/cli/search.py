@@ -130,7 +130,7 @@ def search_config_from_flags(fv: flags.FlagValues):
       target_latency_ms=fv.target_latency_ms, latency_threads=fv.latency_threads,
       latency_cache_dir=fv.latency_cache_dir, trials=fv.trials,
       trials_per_update=fv.trials_per_update, cost_resolution=fv.cost_resolution,
-      cost_num_classes=fv.cost_num_classes, task=common.proxy_task_from_flags(fv),
+      cost_num_classes=fv.cost_num_classes, task=common.proxy_task_for_dir(fv, fv.search_dir),
       **common.backend_options(fv), strategy=fv.strategy, tpu=fv.tpu, seed=fv.seed,
       deterministic=fv.deterministic, references=tuple(fv.references or ()),
       warm_start_from=fv.warm_start_from, scheduler=fv.scheduler, min_budget=fv.min_budget,
@@ -150,7 +150,7 @@ def oneshot_config_from_flags(fv: flags.FlagValues):
       space=fv.search_space, controller_hparams=parse_hparams(fv.controller_hparams), w=fv.w,
       cost=fv.cost, target_flops=fv.target_flops, target_params=fv.target_params,
       cost_resolution=fv.cost_resolution, cost_num_classes=fv.cost_num_classes,
-      task=common.proxy_task_from_flags(fv), oneshot_epochs=fv.oneshot_epochs,
+      task=common.proxy_task_for_dir(fv, fv.search_dir), oneshot_epochs=fv.oneshot_epochs,
       oneshot_warmup_fraction=fv.oneshot_warmup_fraction, oneshot_top_k=fv.oneshot_top_k,
       paths_per_step=fv.oneshot_paths_per_step, path_rule=fv.oneshot_path_rule,
       references=tuple(fv.references or ()), strategy=fv.strategy, seed=fv.seed, **given)
