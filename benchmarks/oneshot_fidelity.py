@@ -140,8 +140,10 @@ def main() -> None:
     epochs, n_archs, calib = 2, 6, 2
     args.epochs, args.calib_batches = epochs, calib  # recorded with the run's settings
   else:
+    # The proxy its committed records were made with (ProxyTask's defaults until 2026-12-03), so
+    # that a new variant is compared with them under the same task.
     task = ProxyTask(dataset=args.dataset, resolution=args.resolution, proxy_width=args.proxy_width,
-                     seed=args.seed, optimizer=args.optimizer, learning_rate=args.lr,
+                     train_images=10000, epochs=4, batch_size=128, seed=args.seed, optimizer=args.optimizer, learning_rate=args.lr,
                      label_smoothing=args.label_smoothing, weight_decay=args.weight_decay)
     epochs, n_archs, calib = args.epochs, args.archs, args.calib_batches
   config = oneshot.OneShotConfig(task=task, oneshot_epochs=epochs, seed=args.seed,

@@ -170,6 +170,14 @@ def test_the_old_search_proxy_is_imported_once_from_the_search_quality_records(t
   assert g.choose_default({g.OLD_PROXY: {"vs_g": {"kendall_tau": 1.0}, "median_seconds": 1.0}}) is None
 
 
+def _assert_committed(stem: str, obj: dict, markdown: str) -> None:
+  """results/ground_truth/STEM.json and STEM.md hold exactly what was recomputed."""
+  with open(os.path.join(RESULTS, f"{stem}.json")) as f:
+    assert json.load(f) == json.loads(json.dumps(obj))
+  with open(os.path.join(RESULTS, f"{stem}.md")) as f:
+    assert f.read() == markdown
+
+
 def test_the_committed_summary_is_recomputed_from_the_committed_records(tmp_path):
   assert os.path.isfile(os.path.join(RESULTS, gt.RECORDS)), "results/ground_truth has no records"
   out = str(tmp_path / "g")
@@ -178,10 +186,7 @@ def test_the_committed_summary_is_recomputed_from_the_committed_records(tmp_path
     if os.path.isfile(os.path.join(RESULTS, name)):
       shutil.copy(os.path.join(RESULTS, name), out)
   s = g.summarize(out)
-  with open(os.path.join(RESULTS, "summary.json")) as f:
-    assert json.load(f) == json.loads(json.dumps(s))
-  with open(os.path.join(RESULTS, "summary.md")) as f:
-    assert f.read() == g.summary_markdown(s)
+  _assert_committed("summary", s, g.summary_markdown(s))
   # The headline numbers, independently of summarize.
   recs = [json.loads(line) for line in open(os.path.join(RESULTS, gt.RECORDS))]
   ok = [r for r in recs if r["status"] == "ok"]
@@ -214,12 +219,20 @@ def test_the_default_proxy_task_is_the_candidate_the_committed_summary_chose():
   assert ProxyTask() == g.CANDIDATES[chosen]
 
 
+def test_the_readme_gives_b0s_spread_on_the_default_proxy_as_its_records_do():
+  with open(os.path.join(RESULTS, "default_proxy_b0", "evaluate.jsonl")) as f:
+    rows = [json.loads(line) for line in f]
+  assert [r["name"] for r in rows] == ["efficientnet-b0"] * 5 and {r["status"] for r in rows} == {"ok"}
+  acc = [100 * r["accuracy"] for r in rows]
+  with open(os.path.join(ROOT, "README.md")) as f:
+    readme = f.read()
+  assert f"B0 **{statistics.fmean(acc):.2f} ± {statistics.stdev(acc):.2f} %** (n = 5)" in readme
+  assert f"missed by {statistics.stdev(acc) - 1.5:.2f} points" in readme
+
+
 def test_the_committed_learning_curves_are_recomputed_from_the_committed_runs():
   c = g.curve_agreement(RESULTS)
-  with open(os.path.join(RESULTS, "curves.json")) as f:
-    assert json.load(f) == json.loads(json.dumps(c))
-  with open(os.path.join(RESULTS, "curves.md")) as f:
-    assert f.read() == g.curves_markdown(c)
+  _assert_committed("curves", c, g.curves_markdown(c))
   # The last epoch's training accuracy, independently: one value per network, mean over its seeds.
   recs = [json.loads(line) for line in open(os.path.join(RESULTS, gt.RECORDS))]
   train, test = {}, {}
