@@ -230,6 +230,26 @@ def test_the_readme_gives_b0s_spread_on_the_default_proxy_as_its_records_do():
   assert f"missed by {statistics.stdev(acc) - 1.5:.2f} points" in readme
 
 
+def test_the_readme_proxy_table_gives_the_committed_summarys_numbers():
+  with open(os.path.join(RESULTS, "summary.json")) as f:
+    s = json.load(f)
+  with open(os.path.join(ROOT, "README.md")) as f:
+    readme = f.read()
+  sign = lambda v: f"{v:+.2f}".replace("-", "−")
+  rank = lambda v: (f"| {sign(v['kendall_tau'])} [{sign(v['kendall_tau_interval'][0])}, "
+                    f"{sign(v['kendall_tau_interval'][1])}] | {sign(v['spearman_rho'])} |")
+  for name, p in s["proxies"].items():
+    noise = (f" {100 * p['b0']['mean']:.1f} ± {100 * p['b0']['std']:.1f} | "
+             f"{100 * p['a1']['mean']:.1f} ± {100 * p['a1']['std']:.1f} | {p['median_seconds']:.1f} |")
+    label = name if name != g.OLD_PROXY else "the old search-quality proxy"
+    # The row whose first cell starts with the name (8k-e2-w0.25-s2 is not 8k-e2-w0.25-s2-noclip).
+    row = next(line for line in readme.splitlines()
+               if line.startswith("| ") and line[2:].lstrip("*").startswith(label + " "))
+    assert rank(p["vs_g"]) + noise in row, name
+  for key in ("flops", "params"):
+    assert rank(s["baselines"][key]) in readme, key
+
+
 def test_the_committed_learning_curves_are_recomputed_from_the_committed_runs():
   c = g.curve_agreement(RESULTS)
   _assert_committed("curves", c, g.curves_markdown(c))
