@@ -12,8 +12,8 @@ space (default 30), then side by side in one run:
      and compares it with the calibrated prediction and with the plain sum.
 Prints the Spearman rank correlation and the median ratio predicted/measured
 (targets: >= 0.9 and within 0.8-1.25) for both, and the Spearman of FLOPs. End-
-to-end timings suffer from other processes (they share the last-level cache a
-whole network streams its weights through): `--pause_pids` stops those processes
+to-end timings suffer from other processes (they share the cores' caches):
+`--pause_pids` stops those processes
 (SIGSTOP, then SIGCONT) during phases 2 and 3, and the load average is printed.
 `--out` writes every row and the figures as JSON; the last line is that JSON's
 headline.

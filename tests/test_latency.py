@@ -111,14 +111,14 @@ def test_keys_round_trip_through_json():
 # ----------------------------------------------------------------------------- the cache
 def test_cache_path_is_keyed_by_device_tf_version_and_threads(tmp_path, monkeypatch):
   path = latency.cache_path(str(tmp_path), 1, device="AMD EPYC 7B13", version="2.21.0")
-  assert path == str(tmp_path / "amd-epyc-7b13__tf2.21.0__threads1.json")
+  assert path == str(tmp_path / "amd-epyc-7b13__tf2.21.0__threads1__format2.json")
   others = {latency.cache_path(str(tmp_path), 2, "AMD EPYC 7B13", "2.21.0"),
             latency.cache_path(str(tmp_path), 1, "Intel(R) Xeon(R) Gold 6230", "2.21.0"),
             latency.cache_path(str(tmp_path), 1, "AMD EPYC 7B13", "2.20.1")}
   assert len(others) == 3 and path not in others
   monkeypatch.setenv("HOME", str(tmp_path))
   assert latency.cache_path(None, 4, "x", "1.0") == str(
-      tmp_path / ".cache" / "mnas_search" / "latency" / "x__tf1.0__threads4.json")
+      tmp_path / ".cache" / "mnas_search" / "latency" / "x__tf1.0__threads4__format2.json")
 
 
 def test_latency_model_uses_this_devices_table(tmp_path):
@@ -166,16 +166,16 @@ def test_load_refuses_another_device_and_bad_files(tmp_path):
   with pytest.raises(ValueError, match=r"has tf_version='v' but '2.21.0' was asked for"):
     latency.load_table(path, "cpu", "2.21.0", 1)
   data = json.loads(open(path).read())
-  assert data["format"] == latency.TABLE_FORMAT == 1
-  for unknown in (2, None):
+  assert data["format"] == latency.TABLE_FORMAT == 2
+  for unknown in (1, None):
     open(path, "w").write(json.dumps(dict(data, format=unknown)))
-    with pytest.raises(ValueError, match=rf"has format={unknown} but this version reads format=1"):
+    with pytest.raises(ValueError, match=rf"has format={unknown} but this version reads format=2"):
       latency.load_table(path, "cpu", "v", 1)
   del data["format"]
   open(path, "w").write(json.dumps(data))
-  with pytest.raises(ValueError, match=r"has format=None but this version reads format=1"):
+  with pytest.raises(ValueError, match=r"has format=None but this version reads format=2"):
     latency.load_table(path, "cpu", "v", 1)
-  data["format"] = 1
+  data["format"] = 2
   data["entries"][0]["resolution"] = -3
   open(path, "w").write(json.dumps(data))
   with pytest.raises(ValueError, match=r"t.json' entry 0: resolution=-3 is invalid"):
@@ -274,6 +274,32 @@ def search_space_params(arch):
 
 
 # ----------------------------------------------------------------------------- measuring
+def test_the_timed_flatbuffer_is_the_deployed_network():
+  # The weights are constants in the flatbuffer (so it is at least 4 bytes per parameter and reads
+  # no variable), and the interpreter gives the Keras model's logits: BatchNormalization with
+  # non-trivial statistics folded in, not recomputed from variables on every call.
+  import keras
+
+  from search_space import count_params
+  from search_space.model import build_model
+  model = build_model(TINY, (16, 16, 3), 10)
+  rng = np.random.default_rng(0)
+  for layer in model.layers:
+    if isinstance(layer, keras.layers.BatchNormalization):
+      n = layer.moving_mean.shape[0]
+      layer.set_weights([rng.uniform(0.5, 2, n), rng.normal(0, 0.5, n), rng.normal(0, 0.5, n),
+                         rng.uniform(0.5, 2, n)])
+  content = latency.to_tflite(model, (1, 16, 16, 3))
+  assert len(content) >= 4 * count_params(TINY, 10)
+  interpreter = latency._interpreter(content, (1, 16, 16, 3), 1)
+  interpreter.invoke()
+  x = interpreter.get_tensor(interpreter.get_input_details()[0]["index"])
+  got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+  want = np.asarray(model(x, training=False))
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+  assert np.abs(want).max() > 1e-3  # the logits are not trivially zero
+
+
 def test_measure_lazily_fill_and_reuse(tmp_path):
   import tensorflow as tf
   assert latency.tf_version() == tf.__version__

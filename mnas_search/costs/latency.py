@@ -9,11 +9,11 @@ other processes on a shared machine add little noise; the wall time with
 more). A network's latency is predicted from the sum of its stem, its blocks (per
 `Architecture.expand_blocks()`, with the sizes of `search_space.costs.block_costs`)
 and its head, corrected by a `Calibration` fitted to a few networks timed end
-to end: a lone block is timed with its weights in cache, while a whole network
-streams its weights from memory on every call, which at small resolutions costs
-more than the arithmetic.
+to end: a lone block pays a call's fixed cost that a whole network pays once, and
+keeps its weights in cache where a whole network's may not fit. Every model is
+converted with its weights frozen into constants, as deployed (`to_tflite`).
 
-The table is cached as JSON, one file per (device, TF version, threads) under a
+The table is cached as JSON, one file per (device, TF version, threads, format) under a
 cache folder (`~/.cache/mnas_search/latency/` by default), written atomically,
 with one calibration per (resolution, classes).
 Entries that are missing are measured on demand and added, so a search can
@@ -52,7 +52,10 @@ DEFAULT_ROUNDS = 5       # end-to-end rounds (measure_end_to_end_many)
 DEFAULT_KEY_ROUNDS = 3   # rounds per table entry (measure_key)
 DEFAULT_CALIBRATION_NETWORKS = 6
 CALIBRATION_SEED = 20261203
-TABLE_FORMAT = 1
+# 2: entries and end-to-end times of frozen graphs (weights as constants, as deployed); the
+# format-1 tables timed graphs that read their weights as variables on every call. The format is
+# part of the file name, so a table of another format is left alone and a new one is measured.
+TABLE_FORMAT = 2
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
@@ -356,7 +359,7 @@ def tf_version() -> str:
 
 def cache_path(cache_dir: str | None, threads: int, device: str | None = None,
                version: str | None = None) -> str:
-  """The table file for (device, TF version, threads) under `cache_dir`.
+  """The table file for (device, TF version, threads) and this `TABLE_FORMAT` under `cache_dir`.
 
   Args:
     cache_dir: the cache folder; `DEFAULT_CACHE_DIR` when None.
@@ -368,7 +371,8 @@ def cache_path(cache_dir: str | None, threads: int, device: str | None = None,
   device = device_name() if device is None else device
   version = tf_version() if version is None else version
   folder = os.path.expanduser(cache_dir or DEFAULT_CACHE_DIR)
-  return os.path.join(folder, f"{_slug(device)}__tf{_slug(version)}__threads{threads}.json")
+  return os.path.join(folder, f"{_slug(device)}__tf{_slug(version)}__threads{threads}"
+                      f"__format{TABLE_FORMAT}.json")
 
 
 def _slug(text: str) -> str:
@@ -471,10 +475,8 @@ def measure_end_to_end_many(archs: Sequence[Architecture], resolution: int, num_
                             rounds: int = DEFAULT_ROUNDS) -> list[float]:
   """Times whole networks side by side; each one's latency in ms, in the order given.
 
-  The fastest of `rounds` interleaved rounds (`end_to_end_rounds`) is kept: a whole network's time
-  at small resolutions is mostly the memory traffic of its weights, which other processes' use of
-  the shared cache slows by up to 2-3x from one minute to the next, and such interference only
-  ever adds time; the fastest round is the least disturbed one.
+  The fastest of `rounds` interleaved rounds (`end_to_end_rounds`) is kept: other processes' use of
+  the shared cache and cores only ever adds time, so the fastest round is the least disturbed one.
   """
   return fastest(end_to_end_rounds(archs, resolution, num_classes, threads, warmup, repeats,
                                    rounds))
@@ -559,19 +561,26 @@ def _key_model(key: LatencyKey):
 
 
 def to_tflite(model, shape: Sequence[int]) -> bytes:
-  """Converts a Keras 3 model with a fixed float32 input `shape` to a TFLite flatbuffer."""
+  """Converts a Keras 3 model with a fixed float32 input `shape` to a deployable TFLite flatbuffer.
+
+  The weights are frozen into constants first, as a SavedModel export (`analysis.export`) does.
+  Converted with its variables live, the flatbuffer would read each weight as a resource variable
+  on every call and fold BatchNormalization at run time, and XNNPACK could not pack the weights
+  ahead: a graph several times slower than the deployed one, and unlike it.
+  """
   import tensorflow as tf
+  from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
   # A concrete function converts in memory, several times faster than a SavedModel round trip.
   @tf.function(input_signature=[tf.TensorSpec(tuple(shape), tf.float32)])
   def serve(x):
     return model(x, training=False)
+  frozen = convert_variables_to_constants_v2(serve.get_concrete_function())
   # The converter logs several absl INFO lines per model (a temporary SavedModel); a table has
   # hundreds of models, so they are held back while it runs.
   verbosity = logging.get_verbosity()
   logging.set_verbosity(min(verbosity, logging.WARNING))
   try:
-    return tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()],
-                                                           model).convert()
+    return tf.lite.TFLiteConverter.from_concrete_functions([frozen], model).convert()
   finally:
     logging.set_verbosity(verbosity)
 
