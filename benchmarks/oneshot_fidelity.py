@@ -100,7 +100,8 @@ def g_fidelity(args, runner, feed, space, task, calib: int, supernet_seconds: fl
 
 
 RECIPE_FLAGS = ("epochs", "paths_per_step", "path_rule", "warmup_fraction", "controller_batch",
-                "calib_batches", "optimizer", "lr", "label_smoothing", "weight_decay", "proxy_width")
+                "calib_batches", "optimizer", "lr", "label_smoothing", "weight_decay", "proxy_width",
+                "private_weights")
 
 
 def main() -> None:
@@ -119,6 +120,8 @@ def main() -> None:
   parser.add_argument("--variant", default="default", help="the name this run's records go under")
   parser.add_argument("--paths_per_step", type=int, default=1)
   parser.add_argument("--path_rule", choices=oneshot.PATH_RULES, default="controller")
+  parser.add_argument("--private_weights", action="store_true",
+                      help="expansion 1 and skip-less blocks keep their own supernet weights")
   parser.add_argument("--warmup_fraction", type=float, default=0.25)
   parser.add_argument("--controller_batch", type=int, default=1)
   parser.add_argument("--optimizer", choices=("sgd", "rmsprop"), default="sgd")
@@ -149,7 +152,8 @@ def main() -> None:
   config = oneshot.OneShotConfig(task=task, oneshot_epochs=epochs, seed=args.seed,
                                  paths_per_step=args.paths_per_step, path_rule=args.path_rule,
                                  oneshot_warmup_fraction=args.warmup_fraction,
-                                 controller_batch=args.controller_batch)
+                                 controller_batch=args.controller_batch,
+                                 private_weights=args.private_weights)
   os.makedirs(args.out, exist_ok=True)
   stamp = time.strftime("%Y%m%d-%H%M%S")
 

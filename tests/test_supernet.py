@@ -16,14 +16,23 @@ ARCHS = [(0, 0, 0, 0, 0, 0) * 3,
          (0, 0, 1, 0, 0, 0, 1, 1, 0, 1, 1, 1, 0, 2, 1, 0, 0, 1)]
 
 
-@pytest.fixture(scope="module")
-def runner():
+def make_runner(private: bool = False):
   import keras
 
   from mnas_search.search.oneshot.runner import SupernetRunner
-  net = sn.make_supernet(SPACE, 1.0, SHAPE, CLASSES, bn_momentum=0.9, seed=1)
+  net = sn.make_supernet(SPACE, 1.0, SHAPE, CLASSES, bn_momentum=0.9, seed=1, private=private)
   return SupernetRunner(net, keras.optimizers.SGD(0.05, momentum=0.9),
                         keras.losses.SparseCategoricalCrossentropy(from_logits=True), calib_rows=8)
+
+
+@pytest.fixture(scope="module")
+def runner():
+  return make_runner()
+
+
+@pytest.fixture(scope="module")
+def private_runner():
+  return make_runner(private=True)
 
 
 def batch(seed, n=8):
@@ -66,6 +75,20 @@ def test_encode_path_refuses_scaled_or_foreign_architectures():
 
 @pytest.mark.parametrize("indices", ARCHS)
 def test_a_path_equals_its_standalone_network_with_the_shared_weights(runner, indices):
+  _assert_path_equals_standalone(runner, indices)
+
+
+@pytest.mark.parametrize("indices", ARCHS)
+def test_with_private_weights_a_path_still_equals_its_standalone_network(private_runner, indices):
+  # The private depthwise kernel and BN of expansion 1 and the private projection BN of a block
+  # without its skip get their own (random) statistics below, so a path that read the shared ones,
+  # or a copy that took them, would differ.
+  blocks = private_runner.net.blocks
+  assert sum(b.private_e1 for b in blocks) == 6 and sum(b.private_skip for b in blocks) == 4
+  _assert_path_equals_standalone(private_runner, indices)
+
+
+def _assert_path_equals_standalone(runner, indices):
   arch = SPACE.decode(indices)
   path = sn.encode_path(SPACE, 1.0, arch)
   # Train a little so no weight is at its initial value, then give BN the same statistics.
@@ -218,6 +241,10 @@ def test_sandwich_paths_are_the_largest_and_smallest_networks():
     oneshot.OneShotConfig(space="micro", path_rule="bogus")
   assert "path_rule" not in oneshot.OneShotConfig(space="micro").to_params()
   assert oneshot.OneShotConfig(space="micro", path_rule="sandwich", paths_per_step=3).to_params()["paths_per_step"] == 3
+  assert "private_weights" not in oneshot.OneShotConfig(space="micro").to_params()  # old params stay
+  assert oneshot.OneShotConfig(space="micro", private_weights=True).to_params()["private_weights"] is True
+  with pytest.raises(ValueError, match="private_weights=1 is invalid; allowed: true or false"):
+    oneshot.OneShotConfig(space="micro", private_weights=1)
 
 
 def test_the_committed_supernet_tau_against_g_is_recomputed_from_its_records():
@@ -235,3 +262,51 @@ def test_the_committed_supernet_tau_against_g_is_recomputed_from_its_records():
                    {r["blocks"]: r["g_test_accuracy"] for r in mine})
     assert (got["kendall_tau"], got["spearman_rho"], got["matched"]) == (
         run["kendall_tau"], run["spearman"], run["n_architectures"]), json.dumps(run)[:200]
+
+
+def _sharing_benchmark():
+  import importlib.util
+  import os
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  spec = importlib.util.spec_from_file_location(
+      "oneshot_sharing_benchmark", os.path.join(root, "benchmarks", "oneshot_sharing.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_the_sharing_benchmark_randomizes_only_what_its_variant_names():
+  sharing = _sharing_benchmark()
+  space = search_space.default_space()
+  base = list(space.encode(search_space.named("efficientnet-b0").replace(activation=space.activation)))
+  kinds = [d.name.split("/")[-1] for d in space.decisions]
+  rng = np.random.default_rng(0)
+  draws = {v: [sharing.sample(v, space, base, rng) for _ in range(200)] for v in sharing.VARIANTS}
+  changed = lambda v: {k for idx in draws[v] for k, a, b in zip(kinds, idx, base) if a != b}  # noqa: E731
+  assert draws["b0"] == [tuple(base)] * 200
+  for kind in sharing.KINDS:
+    assert changed(kind) == {kind}, kind
+  assert changed("exp36") == {"expansion"} and all(
+      idx[i] != 0 for idx in draws["exp36"] for i, k in enumerate(kinds) if k == "expansion")
+  no_e1 = draws["all_no_e1_skip_on"]
+  assert all(idx[i] != 0 if k == "expansion" else (idx[i] == 0 if k == "skip" else True)
+             for idx in no_e1 for i, k in enumerate(kinds))
+  assert changed("all") == changed("private_all") == changed("all_lr0.02") == set(kinds)
+
+
+def test_the_readme_sharing_table_is_the_committed_records():
+  # benchmarks/oneshot_sharing.py: each README row's loss and accuracy are its record's last window.
+  import json
+  import os
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  with open(os.path.join(root, "README.md")) as f:
+    readme = f.read()
+  with open(os.path.join(root, "results", "oneshot", "sharing.jsonl")) as f:
+    records = [json.loads(line) for line in f]
+  sharing = _sharing_benchmark()
+  assert sorted(r["variant"] for r in records) == sorted(sharing.VARIANTS)
+  for r in records:
+    assert len(r["loss"]) == len(r["accuracy"]) == r["steps"] // r["window"]
+    cells = f" | {r['loss'][-1]:.2f} | {100 * r['accuracy'][-1]:.1f} |"
+    row = next(line for line in readme.splitlines() if line.startswith(f"| `{r['variant']}` |"))
+    assert row.endswith(cells), (row, cells)

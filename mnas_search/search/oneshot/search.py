@@ -90,6 +90,8 @@ class OneShotConfig(search_config.SharedConfig):
     paths_per_step: paths trained per supernet step on the same batch, their gradients averaged.
     path_rule: which paths train after the warm-up (`PATH_RULES`); "sandwich" needs at least 2
       paths per step.
+    private_weights: expansion 1 and blocks without their skip keep their own weights in the
+      supernet instead of sharing them (`supernet.SuperBlock`).
   """
 
   controller: str = "reinforce"
@@ -102,6 +104,7 @@ class OneShotConfig(search_config.SharedConfig):
   checkpoint_every: int = 200
   paths_per_step: int = 1
   path_rule: str = "controller"
+  private_weights: bool = False
 
   def __post_init__(self):
     # The one-shot checks first, as before the shared config existed: the same error comes first.
@@ -119,6 +122,8 @@ class OneShotConfig(search_config.SharedConfig):
     if self.path_rule == "sandwich" and self.paths_per_step < 2:
       raise FieldError("paths_per_step", self.paths_per_step, "an integer >= 2",
                        detail=" with path_rule=sandwich")
+    if not isinstance(self.private_weights, bool):
+      raise FieldError("private_weights", self.private_weights, "true or false")
     for name in ("oneshot_warmup_fraction", "final_window_fraction"):
       v = getattr(self, name)
       low_ok = v >= 0 if name == "oneshot_warmup_fraction" else v > 0
@@ -151,6 +156,8 @@ class OneShotConfig(search_config.SharedConfig):
              checkpoint_every=self.checkpoint_every)
     if (self.paths_per_step, self.path_rule) != (1, "controller"):  # an older params.json stays as it is
       d.update(paths_per_step=self.paths_per_step, path_rule=self.path_rule)
+    if self.private_weights:
+      d.update(private_weights=True)
     return d
 
 
@@ -230,14 +237,16 @@ def _materialize(images, labels, resolution: int, channels: int) -> tuple[np.nda
 
 
 # ----------------------------------------------------------------------------- controller views
-def make_runner(space, task: ProxyTask, feed: ArrayFeed, total_steps: int, seed: int) -> Any:
-  """The supernet of `space` at the task's width, trained with the proxy child's optimizer
-  (its schedule over `total_steps`) and loss, behind its runner."""
+def make_runner(space, task: ProxyTask, feed: ArrayFeed, total_steps: int, seed: int,
+                private: bool = False) -> Any:
+  """The supernet of `space` at the task's width (with `private` weights for expansion 1 and
+  skip-less blocks, see `supernet.SuperBlock`), trained with the proxy child's optimizer (its
+  schedule over `total_steps`) and loss, behind its runner."""
   from mnas_search.search.oneshot import runner as runner_lib
   from mnas_search.search.oneshot import supernet as supernet_lib
   net = supernet_lib.make_supernet(space, task.proxy_width, feed.input_shape, feed.num_classes,
                                    bn_momentum=0.99 if task.bn_momentum is None else task.bn_momentum,
-                                   seed=seed)
+                                   seed=seed, private=private)
   return runner_lib.SupernetRunner(net, recipe.make_optimizer(task, total_steps),
                                    recipe.make_loss(task, feed.num_classes), calib_rows=task.batch_size)
 
@@ -336,7 +345,8 @@ class OneShotSearch:
     """Loads the data, builds the supernet, its optimizer and the runner."""
     c, task = self.config, self.config.task
     self.feed = ArrayFeed(task, seed=c.seed)
-    self.runner = make_runner(self.space, task, self.feed, self.total_steps, c.seed)
+    self.runner = make_runner(self.space, task, self.feed, self.total_steps, c.seed,
+                              c.private_weights)
     return self.runner
 
   @property

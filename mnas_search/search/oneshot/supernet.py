@@ -193,55 +193,92 @@ class MaskedBN(keras.layers.Layer):
 
 
 class SuperBlock(keras.layers.Layer):
-  """One MBConv slot holding the weights of its largest choices."""
+  """One MBConv slot holding the weights of its largest choices.
 
-  def __init__(self, slot: SlotShape, activation: str, momentum_var, **kwargs):
+  With `private`, choices whose features differ in kind keep their own weights instead of sharing
+  them: expansion 1 (whose depthwise conv reads the block's raw input, not expanded features) has
+  its own depthwise kernel, SE, projection and BNs, as a separate op would; and a block without its
+  identity skip has its own projection BN. Shared, either one alone kept the supernet from learning
+  under uniform paths (benchmarks/oneshot_sharing.py).
+  """
+
+  def __init__(self, slot: SlotShape, activation: str, momentum_var, private: bool = False, **kwargs):
     super().__init__(**kwargs)
     self.slot = slot
+    self.private_e1 = bool(private) and slot.has_e1
+    self.private_skip = bool(private) and slot.stride == 1
     self.act = keras.activations.get(KERAS_ACTIVATIONS[activation])
     s = slot
     if s.has_expand:
       self.expand_kernel = self.add_weight(shape=(1, 1, s.cin, s.cexp), initializer=conv_init(),
                                            name="expand_kernel")
       self.expand_bn = MaskedBN(s.cexp, momentum_var, name="expand_bn")
-    self.dw_kernel = self.add_weight(shape=(s.kernel, s.kernel, s.cexp, 1), initializer=conv_init(),
-                                     name="dw_kernel")
-    self.dw_bn = MaskedBN(s.cexp, momentum_var, name="dw_bn")
+    self._add_body(momentum_var, "")
+    if self.private_e1:
+      self._add_body(momentum_var, "_e1")
+    if self.private_skip:
+      self.project_bn_noskip = MaskedBN(s.cout, momentum_var, name="project_bn_noskip")
+
+  def _add_body(self, momentum_var, suffix: str) -> None:
+    """The weights after the expansion (depthwise, SE, projection), as attributes ending in `suffix`."""
+    s = self.slot
+    add = lambda name, shape, init: setattr(self, name + suffix, self.add_weight(  # noqa: E731
+        shape=shape, initializer=init, name=name + suffix))
+    add("dw_kernel", (s.kernel, s.kernel, s.cexp, 1), conv_init())
+    setattr(self, "dw_bn" + suffix, MaskedBN(s.cexp, momentum_var, name="dw_bn" + suffix))
     if s.se_max:
-      self.se_reduce_kernel = self.add_weight(shape=(1, 1, s.cexp, s.se_max), initializer=conv_init(),
-                                              name="se_reduce_kernel")
-      self.se_reduce_bias = self.add_weight(shape=(s.se_max,), initializer="zeros",
-                                            name="se_reduce_bias")
-      self.se_expand_kernel = self.add_weight(shape=(1, 1, s.se_max, s.cexp), initializer=conv_init(),
-                                              name="se_expand_kernel")
-      self.se_expand_bias = self.add_weight(shape=(s.cexp,), initializer="zeros",
-                                            name="se_expand_bias")
-    self.project_kernel = self.add_weight(shape=(1, 1, s.cexp, s.cout), initializer=conv_init(),
-                                          name="project_kernel")
-    self.project_bn = MaskedBN(s.cout, momentum_var, name="project_bn")
+      add("se_reduce_kernel", (1, 1, s.cexp, s.se_max), conv_init())
+      add("se_reduce_bias", (s.se_max,), "zeros")
+      add("se_expand_kernel", (1, 1, s.se_max, s.cexp), conv_init())
+      add("se_expand_bias", (s.cexp,), "zeros")
+    add("project_kernel", (1, 1, s.cexp, s.cout), conv_init())
+    setattr(self, "project_bn" + suffix, MaskedBN(s.cout, momentum_var, name="project_bn" + suffix))
+
+  def body(self, suffix: str) -> dict[str, Any]:
+    """The weights `_add_body` made with `suffix` ("" shared, "_e1" expansion 1's own)."""
+    names = ["dw_kernel", "dw_bn", "project_kernel", "project_bn"]
+    if self.slot.se_max:
+      names += ["se_reduce_kernel", "se_reduce_bias", "se_expand_kernel", "se_expand_bias"]
+    return {n: getattr(self, n + suffix) for n in names}
+
+  def _apply_body(self, h, w: Mapping[str, Any], p: Mapping[str, Any], mode: str, calib_rows: int,
+                  noskip_bn=None):
+    kernel = w["dw_kernel"] * p["kmask"][:, :, None, None]
+    h = ops.depthwise_conv(h, kernel, strides=self.slot.stride, padding="same")
+    h = self.act(w["dw_bn"].apply(h, p["exp"], mode, calib_rows))
+    if self.slot.se_max:
+      se = ops.mean(h, axis=[1, 2], keepdims=True)
+      se = self.act(ops.conv(se, w["se_reduce_kernel"], padding="same") + w["se_reduce_bias"])
+      se = se * p["semask"]
+      se = ops.sigmoid(ops.conv(se, w["se_expand_kernel"], padding="same") + w["se_expand_bias"])
+      h = h * (p["se"] * se + (1.0 - p["se"]))
+    h = ops.conv(h, w["project_kernel"], padding="same")
+    out = w["project_bn"].apply(h, p["out"], mode, calib_rows)
+    if noskip_bn is None:
+      return out
+    # The skip selector is 1 exactly when the block has its identity skip. Both BNs see the batch,
+    # so that one traced graph serves every path; recalibration resets both before scoring.
+    return p["skip"] * out + (1.0 - p["skip"]) * noskip_bn.apply(h, p["out"], mode, calib_rows)
 
   def apply(self, x, p: Mapping[str, Any], mode: str, calib_rows: int = 0):
     s = self.slot
     inputs = x
+    noskip_bn = self.project_bn_noskip if self.private_skip else None
     if s.has_expand:
       h = self.act(self.expand_bn.apply(ops.conv(x, self.expand_kernel, padding="same"), p["exp"],
                                         mode, calib_rows))
-      if s.has_e1:  # expansion 1: the depthwise conv reads the block input itself
-        padded = ops.pad(x, [[0, 0], [0, 0], [0, 0], [0, s.cexp - s.cin]])
-        h = p["e1"] * padded + (1.0 - p["e1"]) * h
     else:
       h = x
-    kernel = self.dw_kernel * p["kmask"][:, :, None, None]
-    h = ops.depthwise_conv(h, kernel, strides=s.stride, padding="same")
-    h = self.act(self.dw_bn.apply(h, p["exp"], mode, calib_rows))
-    if s.se_max:
-      se = ops.mean(h, axis=[1, 2], keepdims=True)
-      se = self.act(ops.conv(se, self.se_reduce_kernel, padding="same") + self.se_reduce_bias)
-      se = se * p["semask"]
-      se = ops.sigmoid(ops.conv(se, self.se_expand_kernel, padding="same") + self.se_expand_bias)
-      h = h * (p["se"] * se + (1.0 - p["se"]))
-    h = ops.conv(h, self.project_kernel, padding="same")
-    h = self.project_bn.apply(h, p["out"], mode, calib_rows)
+    if s.has_e1:  # expansion 1: the depthwise conv reads the block input itself
+      padded = ops.pad(x, [[0, 0], [0, 0], [0, 0], [0, s.cexp - s.cin]])
+      if self.private_e1:
+        h = (p["e1"] * self._apply_body(padded, self.body("_e1"), p, mode, calib_rows)
+             + (1.0 - p["e1"]) * self._apply_body(h, self.body(""), p, mode, calib_rows, noskip_bn))
+      else:
+        h = self._apply_body(p["e1"] * padded + (1.0 - p["e1"]) * h, self.body(""), p, mode,
+                             calib_rows, noskip_bn)
+    else:
+      h = self._apply_body(h, self.body(""), p, mode, calib_rows, noskip_bn)
     if s.stride == 1:  # only then can a stand-alone block have its identity skip
       if s.cin < s.cout:
         skip = ops.pad(inputs, [[0, 0], [0, 0], [0, 0], [0, s.cout - s.cin]])
@@ -257,8 +294,9 @@ class Supernet(keras.layers.Layer):
   """The whole supernet: stem, every block slot, head and classifier."""
 
   def __init__(self, space: SearchSpace, width: float, input_shape: Sequence[int], num_classes: int,
-               bn_momentum: float = 0.99, **kwargs):
+               bn_momentum: float = 0.99, private: bool = False, **kwargs):
     super().__init__(**kwargs)
+    self.private = bool(private)
     self.space = space
     self.width = float(width)
     self.image_shape = tuple(int(v) for v in input_shape)
@@ -273,7 +311,8 @@ class Supernet(keras.layers.Layer):
     self.stem_kernel = self.add_weight(shape=(3, 3, self.image_shape[-1], stem), initializer=conv_init(),
                                        name="stem_kernel")
     self.stem_bn = MaskedBN(stem, self.bn_momentum, name="stem_bn")
-    self.blocks = [SuperBlock(s, space.activation, self.bn_momentum, name=s.key) for s in self.slots]
+    self.blocks = [SuperBlock(s, space.activation, self.bn_momentum, self.private, name=s.key)
+                   for s in self.slots]
     self.head_kernel = self.add_weight(shape=(1, 1, self.slots[-1].cout, self.head_channels),
                                        initializer=conv_init(), name="head_kernel")
     self.head_bn = MaskedBN(self.head_channels, self.bn_momentum, name="head_bn")
@@ -299,11 +338,13 @@ class Supernet(keras.layers.Layer):
     out = [self.stem_bn, self.head_bn]
     for b in self.blocks:
       out += [b.dw_bn, b.project_bn] + ([b.expand_bn] if b.slot.has_expand else [])
+      out += [b.dw_bn_e1, b.project_bn_e1] if b.private_e1 else []
+      out += [b.project_bn_noskip] if b.private_skip else []
     return out
 
 
 def make_supernet(space: SearchSpace, width: float, input_shape: Sequence[int], num_classes: int,
-                  bn_momentum: float = 0.99, seed: int | None = None) -> Any:
+                  bn_momentum: float = 0.99, seed: int | None = None, private: bool = False) -> Any:
   """Builds the supernet of `space` at width multiplier `width`.
 
   Args:
@@ -313,6 +354,7 @@ def make_supernet(space: SearchSpace, width: float, input_shape: Sequence[int], 
     num_classes: classifier outputs.
     bn_momentum: BatchNormalization moving-average momentum during training.
     seed: seeds the initializers (through Keras's global seed) when given.
+    private: expansion 1 and blocks without their skip keep private weights (`SuperBlock`).
 
   Returns:
     The `Supernet` Keras layer (weights created).
@@ -324,7 +366,7 @@ def make_supernet(space: SearchSpace, width: float, input_shape: Sequence[int], 
   if seed is not None:
     from mnas_search.training.tf_state import seed_child
     seed_child(seed)
-  return Supernet(space, width, input_shape, num_classes, bn_momentum, name="supernet")
+  return Supernet(space, width, input_shape, num_classes, bn_momentum, private, name="supernet")
 
 
 def _bn_weights(bn, n: int) -> list[np.ndarray]:
@@ -360,16 +402,20 @@ def copy_to_model(net: Any, model: Any, arch: Architecture) -> None:
       get(prefix + "expand_bn").set_weights(_bn_weights(sb.expand_bn, cexp))
     c = (sb.slot.kernel - cb.kernel_size) // 2
     k = cb.kernel_size
-    get(prefix + "dwconv").set_weights([a(sb.dw_kernel)[c:c + k, c:c + k, :cexp, :]])
-    get(prefix + "bn").set_weights(_bn_weights(sb.dw_bn, cexp))
+    e1 = sb.private_e1 and cb.expand_ratio == 1
+    w = sb.body("_e1" if e1 else "")
+    get(prefix + "dwconv").set_weights([a(w["dw_kernel"])[c:c + k, c:c + k, :cexp, :]])
+    get(prefix + "bn").set_weights(_bn_weights(w["dw_bn"], cexp))
     if cb.se_ratio > 0:
       n = cb.se_filters
-      get(prefix + "se_reduce").set_weights([a(sb.se_reduce_kernel)[:, :, :cexp, :n],
-                                             a(sb.se_reduce_bias)[:n]])
-      get(prefix + "se_expand").set_weights([a(sb.se_expand_kernel)[:, :, :n, :cexp],
-                                             a(sb.se_expand_bias)[:cexp]])
-    get(prefix + "project_conv").set_weights([a(sb.project_kernel)[:, :, :cexp, :cout]])
-    get(prefix + "project_bn").set_weights(_bn_weights(sb.project_bn, cout))
+      get(prefix + "se_reduce").set_weights([a(w["se_reduce_kernel"])[:, :, :cexp, :n],
+                                             a(w["se_reduce_bias"])[:n]])
+      get(prefix + "se_expand").set_weights([a(w["se_expand_kernel"])[:, :, :n, :cexp],
+                                             a(w["se_expand_bias"])[:cexp]])
+    get(prefix + "project_conv").set_weights([a(w["project_kernel"])[:, :, :cexp, :cout]])
+    noskip = sb.private_skip and not e1 and not cb.has_skip
+    project_bn = sb.project_bn_noskip if noskip else w["project_bn"]
+    get(prefix + "project_bn").set_weights(_bn_weights(project_bn, cout))
     last_out = cout
   get("top_conv").set_weights([a(net.head_kernel)[:, :, :last_out, :]])
   get("top_bn").set_weights(_bn_weights(net.head_bn, child.head_channels))
