@@ -4,8 +4,8 @@
         [--variants=b0,all,...] [--workers=2]
 
 The supernet of the default space (width 0.25, Fashion-MNIST at 32 px, the proxy its one-shot
-records use: batch 128, SGD, cosine over 780 steps) is trained for `--steps` steps from the same
-initialization, each variant sampling its paths differently:
+records use: batch 128, SGD, cosine over 780 steps or `--steps` if more) is trained for `--steps`
+steps from the same initialization, each variant sampling its paths differently:
 
 - `b0`: EfficientNet-B0's path only (the single-path check: it must learn);
 - `all`: every decision uniformly at random (single-path one-shot, `--path_rule=uniform`);
@@ -68,7 +68,9 @@ def run_variant(variant: str, steps: int) -> dict:
                    epochs=4, batch_size=128, seed=0, learning_rate=lr)
   space = search_space.default_space()
   feed = os_search.ArrayFeed(task, seed=0)
-  runner = os_search.make_runner(space, task, feed, 780, 0, private=variant.startswith("private_"))
+  # The learning-rate schedule spans the one-shot runs' 780 steps, or all the steps when longer.
+  runner = os_search.make_runner(space, task, feed, max(780, steps), 0,
+                                 private=variant.startswith("private_"))
   base = list(space.encode(search_space.named("efficientnet-b0").replace(activation=space.activation)))
   rng = np.random.default_rng(0)
   losses, accs, t0 = [], [], time.perf_counter()

@@ -198,8 +198,10 @@ class SuperBlock(keras.layers.Layer):
   With `private`, choices whose features differ in kind keep their own weights instead of sharing
   them: expansion 1 (whose depthwise conv reads the block's raw input, not expanded features) has
   its own depthwise kernel, SE, projection and BNs, as a separate op would; and a block without its
-  identity skip has its own projection BN. Shared, either one alone kept the supernet from learning
-  under uniform paths (benchmarks/oneshot_sharing.py).
+  identity skip has its own projection BN. These two decisions are the ones that keep the supernet
+  from learning under uniform paths (benchmarks/oneshot_sharing.py); private weights for them were
+  measured there too (README). Without `private`, the weights and their order are as before, so
+  older checkpoints still load.
   """
 
   def __init__(self, slot: SlotShape, activation: str, momentum_var, private: bool = False, **kwargs):
