@@ -41,7 +41,7 @@ from mnas_search.cli import quiet
 from mnas_search.execution import backends
 from mnas_search.search.multi_trial import SearchConfig, run_search
 from mnas_search.training import evaluation, lean_step
-from mnas_search.training.proxy import ProxyTask
+from mnas_search.training.proxy import EARLIER_DEFAULTS, ProxyTask
 
 flags.DEFINE_bool("quick", False, "Tiny synthetic proxy and 2-4 children: a smoke test in seconds.")
 flags.DEFINE_string("strategy", "auto", "Children's strategy: auto, cpu, mirrored or tpu.")
@@ -62,9 +62,8 @@ QUICK_TASK = ProxyTask(dataset=QUICK_DATASET, resolution=16, train_images=256, v
 
 
 def default_proxy() -> ProxyTask:
-  # ProxyTask's defaults until 2026-12-03, which the committed measurements used.
-  return QUICK_TASK if FLAGS.quick else ProxyTask(train_images=10000, epochs=4, batch_size=128,
-                                                  proxy_width=FLAGS.proxy_width)
+  # The task the committed measurements used.
+  return QUICK_TASK if FLAGS.quick else ProxyTask(**EARLIER_DEFAULTS, proxy_width=FLAGS.proxy_width)
 
 
 def b0() -> search_space.Architecture:

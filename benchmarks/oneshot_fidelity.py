@@ -48,7 +48,7 @@ from mnas_search.search.multi_trial import SearchConfig, run_search
 from mnas_search.search.oneshot import search as oneshot
 from mnas_search.search.oneshot import supernet as supernet_lib
 from mnas_search.training import evaluation
-from mnas_search.training.proxy import ProxyTask
+from mnas_search.training.proxy import EARLIER_DEFAULTS, ProxyTask
 from mnas_search.util import fileio, stats
 
 
@@ -143,11 +143,11 @@ def main() -> None:
     epochs, n_archs, calib = 2, 6, 2
     args.epochs, args.calib_batches = epochs, calib  # recorded with the run's settings
   else:
-    # The proxy its committed records were made with (ProxyTask's defaults until 2026-12-03), so
-    # that a new variant is compared with them under the same task.
+    # The proxy its committed records were made with, so that a new variant compares with them.
     task = ProxyTask(dataset=args.dataset, resolution=args.resolution, proxy_width=args.proxy_width,
-                     train_images=10000, epochs=4, batch_size=128, seed=args.seed, optimizer=args.optimizer, learning_rate=args.lr,
-                     label_smoothing=args.label_smoothing, weight_decay=args.weight_decay)
+                     **EARLIER_DEFAULTS, seed=args.seed, optimizer=args.optimizer,
+                     learning_rate=args.lr, label_smoothing=args.label_smoothing,
+                     weight_decay=args.weight_decay)
     epochs, n_archs, calib = args.epochs, args.archs, args.calib_batches
   config = oneshot.OneShotConfig(task=task, oneshot_epochs=epochs, seed=args.seed,
                                  paths_per_step=args.paths_per_step, path_rule=args.path_rule,

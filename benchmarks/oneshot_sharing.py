@@ -62,10 +62,10 @@ def run_variant(variant: str, steps: int) -> dict:
   import search_space
   from mnas_search.search.oneshot import search as os_search
   from mnas_search.search.oneshot import supernet as sl
-  from mnas_search.training.proxy import ProxyTask
+  from mnas_search.training.proxy import EARLIER_DEFAULTS, ProxyTask
   lr = 0.02 if variant.endswith("_lr0.02") else 0.1
-  task = ProxyTask(dataset="fashion_mnist", resolution=32, proxy_width=0.25, train_images=10000,
-                   epochs=4, batch_size=128, seed=0, learning_rate=lr)
+  task = ProxyTask(dataset="fashion_mnist", resolution=32, proxy_width=0.25, **EARLIER_DEFAULTS,
+                   seed=0, learning_rate=lr)
   space = search_space.default_space()
   feed = os_search.ArrayFeed(task, seed=0)
   # The learning-rate schedule spans the one-shot runs' 780 steps, or all the steps when longer.

@@ -20,6 +20,9 @@ OPTIMIZERS = ("sgd", "rmsprop")
 LR_SCHEDULES = ("cosine", "constant")
 STEM_STRIDES = (1, 2)
 # Fields added after the first release, with the defaults that reproduce it.
+# ProxyTask's size defaults before the ground-truth measurements chose today's: benchmarks whose
+# committed records were made under them pin them, so that new runs compare with those records.
+EARLIER_DEFAULTS = {"train_images": 10000, "epochs": 4, "batch_size": 128}
 LATER_FIELDS = {"stem_stride": 2, "clip_norm": None}
 
 
