@@ -66,6 +66,7 @@ FIXED = 4.0 / 29.0  # a child's fixed cost in proxy epochs (see the docstring)
 NOISE, BIAS = 1.0, 0.5  # in units of the truth's spread over random architectures (see the docstring)
 SCHEDULERS = ("none", "sha", "hyperband")
 RUNS = "synthetic.jsonl"
+REAL_PROXY = "8k-e2-w0.25-s2-noclip"  # the default ProxyTask, as the issue compares at it
 
 
 def bracket_cost(policy, update: int, k: int, fixed: float) -> float:
@@ -212,33 +213,37 @@ def real_trials(scheduler: str, compute: float, fixed: float, budgets: tuple[int
 
 
 def real_runs(opts: dict) -> list[tuple[str, str, int]]:
-  return [(s, c, seed) for c in opts["controllers"] for s in SCHEDULERS for seed in range(opts["seeds"])]
+  """Seed-major, so that a run stopped part-way holds whole rounds (every arm on the same seeds)."""
+  return [(s, c, seed) for seed in range(opts["seeds"]) for c in opts["controllers"] for s in SCHEDULERS]
 
 
 def run_real(opts: dict) -> None:
-  """Every (scheduler, controller, seed) search, then G for each run's best."""
+  """Per seed: every (scheduler, controller) search, then G for those runs' bests."""
   import ground_truth as gtb
 
   from mnas_search.search.multi_trial import SearchConfig, run_search
   task, lo, hi, fixed = real_plan(opts["proxy"], opts["quick"])
   k = 3 if opts["quick"] else K
   budgets = SearchConfig(scheduler="sha", min_budget=lo, max_budget=hi, eta=ETA, task=task).budgets
-  bests = []
-  for sched, ctrl, seed in real_runs(opts):
-    d = os.path.join(opts["out"], "real", f"{sched}-{ctrl}-s{seed}")
-    mf = {} if sched == "none" else dict(scheduler=sched, min_budget=lo, max_budget=hi, eta=ETA)
-    config = SearchConfig(space="micro" if opts["quick"] else "default", controller=ctrl, task=task,
-                          trials=real_trials(sched, opts["compute"], fixed, budgets, k),
-                          trials_per_update=k, seed=seed, references=(), backend=opts["backend"],
-                          target_flops=30e6 if opts["quick"] else 400e6, **mf)
-    summary = run_search(d, config, show_progress=False)
-    fileio.atomic_write_json(os.path.join(d, "run.json"), {
-        "scheduler": sched, "controller": ctrl, "seed": seed, "children": summary.trials,
-        "wall_seconds": summary.wall_seconds, "timings": summary.timings})
-    bests.append((f"{sched}-{ctrl}-s{seed}", summary.best["arch"]))
   plan = gtb.QUICK_PLAN if opts["quick"] else gtb.Plan()
-  jobs = [gtb.Job(name, arch, 0, task=plan.g_task.to_dict(), augment=plan.g_augment) for name, arch in bests]
-  gtb.run_jobs(os.path.join(opts["out"], "real", "g"), jobs, opts["workers"], None)
+  runs = real_runs(opts)
+  per_round = len(runs) // opts["seeds"]
+  for start in range(0, len(runs), per_round):
+    bests = []
+    for sched, ctrl, seed in runs[start:start + per_round]:
+      d = os.path.join(opts["out"], "real", f"{sched}-{ctrl}-s{seed}")
+      mf = {} if sched == "none" else dict(scheduler=sched, min_budget=lo, max_budget=hi, eta=ETA)
+      config = SearchConfig(space="micro" if opts["quick"] else "default", controller=ctrl, task=task,
+                            trials=real_trials(sched, opts["compute"], fixed, budgets, k),
+                            trials_per_update=k, seed=seed, references=(), backend=opts["backend"],
+                            target_flops=30e6 if opts["quick"] else 400e6, **mf)
+      summary = run_search(d, config, show_progress=False)
+      fileio.atomic_write_json(os.path.join(d, "run.json"), {
+          "scheduler": sched, "controller": ctrl, "seed": seed, "children": summary.trials,
+          "wall_seconds": summary.wall_seconds, "timings": summary.timings})
+      bests.append((f"{sched}-{ctrl}-s{seed}", summary.best["arch"]))
+    jobs = [gtb.Job(name, arch, 0, task=plan.g_task.to_dict(), augment=plan.g_augment) for name, arch in bests]
+    gtb.run_jobs(os.path.join(opts["out"], "real", "g"), jobs, opts["workers"], None)
 
 
 def summarize_real(out: str) -> tuple[list[dict], str]:
@@ -295,10 +300,10 @@ def define_flags() -> None:
   """The command line (defined on demand, so that tests can import this module)."""
   flags.DEFINE_list("stages", ["synthetic"], "synthetic, real (searches and G of their bests), "
                     "real_summary.")
-  flags.DEFINE_string("proxy", "16k-e2-w0.25-s1", "--stages=real: the proxy (a candidate of "
-                      "benchmarks/ground_truth.py).")
+  flags.DEFINE_string("proxy", REAL_PROXY, "--stages=real: the proxy (a candidate of "
+                      "benchmarks/ground_truth.py; the default is the default ProxyTask).")
   flags.DEFINE_integer("real_seeds", 3, "--stages=real: seeds per (controller, scheduler).", lower_bound=1)
-  flags.DEFINE_float("real_compute", 18, "--stages=real: compute per run, in full-budget children.",
+  flags.DEFINE_float("real_compute", 27, "--stages=real: compute per run, in full-budget children.",
                      lower_bound=1)
   flags.DEFINE_string("backend", "auto", "--stages=real: the searches' backend.")
   flags.DEFINE_integer("workers", 2, "--stages=real: processes of the G trainings.", lower_bound=1)

@@ -175,6 +175,28 @@ def test_budgets_follow_max_over_powers_of_eta():
   assert tiny_config(scheduler="sha", max_budget=3).to_params()["eta"] == 3
 
 
+def _benchmark():
+  """benchmarks/multi_fidelity.py as a module (benchmarks/ is not a package)."""
+  import importlib.util
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  if os.path.join(root, "benchmarks") not in sys.path:
+    sys.path.insert(0, os.path.join(root, "benchmarks"))
+  spec = importlib.util.spec_from_file_location("multi_fidelity_benchmark",
+                                                os.path.join(root, "benchmarks", "multi_fidelity.py"))
+  module = sys.modules["multi_fidelity_benchmark"] = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_the_real_stage_compares_at_the_default_proxy():
+  from mnas_search.training.proxy import ProxyTask
+  mf = _benchmark()
+  import ground_truth as gtb  # benchmarks/, on the path once _benchmark() has run
+  assert gtb.CANDIDATES[mf.REAL_PROXY] == ProxyTask()
+  assert [seed for _, _, seed in mf.real_runs({"seeds": 2, "controllers": ["random", "ppo"]})] == [0] * 6 + [1] * 6
+
+
 @pytest.mark.slow
 def test_real_stage_of_the_benchmark_runs_end_to_end_quick(tmp_path):
   import subprocess
@@ -196,13 +218,8 @@ def test_real_stage_of_the_benchmark_runs_end_to_end_quick(tmp_path):
 
 
 def test_the_readme_synthetic_table_is_the_committed_records():
-  import importlib.util
-  import sys
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  spec = importlib.util.spec_from_file_location("multi_fidelity_benchmark",
-                                                os.path.join(root, "benchmarks", "multi_fidelity.py"))
-  module = sys.modules["multi_fidelity_benchmark"] = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = _benchmark()
   runs = [r for r in fileio.read_jsonl(os.path.join(root, "results", "multi_fidelity", "synthetic.jsonl"))
           if r["compute"] == 64]  # the README's runs (the benchmark's default compute)
   assert len(runs) >= 30
