@@ -101,7 +101,7 @@ def g_fidelity(args, runner, feed, space, task, calib: int, supernet_seconds: fl
 
 RECIPE_FLAGS = ("epochs", "paths_per_step", "path_rule", "warmup_fraction", "controller_batch",
                 "calib_batches", "optimizer", "lr", "label_smoothing", "weight_decay", "proxy_width",
-                "private_weights")
+                "private_weights", "zero_init_residual")
 
 
 def main() -> None:
@@ -122,6 +122,8 @@ def main() -> None:
   parser.add_argument("--path_rule", choices=oneshot.PATH_RULES, default="controller")
   parser.add_argument("--private_weights", action="store_true",
                       help="expansion 1 and skip-less blocks keep their own supernet weights")
+  parser.add_argument("--zero_init_residual", action="store_true",
+                      help="blocks that keep their skip start as the identity (BigNAS)")
   parser.add_argument("--warmup_fraction", type=float, default=0.25)
   parser.add_argument("--controller_batch", type=int, default=1)
   parser.add_argument("--optimizer", choices=("sgd", "rmsprop"), default="sgd")
@@ -153,7 +155,8 @@ def main() -> None:
                                  paths_per_step=args.paths_per_step, path_rule=args.path_rule,
                                  oneshot_warmup_fraction=args.warmup_fraction,
                                  controller_batch=args.controller_batch,
-                                 private_weights=args.private_weights)
+                                 private_weights=args.private_weights,
+                                 zero_init_residual=args.zero_init_residual)
   os.makedirs(args.out, exist_ok=True)
   stamp = time.strftime("%Y%m%d-%H%M%S")
 

@@ -15,7 +15,13 @@ steps from the same initialization, each variant sampling its paths differently:
 - `all_no_e1_skip_on`: every decision random except expansion 1 (never) and skip (always on);
 - `all_lr0.02`: `all` at lr 0.02 instead of 0.1;
 - `private_all`, `private_expansion`: `all` and `expansion` with private weights for expansion 1
-  and for blocks without their skip (`supernet.SuperBlock(private=True)`).
+  and for blocks without their skip (`supernet.Sharing(private_weights=True)`);
+- `zeroinit_warmup`: zero-initialized residual blocks, and an op warm-up after TuNAS's: over the
+  first half of the steps a path is drawn as in `all_no_e1_skip_on` with a probability falling
+  from 1 to 0, else as in `all`; `all` alone after that;
+- `zeroinit_*` (the others): the variant after the prefix with BigNAS's zero-initialized residual blocks
+  (`supernet.Sharing(zero_init_residual=True)`: blocks that keep their skip start as the identity,
+  blocks without it have their own projection BN).
 
 A variant's record (one JSON line, appended; variants already in `--out` are skipped, so a killed
 run resumes) holds its mean training loss and batch accuracy over each 50 steps. Chance is loss
@@ -34,14 +40,20 @@ import time
 import numpy as np
 
 VARIANTS = ("b0", "all", "kernel", "expansion", "se_ratio", "skip", "repeats", "filters", "exp36",
-            "all_no_e1_skip_on", "all_lr0.02", "private_all", "private_expansion")
+            "all_no_e1_skip_on", "all_lr0.02", "private_all", "private_expansion", "zeroinit_all",
+            "zeroinit_skip", "zeroinit_all_no_e1_skip_on", "zeroinit_warmup")
 KINDS = ("kernel", "expansion", "se_ratio", "skip", "repeats", "filters")
 WINDOW = 50
 
 
-def sample(variant: str, space, base: list[int], rng: np.random.Generator) -> tuple[int, ...]:
-  """The decisions of one training path of `variant` (see the module docstring)."""
-  kind = variant.removeprefix("private_").removesuffix("_lr0.02")
+def sample(variant: str, space, base: list[int], rng: np.random.Generator,
+           progress: float = 1.0) -> tuple[int, ...]:
+  """The decisions of one training path of `variant` (see the module docstring) when a fraction
+  `progress` of the steps is done."""
+  kind = variant.removeprefix("private_").removeprefix("zeroinit_").removesuffix("_lr0.02")
+  if kind == "warmup":
+    safe = rng.random() < max(0.0, 1.0 - 2.0 * progress)
+    kind = "all_no_e1_skip_on" if safe else "all"
   idx = list(base)
   if kind == "b0":
     return tuple(idx)
@@ -69,13 +81,14 @@ def run_variant(variant: str, steps: int) -> dict:
   space = search_space.default_space()
   feed = os_search.ArrayFeed(task, seed=0)
   # The learning-rate schedule spans the one-shot runs' 780 steps, or all the steps when longer.
-  runner = os_search.make_runner(space, task, feed, max(780, steps), 0,
-                                 private=variant.startswith("private_"))
+  sharing = sl.Sharing(private_weights=variant.startswith("private_"),
+                       zero_init_residual=variant.startswith("zeroinit_"))
+  runner = os_search.make_runner(space, task, feed, max(780, steps), 0, sharing)
   base = list(space.encode(search_space.named("efficientnet-b0").replace(activation=space.activation)))
   rng = np.random.default_rng(0)
   losses, accs, t0 = [], [], time.perf_counter()
   for step in range(steps):
-    path = sl.encode_path(space, task.proxy_width, space.decode(sample(variant, space, base, rng)))
+    path = sl.encode_path(space, task.proxy_width, space.decode(sample(variant, space, base, rng, step / steps)))
     loss, acc = runner.train_step(*feed.train_batch(step), path)
     losses.append(loss)
     accs.append(acc)

@@ -140,11 +140,12 @@ def test_search_oneshot_flag_defaults_are_oneshot_configs():
   from mnas_search.search.oneshot.search import OneShotConfig
   fv = command_flags("search")
   field = {"oneshot_paths_per_step": "paths_per_step", "oneshot_path_rule": "path_rule",
-           "oneshot_private_weights": "private_weights"}
+           "oneshot_private_weights": "private_weights", "oneshot_zero_init_residual": "zero_init_residual"}
   assert {k: fv[k].default for k in search.ONESHOT_DEFAULTS} == {
       k: getattr(OneShotConfig(), field.get(k, k)) for k in search.ONESHOT_DEFAULTS} == {
       "oneshot_epochs": 10, "oneshot_warmup_fraction": 0.25, "oneshot_top_k": 3,
-      "oneshot_paths_per_step": 1, "oneshot_path_rule": "controller", "oneshot_private_weights": False}
+      "oneshot_paths_per_step": 1, "oneshot_path_rule": "controller", "oneshot_private_weights": False,
+      "oneshot_zero_init_residual": False}
 
 
 @pytest.mark.parametrize("args, line", [
@@ -155,6 +156,8 @@ def test_search_oneshot_flag_defaults_are_oneshot_configs():
     (["--mode=oneshot", "--backend=process"], "error: --backend is not taken by search --mode=oneshot; "
      "allowed with --mode=multitrial"),
     (["--oneshot_private_weights"], "error: --oneshot_private_weights is not taken by search "
+     "--mode=multitrial; allowed with --mode=oneshot"),
+    (["--oneshot_zero_init_residual"], "error: --oneshot_zero_init_residual is not taken by search "
      "--mode=multitrial; allowed with --mode=oneshot"),
 ])
 def test_search_refuses_a_flag_of_the_other_mode(args, line, tmp_path, capsys):
@@ -184,9 +187,11 @@ def test_oneshot_config_from_flags_defaults_to_tunas_unless_given():
           c.oneshot_top_k, c.seed, c.task.seed, c.target_flops) == (
       "reinforce", "abs", "micro", 4, 0.5, 2, 7, 7, 30e6)
   fv = command_flags("search")
-  fv(["launch.py", "--mode=oneshot", "--controller=ppo", "--reward=mnas", "--oneshot_private_weights"])
+  fv(["launch.py", "--mode=oneshot", "--controller=ppo", "--reward=mnas", "--oneshot_private_weights",
+      "--oneshot_zero_init_residual"])
   c = search.oneshot_config_from_flags(fv)
-  assert (c.controller, c.reward, c.private_weights) == ("ppo", "mnas", True)
+  assert (c.controller, c.reward, c.private_weights, c.zero_init_residual) == ("ppo", "mnas", True, True)
+  assert c.sharing.private_weights and c.sharing.zero_init_residual
 
 
 def test_a_resume_keeps_the_stored_proxy_task_unless_a_proxy_flag_is_given(tmp_path):

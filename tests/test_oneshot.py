@@ -179,6 +179,21 @@ def test_the_small_image_geometry_is_refused_for_a_one_shot_search():
     OneShotConfig(task=ProxyTask(stem_stride=1))
 
 
+def test_a_zero_init_residual_search_runs_resumes_and_is_recorded(tmp_path):
+  config = oneshot.OneShotConfig(**dict(CONFIG, oneshot_epochs=1, oneshot_top_k=0), zero_init_residual=True)
+  d = str(tmp_path / "s")
+  summary = oneshot.run_oneshot(d, config, show_progress=False)
+  assert summary.steps == 4 and len(summary.finalists) == 1
+  assert fileio.read_json(os.path.join(d, "params.json"))["zero_init_residual"] is True
+  # Its checkpoint holds the extra projection BNs: a supernet built the same way loads it.
+  search = oneshot.OneShotSearch(d, config, show_progress=False)
+  search.build()
+  from controller import base as controller_base
+  folder = controller_base.latest_checkpoint(os.path.join(d, oneshot.CHECKPOINT_DIR))
+  search.runner.load_weights(os.path.join(folder, "weights.npz"))
+  assert any(b.private_skip for b in search.runner.net.blocks)
+
+
 def test_sandwich_training_runs_and_is_recorded(tmp_path):
   config = oneshot.OneShotConfig(**dict(CONFIG, oneshot_epochs=1, oneshot_top_k=0), path_rule="sandwich",
                                  paths_per_step=3, oneshot_warmup_fraction=0.0)

@@ -16,11 +16,12 @@ ARCHS = [(0, 0, 0, 0, 0, 0) * 3,
          (0, 0, 1, 0, 0, 0, 1, 1, 0, 1, 1, 1, 0, 2, 1, 0, 0, 1)]
 
 
-def make_runner(private: bool = False):
+def make_runner(sharing=None):
   import keras
 
   from mnas_search.search.oneshot.runner import SupernetRunner
-  net = sn.make_supernet(SPACE, 1.0, SHAPE, CLASSES, bn_momentum=0.9, seed=1, private=private)
+  net = sn.make_supernet(SPACE, 1.0, SHAPE, CLASSES, bn_momentum=0.9, seed=1,
+                         sharing=sharing or sn.Sharing())
   return SupernetRunner(net, keras.optimizers.SGD(0.05, momentum=0.9),
                         keras.losses.SparseCategoricalCrossentropy(from_logits=True), calib_rows=8)
 
@@ -32,7 +33,7 @@ def runner():
 
 @pytest.fixture(scope="module")
 def private_runner():
-  return make_runner(private=True)
+  return make_runner(sn.Sharing(private_weights=True))
 
 
 def batch(seed, n=8):
@@ -86,6 +87,31 @@ def test_with_private_weights_a_path_still_equals_its_standalone_network(private
   blocks = private_runner.net.blocks
   assert sum(b.private_e1 for b in blocks) == 6 and sum(b.private_skip for b in blocks) == 4
   _assert_path_equals_standalone(private_runner, indices)
+
+
+def test_zero_init_residual_blocks_that_keep_their_skip_start_as_the_identity():
+  # ARCHS[1] with stage 1 at one repeat instead of two: the second block keeps its skip, so with
+  # zero-initialized residual blocks the two paths give the same logits at the start (and not
+  # without); a block without its skip gets its own projection BN, at gamma 1.
+  fewer = list(ARCHS[1])
+  fewer[4] = 0
+  assert ARCHS[1][3] == 0 and ARCHS[1][4] == 1  # stage 1: skip kept, two repeats
+  x, _ = batch(3)
+  paths = [sn.encode_path(SPACE, 1.0, SPACE.decode(i)) for i in (ARCHS[1], fewer)]
+  zero, plain = make_runner(sn.Sharing(zero_init_residual=True)), make_runner()
+  np.testing.assert_allclose(zero.logits(x, paths[0]), zero.logits(x, paths[1]), atol=1e-5)
+  assert np.abs(plain.logits(x, paths[0]) - plain.logits(x, paths[1])).max() > 1e-3
+  for b in zero.net.blocks:
+    assert b.private_skip == (b.slot.stride == 1) and not b.private_e1
+    gamma = np.asarray(b.project_bn.gamma)
+    assert np.all(gamma == 0) if b.slot.stride == 1 else np.all(gamma == 1)
+    if b.private_skip:
+      assert np.all(np.asarray(b.project_bn_noskip.gamma) == 1)
+
+
+@pytest.mark.parametrize("indices", ARCHS)
+def test_with_zero_init_residual_a_path_still_equals_its_standalone_network(indices):
+  _assert_path_equals_standalone(make_runner(sn.Sharing(zero_init_residual=True)), indices)
 
 
 def _assert_path_equals_standalone(runner, indices):
@@ -243,6 +269,11 @@ def test_sandwich_paths_are_the_largest_and_smallest_networks():
   assert oneshot.OneShotConfig(space="micro", path_rule="sandwich", paths_per_step=3).to_params()["paths_per_step"] == 3
   assert "private_weights" not in oneshot.OneShotConfig(space="micro").to_params()  # old params stay
   assert oneshot.OneShotConfig(space="micro", private_weights=True).to_params()["private_weights"] is True
+  assert "zero_init_residual" not in oneshot.OneShotConfig(space="micro").to_params()
+  zero = oneshot.OneShotConfig(space="micro", zero_init_residual=True)
+  assert zero.to_params()["zero_init_residual"] is True and zero.sharing.zero_init_residual
+  with pytest.raises(ValueError, match="zero_init_residual='yes' is invalid; allowed: true or false"):
+    oneshot.OneShotConfig(space="micro", zero_init_residual="yes")
   with pytest.raises(ValueError, match="private_weights=1 is invalid; allowed: true or false"):
     oneshot.OneShotConfig(space="micro", private_weights=1)
 
@@ -292,6 +323,13 @@ def test_the_sharing_benchmark_randomizes_only_what_its_variant_names():
   assert all(idx[i] != 0 if k == "expansion" else (idx[i] == 0 if k == "skip" else True)
              for idx in no_e1 for i, k in enumerate(kinds))
   assert changed("all") == changed("private_all") == changed("all_lr0.02") == set(kinds)
+  assert changed("zeroinit_all") == set(kinds) and changed("zeroinit_skip") == {"skip"}
+  warm = lambda progress: [sharing.sample("zeroinit_warmup", space, base, rng, progress)  # noqa: E731
+                           for _ in range(200)]
+  safe = lambda idx: all(idx[i] != 0 if k == "expansion" else idx[i] == 0  # noqa: E731
+                         for i, k in enumerate(kinds) if k in ("expansion", "skip"))
+  assert all(safe(idx) for idx in warm(0.0)) and not all(safe(idx) for idx in warm(0.5))
+  assert 0 < sum(map(safe, warm(0.25))) < 200
 
 
 def test_the_readme_sharing_table_is_the_committed_records():

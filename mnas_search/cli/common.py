@@ -65,6 +65,7 @@ FIELD_FLAGS = {
     "oneshot_epochs": "oneshot_epochs", "oneshot_warmup_fraction": "oneshot_warmup_fraction",
     "oneshot_top_k": "oneshot_top_k", "paths_per_step": "oneshot_paths_per_step",
     "path_rule": "oneshot_path_rule", "private_weights": "oneshot_private_weights",
+    "zero_init_residual": "oneshot_zero_init_residual",
     # fidelity --ground_truth (mnas_search.analysis.ground_truth)
     "ground_truth": "ground_truth", "proxy": "proxy", "scores": "scores",
 }

@@ -17,13 +17,13 @@ MODE_ONLY_FLAGS = {
                    "cpus_per_trial", "gpus_per_trial", "tpu", "deterministic", "warm_start_from",
                    "scheduler", "min_budget", "max_budget", "eta"),
     "oneshot": ("oneshot_epochs", "oneshot_warmup_fraction", "oneshot_top_k", "oneshot_paths_per_step",
-                "oneshot_path_rule", "oneshot_private_weights"),
+                "oneshot_path_rule", "oneshot_private_weights", "oneshot_zero_init_residual"),
 }
 # OneShotConfig's defaults of the --oneshot_* flags (importing it here would import TensorFlow;
 # tests/test_cli.py checks that they agree).
 ONESHOT_DEFAULTS = {"oneshot_epochs": 10, "oneshot_warmup_fraction": 0.25, "oneshot_top_k": 3,
                     "oneshot_paths_per_step": 1, "oneshot_path_rule": "controller",
-                    "oneshot_private_weights": False}
+                    "oneshot_private_weights": False, "oneshot_zero_init_residual": False}
 
 
 def define_flags(fv: flags.FlagValues) -> None:
@@ -95,6 +95,9 @@ def define_oneshot_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_bool("oneshot_private_weights", d["oneshot_private_weights"], "--mode=oneshot: "
                     "expansion 1 and blocks without their skip keep their own supernet weights "
                     "instead of sharing them.", flag_values=fv)
+  flags.DEFINE_bool("oneshot_zero_init_residual", d["oneshot_zero_init_residual"], "--mode=oneshot: "
+                    "blocks that keep their skip start as the identity (projection BN gamma 0, "
+                    "BigNAS); blocks without it get their own projection BN.", flag_values=fv)
 
 
 def define_scheduler_flags(fv: flags.FlagValues) -> None:
@@ -157,7 +160,8 @@ def oneshot_config_from_flags(fv: flags.FlagValues):
       task=common.proxy_task_for_dir(fv, fv.search_dir), oneshot_epochs=fv.oneshot_epochs,
       oneshot_warmup_fraction=fv.oneshot_warmup_fraction, oneshot_top_k=fv.oneshot_top_k,
       paths_per_step=fv.oneshot_paths_per_step, path_rule=fv.oneshot_path_rule,
-      private_weights=fv.oneshot_private_weights, references=tuple(fv.references or ()), strategy=fv.strategy, seed=fv.seed, **given)
+      private_weights=fv.oneshot_private_weights, zero_init_residual=fv.oneshot_zero_init_residual,
+      references=tuple(fv.references or ()), strategy=fv.strategy, seed=fv.seed, **given)
 
 
 def check_mode(fv: flags.FlagValues, search_dir: str) -> None:

@@ -91,7 +91,8 @@ class OneShotConfig(search_config.SharedConfig):
     path_rule: which paths train after the warm-up (`PATH_RULES`); "sandwich" needs at least 2
       paths per step.
     private_weights: expansion 1 and blocks without their skip keep their own weights in the
-      supernet instead of sharing them (`supernet.SuperBlock`).
+      supernet instead of sharing them (`supernet.Sharing`).
+    zero_init_residual: blocks that keep their skip start as the identity (`supernet.Sharing`).
   """
 
   controller: str = "reinforce"
@@ -105,6 +106,7 @@ class OneShotConfig(search_config.SharedConfig):
   paths_per_step: int = 1
   path_rule: str = "controller"
   private_weights: bool = False
+  zero_init_residual: bool = False
 
   def __post_init__(self):
     # The one-shot checks first, as before the shared config existed: the same error comes first.
@@ -122,8 +124,9 @@ class OneShotConfig(search_config.SharedConfig):
     if self.path_rule == "sandwich" and self.paths_per_step < 2:
       raise FieldError("paths_per_step", self.paths_per_step, "an integer >= 2",
                        detail=" with path_rule=sandwich")
-    if not isinstance(self.private_weights, bool):
-      raise FieldError("private_weights", self.private_weights, "true or false")
+    for name in ("private_weights", "zero_init_residual"):
+      if not isinstance(getattr(self, name), bool):
+        raise FieldError(name, getattr(self, name), "true or false")
     for name in ("oneshot_warmup_fraction", "final_window_fraction"):
       v = getattr(self, name)
       low_ok = v >= 0 if name == "oneshot_warmup_fraction" else v > 0
@@ -156,9 +159,13 @@ class OneShotConfig(search_config.SharedConfig):
              checkpoint_every=self.checkpoint_every)
     if (self.paths_per_step, self.path_rule) != (1, "controller"):  # an older params.json stays as it is
       d.update(paths_per_step=self.paths_per_step, path_rule=self.path_rule)
-    if self.private_weights:
-      d.update(private_weights=True)
+    d.update({k: True for k in ("private_weights", "zero_init_residual") if getattr(self, k)})
     return d
+
+  @property
+  def sharing(self):
+    from mnas_search.search.oneshot import supernet as supernet_lib
+    return supernet_lib.Sharing(self.private_weights, self.zero_init_residual)
 
 
 @dataclasses.dataclass
@@ -238,15 +245,15 @@ def _materialize(images, labels, resolution: int, channels: int) -> tuple[np.nda
 
 # ----------------------------------------------------------------------------- controller views
 def make_runner(space, task: ProxyTask, feed: ArrayFeed, total_steps: int, seed: int,
-                private: bool = False) -> Any:
-  """The supernet of `space` at the task's width (with `private` weights for expansion 1 and
-  skip-less blocks, see `supernet.SuperBlock`), trained with the proxy child's optimizer (its
-  schedule over `total_steps`) and loss, behind its runner."""
+                sharing: Any = None) -> Any:
+  """The supernet of `space` at the task's width (its weight sharing `sharing`, a
+  `supernet.Sharing`; the default shares everything), trained with the proxy child's optimizer
+  (its schedule over `total_steps`) and loss, behind its runner."""
   from mnas_search.search.oneshot import runner as runner_lib
   from mnas_search.search.oneshot import supernet as supernet_lib
   net = supernet_lib.make_supernet(space, task.proxy_width, feed.input_shape, feed.num_classes,
                                    bn_momentum=0.99 if task.bn_momentum is None else task.bn_momentum,
-                                   seed=seed, private=private)
+                                   seed=seed, sharing=sharing or supernet_lib.Sharing())
   return runner_lib.SupernetRunner(net, recipe.make_optimizer(task, total_steps),
                                    recipe.make_loss(task, feed.num_classes), calib_rows=task.batch_size)
 
@@ -345,8 +352,7 @@ class OneShotSearch:
     """Loads the data, builds the supernet, its optimizer and the runner."""
     c, task = self.config, self.config.task
     self.feed = ArrayFeed(task, seed=c.seed)
-    self.runner = make_runner(self.space, task, self.feed, self.total_steps, c.seed,
-                              c.private_weights)
+    self.runner = make_runner(self.space, task, self.feed, self.total_steps, c.seed, c.sharing)
     return self.runner
 
   @property

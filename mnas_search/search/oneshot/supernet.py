@@ -157,6 +157,23 @@ def encode_path(space: SearchSpace, width: float, arch: Architecture) -> dict[st
   return path
 
 
+@dataclasses.dataclass(frozen=True)
+class Sharing:
+  """How the supernet shares weights between the choices of a slot (see `SuperBlock`).
+
+  Attributes:
+    private_weights: expansion 1 and blocks without their identity skip keep their own weights
+      instead of sharing them.
+    zero_init_residual: the projection BN of every slot whose block may keep its identity skip
+      starts with gamma 0, so that with the skip the block starts as the identity (BigNAS's
+      initialization); blocks without the skip get their own projection BN (gamma 1), which they
+      need: through a gamma-0 BN they would start constant and BN would amplify their gradients.
+  """
+
+  private_weights: bool = False
+  zero_init_residual: bool = False
+
+
 class MaskedBN(keras.layers.Layer):
   """BatchNormalization over the largest channel count; the path's mask zeroes unused channels.
 
@@ -166,11 +183,11 @@ class MaskedBN(keras.layers.Layer):
   and moves nothing.
   """
 
-  def __init__(self, channels: int, momentum_var, **kwargs):
+  def __init__(self, channels: int, momentum_var, gamma_init: str = "ones", **kwargs):
     super().__init__(**kwargs)
     self.channels = channels
     self._momentum = momentum_var
-    self.gamma = self.add_weight(shape=(channels,), initializer="ones", name="gamma")
+    self.gamma = self.add_weight(shape=(channels,), initializer=gamma_init, name="gamma")
     self.beta = self.add_weight(shape=(channels,), initializer="zeros", name="beta")
     self.moving_mean = self.add_weight(shape=(channels,), initializer="zeros", name="moving_mean",
                                        trainable=False)
@@ -195,20 +212,23 @@ class MaskedBN(keras.layers.Layer):
 class SuperBlock(keras.layers.Layer):
   """One MBConv slot holding the weights of its largest choices.
 
-  With `private`, choices whose features differ in kind keep their own weights instead of sharing
-  them: expansion 1 (whose depthwise conv reads the block's raw input, not expanded features) has
+  With `sharing.private_weights`, choices whose features differ in kind keep their own weights
+  instead of sharing them: expansion 1 (whose depthwise conv reads the block's raw input, not expanded features) has
   its own depthwise kernel, SE, projection and BNs, as a separate op would; and a block without its
   identity skip has its own projection BN. These two decisions are the ones that keep the supernet
   from learning under uniform paths (benchmarks/oneshot_sharing.py); private weights for them were
-  measured there too (README). Without `private`, the weights and their order are as before, so
-  older checkpoints still load.
+  measured there too (README). With `sharing.zero_init_residual`, see `Sharing`. With neither, the
+  weights and their order are as before, so older checkpoints still load.
   """
 
-  def __init__(self, slot: SlotShape, activation: str, momentum_var, private: bool = False, **kwargs):
+  def __init__(self, slot: SlotShape, activation: str, momentum_var, sharing: Sharing = Sharing(),
+               **kwargs):
     super().__init__(**kwargs)
     self.slot = slot
-    self.private_e1 = bool(private) and slot.has_e1
-    self.private_skip = bool(private) and slot.stride == 1
+    self.private_e1 = sharing.private_weights and slot.has_e1
+    self.private_skip = (sharing.private_weights or sharing.zero_init_residual) and slot.stride == 1
+    # Only a stride-1 slot can hold a block with its skip; its shared projection BN then starts at 0.
+    self._project_gamma = "zeros" if sharing.zero_init_residual and slot.stride == 1 else "ones"
     self.act = keras.activations.get(KERAS_ACTIVATIONS[activation])
     s = slot
     if s.has_expand:
@@ -234,7 +254,9 @@ class SuperBlock(keras.layers.Layer):
       add("se_expand_kernel", (1, 1, s.se_max, s.cexp), conv_init())
       add("se_expand_bias", (s.cexp,), "zeros")
     add("project_kernel", (1, 1, s.cexp, s.cout), conv_init())
-    setattr(self, "project_bn" + suffix, MaskedBN(s.cout, momentum_var, name="project_bn" + suffix))
+    # Expansion 1's private body serves its blocks with and without the skip alike: gamma 1.
+    gamma = self._project_gamma if suffix == "" else "ones"
+    setattr(self, "project_bn" + suffix, MaskedBN(s.cout, momentum_var, gamma, name="project_bn" + suffix))
 
   def body(self, suffix: str) -> dict[str, Any]:
     """The weights `_add_body` made with `suffix` ("" shared, "_e1" expansion 1's own)."""
@@ -296,9 +318,9 @@ class Supernet(keras.layers.Layer):
   """The whole supernet: stem, every block slot, head and classifier."""
 
   def __init__(self, space: SearchSpace, width: float, input_shape: Sequence[int], num_classes: int,
-               bn_momentum: float = 0.99, private: bool = False, **kwargs):
+               bn_momentum: float = 0.99, sharing: Sharing = Sharing(), **kwargs):
     super().__init__(**kwargs)
-    self.private = bool(private)
+    self.sharing = sharing
     self.space = space
     self.width = float(width)
     self.image_shape = tuple(int(v) for v in input_shape)
@@ -313,7 +335,7 @@ class Supernet(keras.layers.Layer):
     self.stem_kernel = self.add_weight(shape=(3, 3, self.image_shape[-1], stem), initializer=conv_init(),
                                        name="stem_kernel")
     self.stem_bn = MaskedBN(stem, self.bn_momentum, name="stem_bn")
-    self.blocks = [SuperBlock(s, space.activation, self.bn_momentum, self.private, name=s.key)
+    self.blocks = [SuperBlock(s, space.activation, self.bn_momentum, sharing, name=s.key)
                    for s in self.slots]
     self.head_kernel = self.add_weight(shape=(1, 1, self.slots[-1].cout, self.head_channels),
                                        initializer=conv_init(), name="head_kernel")
@@ -346,7 +368,7 @@ class Supernet(keras.layers.Layer):
 
 
 def make_supernet(space: SearchSpace, width: float, input_shape: Sequence[int], num_classes: int,
-                  bn_momentum: float = 0.99, seed: int | None = None, private: bool = False) -> Any:
+                  bn_momentum: float = 0.99, seed: int | None = None, sharing: Sharing = Sharing()) -> Any:
   """Builds the supernet of `space` at width multiplier `width`.
 
   Args:
@@ -356,7 +378,7 @@ def make_supernet(space: SearchSpace, width: float, input_shape: Sequence[int], 
     num_classes: classifier outputs.
     bn_momentum: BatchNormalization moving-average momentum during training.
     seed: seeds the initializers (through Keras's global seed) when given.
-    private: expansion 1 and blocks without their skip keep private weights (`SuperBlock`).
+    sharing: which choices keep their own weights, and how blocks start (`Sharing`).
 
   Returns:
     The `Supernet` Keras layer (weights created).
@@ -368,7 +390,7 @@ def make_supernet(space: SearchSpace, width: float, input_shape: Sequence[int], 
   if seed is not None:
     from mnas_search.training.tf_state import seed_child
     seed_child(seed)
-  return Supernet(space, width, input_shape, num_classes, bn_momentum, private, name="supernet")
+  return Supernet(space, width, input_shape, num_classes, bn_momentum, sharing, name="supernet")
 
 
 def _bn_weights(bn, n: int) -> list[np.ndarray]:
