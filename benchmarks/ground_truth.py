@@ -97,6 +97,8 @@ CANDIDATES = {
     "8k-e2-w0.5-s2": _BASE.replace(proxy_width=0.5, clip_norm=1.0),
     "16k-e2-w0.25-s1": _BASE.replace(train_images=16000, stem_stride=1, clip_norm=1.0),
 }
+# The candidate that the default ProxyTask is (tests tie it to the committed summary's choice).
+DEFAULT_PROXY = next(name for name, task in CANDIDATES.items() if task == ProxyTask())
 SUMMARY_COST_LIMIT_S = 60.0  # the default proxy is the best tau among those this cheap per child
 MIN_NETWORKS_FOR_DEFAULT = 30  # ... and scored on at least this many networks of G
 # A fresh worker process after this many jobs: TF's start-up is paid rarely, memory stays bounded.

@@ -66,7 +66,6 @@ FIXED = 4.0 / 29.0  # a child's fixed cost in proxy epochs (see the docstring)
 NOISE, BIAS = 1.0, 0.5  # in units of the truth's spread over random architectures (see the docstring)
 SCHEDULERS = ("none", "sha", "hyperband")
 RUNS = "synthetic.jsonl"
-REAL_PROXY = "8k-e2-w0.25-s2-noclip"  # the default ProxyTask, as the issue compares at it
 
 
 def bracket_cost(policy, update: int, k: int, fixed: float) -> float:
@@ -300,7 +299,8 @@ def define_flags() -> None:
   """The command line (defined on demand, so that tests can import this module)."""
   flags.DEFINE_list("stages", ["synthetic"], "synthetic, real (searches and G of their bests), "
                     "real_summary.")
-  flags.DEFINE_string("proxy", REAL_PROXY, "--stages=real: the proxy (a candidate of "
+  import ground_truth as gtb
+  flags.DEFINE_string("proxy", gtb.DEFAULT_PROXY, "--stages=real: the proxy (a candidate of "
                       "benchmarks/ground_truth.py; the default is the default ProxyTask).")
   flags.DEFINE_integer("real_seeds", 3, "--stages=real: seeds per (controller, scheduler).", lower_bound=1)
   flags.DEFINE_float("real_compute", 27, "--stages=real: compute per run, in full-budget children.",

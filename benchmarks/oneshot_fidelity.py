@@ -102,6 +102,28 @@ def g_fidelity(args, runner, feed, space, task, calib: int, supernet_seconds: fl
 RECIPE_FLAGS = ("epochs", "paths_per_step", "path_rule", "warmup_fraction", "controller_batch",
                 "calib_batches", "optimizer", "lr", "label_smoothing", "weight_decay", "proxy_width",
                 "private_weights", "zero_init_residual")
+# Settings that older runs did not record, at the value those runs had.
+UNRECORDED = {"private_weights": False, "zero_init_residual": False}
+
+
+def variants_table(runs: list[dict], rows: list[dict], proxy: str, baseline: str = "baseline") -> str:
+  """The README's table of the runs against G: each variant's change of recipe against
+  `baseline`, n, Kendall tau with its 90% interval, Spearman rho, `proxy`'s tau on the networks
+  of G it scored among them (as G held them at the run), the supernet's mean accuracy over the
+  networks it scored (does it learn at all?) and its training seconds."""
+  base = dict(UNRECORDED, **next(r for r in runs if r["variant"] == baseline)["settings"])
+  lines = ["| variant | change against `baseline` | n | Kendall τ [90%] | Spearman ρ | "
+           f"`{proxy}` τ (n) | supernet accuracy % (mean) | supernet s |", "|" + "---|" * 8]
+  for run in runs:
+    settings = dict(UNRECORDED, **run["settings"])
+    change = ", ".join(f"{k}={v}" for k, v in settings.items() if base.get(k) != v) or "—"
+    lo, hi = run["kendall_tau_interval"]
+    mean = np.mean([r["supernet_accuracy"] for r in rows if r["variant"] == run["variant"]])
+    p = run["proxies_on_same_networks"][proxy]
+    lines.append(f"| `{run['variant']}` | {change} | {run['n_architectures']} | "
+                 f"{run['kendall_tau']:+.2f} [{lo:+.2f}, {hi:+.2f}] | {run['spearman']:+.2f} | "
+                 f"{p['kendall_tau']:+.2f} ({p['matched']}) | {100 * mean:.1f} | {run['supernet_seconds']:.0f} |")
+  return "\n".join(lines)
 
 
 def main() -> None:
@@ -136,7 +158,14 @@ def main() -> None:
   parser.add_argument("--oneshot_wall", type=float, default=None,
                       help="with --reuse_oneshot: the wall seconds that search took (its --json "
                       "summary's wall_seconds), the multi-trial search's budget")
+  parser.add_argument("--summary", action="store_true",
+                      help="only print the table of the runs in OUT (records.jsonl, runs.jsonl)")
   args = parser.parse_args()
+  if args.summary:
+    import ground_truth as gtb  # benchmarks/ground_truth.py: the default proxy's name
+    print(variants_table(fileio.read_jsonl(os.path.join(args.out, "runs.jsonl")),
+                         fileio.read_jsonl(os.path.join(args.out, "records.jsonl")), gtb.DEFAULT_PROXY))
+    return
   if (args.reuse_oneshot is None) != (args.oneshot_wall is None):
     parser.error("--reuse_oneshot and --oneshot_wall go together")
   if args.quick:

@@ -193,7 +193,10 @@ def test_the_real_stage_compares_at_the_default_proxy():
   from mnas_search.training.proxy import ProxyTask
   mf = _benchmark()
   import ground_truth as gtb  # benchmarks/, on the path once _benchmark() has run
-  assert gtb.CANDIDATES[mf.REAL_PROXY] == ProxyTask()
+  assert gtb.CANDIDATES[gtb.DEFAULT_PROXY] == ProxyTask()
+  if "proxy" not in mf.FLAGS:
+    mf.define_flags()
+  assert mf.FLAGS["proxy"].default == gtb.DEFAULT_PROXY
   assert [seed for _, _, seed in mf.real_runs({"seeds": 2, "controllers": ["random", "ppo"]})] == [0] * 6 + [1] * 6
 
 

@@ -295,6 +295,26 @@ def test_the_committed_supernet_tau_against_g_is_recomputed_from_its_records():
         run["kendall_tau"], run["spearman"], run["n_architectures"]), json.dumps(run)[:200]
 
 
+def test_the_readme_table_of_one_shot_recipes_is_the_committed_runs():
+  import importlib.util
+  import os
+
+  from mnas_search.util import fileio
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  spec = importlib.util.spec_from_file_location(
+      "oneshot_fidelity_benchmark", os.path.join(root, "benchmarks", "oneshot_fidelity.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  folder = os.path.join(root, "results", "oneshot", "ground_truth")
+  proxy = fileio.read_json(os.path.join(root, "results", "ground_truth", "summary.json"))["default_proxy"]
+  table = module.variants_table(fileio.read_jsonl(os.path.join(folder, "runs.jsonl")),
+                                fileio.read_jsonl(os.path.join(folder, "records.jsonl")), proxy)
+  with open(os.path.join(root, "README.md")) as f:
+    readme = f.read()
+  for line in table.splitlines():
+    assert line in readme, line
+
+
 def _sharing_benchmark():
   import importlib.util
   import os
