@@ -35,7 +35,9 @@ Part 2, `--stages=real`: real searches on Fashion-MNIST with the proxy `--proxy`
 benchmarks/ground_truth.py), the budget in optimizer steps (max: the proxy's steps, min: a ninth),
 each run given `--real_compute` full-budget children's worth of compute by the same cost rule, and
 each run's best trained in G's regime (`ground_truth.G_TASK`) and scored on the test split. Search
-directories resume natively, and G's records go to OUT/real/g/records.jsonl in G's contract;
+directories resume natively (a run's `run.json` is written when it finishes; its wall_seconds
+count only the last, resumed part of a run that was stopped), and G's records go to
+OUT/real/g/records.jsonl in G's contract;
 `--stages=real_summary` reads only the records. `--quick` shrinks everything (tests).
 """
 
@@ -231,6 +233,9 @@ def run_real(opts: dict) -> None:
     bests = []
     for sched, ctrl, seed in runs[start:start + per_round]:
       d = os.path.join(opts["out"], "real", f"{sched}-{ctrl}-s{seed}")
+      if os.path.exists(os.path.join(d, "run.json")):  # finished: keep its record as it is
+        bests.append((f"{sched}-{ctrl}-s{seed}", fileio.read_json(os.path.join(d, "best.json"))["arch"]))
+        continue
       mf = {} if sched == "none" else dict(scheduler=sched, min_budget=lo, max_budget=hi, eta=ETA)
       config = SearchConfig(space="micro" if opts["quick"] else "default", controller=ctrl, task=task,
                             trials=real_trials(sched, opts["compute"], fixed, budgets, k),

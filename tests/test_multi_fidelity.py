@@ -218,6 +218,16 @@ def test_real_stage_of_the_benchmark_runs_end_to_end_quick(tmp_path):
   assert all(0 <= r["test_accuracy"] <= 1 for r in g)
   sha = [r for r in fileio.read_jsonl(os.path.join(tmp_path, "real", "sha-random-s0", "trials.jsonl"))]
   assert len({r["budget"] for r in sha}) >= 2  # it ran rungs
+  # A rerun finds every run done: no record changes, none is added.
+  before = {n: open(os.path.join(tmp_path, "real", n, "run.json")).read() for n in out_names(out)}
+  p = subprocess.run(p.args, capture_output=True, text=True, timeout=900, cwd=root)
+  assert p.returncode == 0, p.stderr[-3000:]
+  assert {n: open(os.path.join(tmp_path, "real", n, "run.json")).read() for n in out_names(out)} == before
+  assert len(fileio.read_jsonl(os.path.join(tmp_path, "real", "g", "records.jsonl"))) == 3
+
+
+def out_names(out: dict) -> list[str]:
+  return [f"{r['scheduler']}-{r['controller']}-s{r['seed']}" for r in out["runs"]]
 
 
 def test_the_readme_synthetic_table_is_the_committed_records():
