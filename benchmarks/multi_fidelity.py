@@ -246,21 +246,30 @@ def run_real(opts: dict) -> None:
           "scheduler": sched, "controller": ctrl, "seed": seed, "children": summary.trials,
           "wall_seconds": summary.wall_seconds, "timings": summary.timings})
       bests.append((f"{sched}-{ctrl}-s{seed}", summary.best["arch"]))
-    jobs = [gtb.Job(name, arch, 0, task=plan.g_task.to_dict(), augment=plan.g_augment) for name, arch in bests]
+    unique = {gt.blocks_key(arch): (name, arch) for name, arch in reversed(bests)}  # first run's name
+    jobs = [gtb.Job(name, arch, 0, task=plan.g_task.to_dict(), augment=plan.g_augment)
+            for name, arch in unique.values()]
     gtb.run_jobs(os.path.join(opts["out"], "real", "g"), jobs, opts["workers"], None)
 
 
 def summarize_real(out: str) -> tuple[list[dict], str]:
-  """Per run: its best's G test accuracy, children and wall time; the table by arm, each
-  scheduler against none (bootstrap 90% interval of the difference, permutation p)."""
-  g = {r["name"]: r for r in gt.read_records(os.path.join(out, "real", "g"))}
+  """Per finished run: its best's G test accuracy (looked up by network: runs whose bests are the
+  same network share one G training), children and wall time; the table by arm, each scheduler
+  against none (bootstrap 90% interval of the difference, permutation p)."""
+  g = {r["blocks"]: r for r in gt.read_records(os.path.join(out, "real", "g"))}
   rows = []
-  for name in sorted(g):
-    d = os.path.join(out, "real", name)
+  real = os.path.join(out, "real")
+  for name in sorted(os.listdir(real)) if os.path.isdir(real) else []:
+    d = os.path.join(real, name)
+    if not os.path.exists(os.path.join(d, "run.json")):
+      continue
+    key = gt.blocks_key(fileio.read_json(os.path.join(d, "best.json"))["arch"])
+    if key not in g:
+      continue  # its best is not trained in G yet
     run = fileio.read_json(os.path.join(d, "run.json"))
     child_s = sum(r["train_seconds"] for r in records.read_trials(d, rungs=True))  # every rung's record
     rows.append({**run, "run": name, "child_seconds": round(child_s, 1),
-                 "best_g_test": g[name]["test_accuracy"]})
+                 "best_g_test": g[key]["test_accuracy"]})
   lines = ["| controller | scheduler | n | children | child min/run | best's G test % | − none [90% CI] | p |",
            "|" + "---|" * 8]
   arms: dict[tuple[str, str], list[dict]] = {}
