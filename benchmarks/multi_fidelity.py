@@ -232,9 +232,10 @@ def run_real(opts: dict) -> None:
   for start in range(0, len(runs), per_round):
     bests = []
     for sched, ctrl, seed in runs[start:start + per_round]:
-      d = os.path.join(opts["out"], "real", f"{sched}-{ctrl}-s{seed}")
+      name = f"{sched}-{ctrl}-s{seed}"
+      d = os.path.join(opts["out"], "real", name)
       if os.path.exists(os.path.join(d, "run.json")):  # finished: keep its record as it is
-        bests.append((f"{sched}-{ctrl}-s{seed}", fileio.read_json(os.path.join(d, "best.json"))["arch"]))
+        bests.append((name, fileio.read_json(os.path.join(d, "best.json"))["arch"]))
         continue
       mf = {} if sched == "none" else dict(scheduler=sched, min_budget=lo, max_budget=hi, eta=ETA)
       config = SearchConfig(space="micro" if opts["quick"] else "default", controller=ctrl, task=task,
@@ -245,7 +246,7 @@ def run_real(opts: dict) -> None:
       fileio.atomic_write_json(os.path.join(d, "run.json"), {
           "scheduler": sched, "controller": ctrl, "seed": seed, "children": summary.trials,
           "wall_seconds": summary.wall_seconds, "timings": summary.timings})
-      bests.append((f"{sched}-{ctrl}-s{seed}", summary.best["arch"]))
+      bests.append((name, summary.best["arch"]))
     unique = {gt.blocks_key(arch): (name, arch) for name, arch in reversed(bests)}  # first run's name
     jobs = [gtb.Job(name, arch, 0, task=plan.g_task.to_dict(), augment=plan.g_augment)
             for name, arch in unique.values()]

@@ -1,6 +1,5 @@
 """Tests of benchmarks/ground_truth.py: the set, the job queue, resume, and the committed summary."""
 
-import importlib.util
 import json
 import os
 import shutil
@@ -10,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import benchmark_modules
 import numpy as np
 import pytest
 
@@ -23,14 +23,7 @@ SCRIPT = os.path.join(ROOT, "benchmarks", "ground_truth.py")
 RESULTS = os.path.join(ROOT, "results", "ground_truth")
 
 
-def _load():
-  spec = importlib.util.spec_from_file_location("ground_truth_benchmark", SCRIPT)
-  module = sys.modules["ground_truth_benchmark"] = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-g = _load()
+g = benchmark_modules.load("ground_truth")
 
 
 def test_the_set_holds_the_references_the_old_finalists_and_stratified_random_networks():

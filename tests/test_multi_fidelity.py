@@ -7,6 +7,7 @@ import os
 import signal
 from collections import Counter
 
+import benchmark_modules
 import pytest
 from test_search import TINY_FLAGS, tiny_config
 
@@ -175,24 +176,9 @@ def test_budgets_follow_max_over_powers_of_eta():
   assert tiny_config(scheduler="sha", max_budget=3).to_params()["eta"] == 3
 
 
-def _benchmark():
-  """benchmarks/multi_fidelity.py as a module (benchmarks/ is not a package)."""
-  import importlib.util
-  import sys
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  if os.path.join(root, "benchmarks") not in sys.path:
-    sys.path.insert(0, os.path.join(root, "benchmarks"))
-  spec = importlib.util.spec_from_file_location("multi_fidelity_benchmark",
-                                                os.path.join(root, "benchmarks", "multi_fidelity.py"))
-  module = sys.modules["multi_fidelity_benchmark"] = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def test_the_real_stage_compares_at_the_default_proxy():
   from mnas_search.training.proxy import ProxyTask
-  mf = _benchmark()
-  import ground_truth as gtb  # benchmarks/, on the path once _benchmark() has run
+  mf, gtb = benchmark_modules.load("multi_fidelity"), benchmark_modules.load("ground_truth")
   assert gtb.CANDIDATES[gtb.DEFAULT_PROXY] == ProxyTask()
   if "proxy" not in mf.FLAGS:
     mf.define_flags()
@@ -237,7 +223,7 @@ def out_names(out: dict) -> list[str]:
 
 def test_the_readme_synthetic_table_is_the_committed_records():
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  module = _benchmark()
+  module = benchmark_modules.load("multi_fidelity")
   runs = [r for r in fileio.read_jsonl(os.path.join(root, "results", "multi_fidelity", "synthetic.jsonl"))
           if r["compute"] == 64]  # the README's runs (the benchmark's default compute)
   assert len(runs) >= 30

@@ -1,5 +1,6 @@
 """Tests for mnas_search.search.oneshot.supernet and runner: masks, exactness against build_model, tracing."""
 
+import benchmark_modules
 import numpy as np
 import pytest
 
@@ -296,15 +297,11 @@ def test_the_committed_supernet_tau_against_g_is_recomputed_from_its_records():
 
 
 def test_the_readme_table_of_one_shot_recipes_is_the_committed_runs():
-  import importlib.util
   import os
 
   from mnas_search.util import fileio
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  spec = importlib.util.spec_from_file_location(
-      "oneshot_fidelity_benchmark", os.path.join(root, "benchmarks", "oneshot_fidelity.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = benchmark_modules.load("oneshot_fidelity")
   folder = os.path.join(root, "results", "oneshot", "ground_truth")
   proxy = fileio.read_json(os.path.join(root, "results", "ground_truth", "summary.json"))["default_proxy"]
   table = module.variants_table(fileio.read_jsonl(os.path.join(folder, "runs.jsonl")),
@@ -315,19 +312,8 @@ def test_the_readme_table_of_one_shot_recipes_is_the_committed_runs():
     assert line in readme, line
 
 
-def _sharing_benchmark():
-  import importlib.util
-  import os
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  spec = importlib.util.spec_from_file_location(
-      "oneshot_sharing_benchmark", os.path.join(root, "benchmarks", "oneshot_sharing.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def test_the_sharing_benchmark_randomizes_only_what_its_variant_names():
-  sharing = _sharing_benchmark()
+  sharing = benchmark_modules.load("oneshot_sharing")
   space = search_space.default_space()
   base = list(space.encode(search_space.named("efficientnet-b0").replace(activation=space.activation)))
   kinds = [d.name.split("/")[-1] for d in space.decisions]
@@ -360,7 +346,7 @@ def test_the_readme_sharing_table_is_the_committed_records():
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   with open(os.path.join(root, "README.md")) as f:
     readme = f.read()
-  sharing = _sharing_benchmark()
+  sharing = benchmark_modules.load("oneshot_sharing")
   for name, steps, label in (("sharing.jsonl", 250, "`{}`"), ("sharing_1000.jsonl", 1000, "`{}`, 1,000 steps")):
     with open(os.path.join(root, "results", "oneshot", name)) as f:
       records = [json.loads(line) for line in f]

@@ -213,12 +213,11 @@ class SuperBlock(keras.layers.Layer):
   """One MBConv slot holding the weights of its largest choices.
 
   With `sharing.private_weights`, choices whose features differ in kind keep their own weights
-  instead of sharing them: expansion 1 (whose depthwise conv reads the block's raw input, not expanded features) has
-  its own depthwise kernel, SE, projection and BNs, as a separate op would; and a block without its
-  identity skip has its own projection BN. These two decisions are the ones that keep the supernet
-  from learning under uniform paths (benchmarks/oneshot_sharing.py); private weights for them were
-  measured there too (README). With `sharing.zero_init_residual`, see `Sharing`. With neither, the
-  weights and their order are as before, so older checkpoints still load.
+  instead of sharing them: expansion 1 (whose depthwise conv reads the block's raw input, not
+  expanded features) has its own depthwise kernel, SE, projection and BNs, as a separate op would;
+  and a block without its identity skip has its own projection BN. With
+  `sharing.zero_init_residual`, see `Sharing`. With neither, the weights and their order are as
+  before, so older checkpoints still load.
   """
 
   def __init__(self, slot: SlotShape, activation: str, momentum_var, sharing: Sharing = Sharing(),
@@ -227,22 +226,23 @@ class SuperBlock(keras.layers.Layer):
     self.slot = slot
     self.private_e1 = sharing.private_weights and slot.has_e1
     self.private_skip = (sharing.private_weights or sharing.zero_init_residual) and slot.stride == 1
-    # Only a stride-1 slot can hold a block with its skip; its shared projection BN then starts at 0.
-    self._project_gamma = "zeros" if sharing.zero_init_residual and slot.stride == 1 else "ones"
     self.act = keras.activations.get(KERAS_ACTIVATIONS[activation])
     s = slot
     if s.has_expand:
       self.expand_kernel = self.add_weight(shape=(1, 1, s.cin, s.cexp), initializer=conv_init(),
                                            name="expand_kernel")
       self.expand_bn = MaskedBN(s.cexp, momentum_var, name="expand_bn")
-    self._add_body(momentum_var, "")
+    # Only a stride-1 slot can hold a block with its skip; its shared projection BN then starts at 0.
+    # Expansion 1's private body serves its blocks with and without the skip alike: gamma 1.
+    self._add_body(momentum_var, "", "zeros" if sharing.zero_init_residual and slot.stride == 1 else "ones")
     if self.private_e1:
       self._add_body(momentum_var, "_e1")
     if self.private_skip:
       self.project_bn_noskip = MaskedBN(s.cout, momentum_var, name="project_bn_noskip")
 
-  def _add_body(self, momentum_var, suffix: str) -> None:
-    """The weights after the expansion (depthwise, SE, projection), as attributes ending in `suffix`."""
+  def _add_body(self, momentum_var, suffix: str, project_gamma: str = "ones") -> None:
+    """The weights after the expansion (depthwise, SE, projection), as attributes ending in `suffix`;
+    the projection BN's gamma starts at `project_gamma`."""
     s = self.slot
     add = lambda name, shape, init: setattr(self, name + suffix, self.add_weight(  # noqa: E731
         shape=shape, initializer=init, name=name + suffix))
@@ -254,9 +254,8 @@ class SuperBlock(keras.layers.Layer):
       add("se_expand_kernel", (1, 1, s.se_max, s.cexp), conv_init())
       add("se_expand_bias", (s.cexp,), "zeros")
     add("project_kernel", (1, 1, s.cexp, s.cout), conv_init())
-    # Expansion 1's private body serves its blocks with and without the skip alike: gamma 1.
-    gamma = self._project_gamma if suffix == "" else "ones"
-    setattr(self, "project_bn" + suffix, MaskedBN(s.cout, momentum_var, gamma, name="project_bn" + suffix))
+    setattr(self, "project_bn" + suffix, MaskedBN(s.cout, momentum_var, project_gamma,
+                                                  name="project_bn" + suffix))
 
   def body(self, suffix: str) -> dict[str, Any]:
     """The weights `_add_body` made with `suffix` ("" shared, "_e1" expansion 1's own)."""
