@@ -33,7 +33,9 @@ highest budget, then the reward), its regret 1 - s, and Kendall tau between the 
 
 Part 2, `--stages=real`: real searches on Fashion-MNIST with the proxy `--proxy` (a candidate of
 benchmarks/ground_truth.py), the budget in optimizer steps (max: the proxy's steps, min: a ninth),
-each run given `--real_compute` full-budget children's worth of compute by the same cost rule, and
+each run given `--real_compute` full-budget children's worth of compute by the same cost rule (the
+fixed cost per job here is measured, not assumed: on the first `none` run's children, their fixed
+seconds over their steady seconds per step, kept in OUT/real/fixed_cost.json for every later run), and
 each run's best trained in G's regime (`ground_truth.G_TASK`) and scored on the test split. Search
 directories resume natively (a run's `run.json` is written when it finishes; its wall_seconds
 count only the last, resumed part of a run that was stopped), and G's records go to
@@ -193,13 +195,35 @@ def summarize(runs: list[dict]) -> str:
 
 
 # ----------------------------------------------------------------------------- real children
-def real_plan(proxy: str, quick: bool = False) -> tuple[Any, int, int, float]:
-  """(task in steps, min budget, max budget, fixed cost in steps) of the real stage's proxy."""
+def real_plan(proxy: str, quick: bool = False) -> tuple[Any, int, int]:
+  """(task in steps, min budget, max budget) of the real stage's proxy."""
   import ground_truth as gtb  # benchmarks/ground_truth.py: G's recipe and the candidate proxies
   task = gtb.QUICK_PLAN.candidates[0][1] if quick else dict(gtb.CANDIDATES)[proxy]
   train = task.train_images or 1000
   steps = max(9, task.epochs * (train // task.batch_size))
-  return task.replace(steps=steps), max(1, steps // ETA ** 2), steps, FIXED * (train // task.batch_size)
+  return task.replace(steps=steps), max(1, steps // ETA ** 2), steps
+
+
+FIXED_COST = "fixed_cost.json"
+
+
+def measured_fixed_steps(real_dir: str, none_run: str, steps: int) -> float:
+  """A job's fixed cost in optimizer steps: the median of its children's fixed seconds (data,
+  build, tracing, evaluation) over the median of their steady seconds per step, measured on the
+  finished `none_run` (whose children each train `steps` steps) and kept in REAL/fixed_cost.json, so that every
+  run of the benchmark is planned with the one figure measured first."""
+  path = os.path.join(real_dir, FIXED_COST)
+  if os.path.exists(path):
+    return float(fileio.read_json(path)["fixed_steps"])
+  done = [r for r in records.read_trials(os.path.join(real_dir, none_run))
+          if r["status"] == "ok" and not r.get("cached_from") and r.get("steady_seconds")]
+  fixed = float(np.median([r["fixed_seconds"] for r in done]))
+  per_step = float(np.median([r["steady_seconds"] for r in done])) / steps
+  fixed_steps = fixed / per_step
+  fileio.atomic_write_json(path, {"fixed_steps": round(fixed_steps, 1), "fixed_seconds": round(fixed, 3),
+                                  "seconds_per_step": round(per_step, 5), "measured_on": none_run,
+                                  "children": len(done)})
+  return fixed_steps
 
 
 def real_trials(scheduler: str, compute: float, fixed: float, budgets: tuple[int, ...], k: int) -> int:
@@ -222,35 +246,44 @@ def run_real(opts: dict) -> None:
   """Per seed: every (scheduler, controller) search, then G for those runs' bests."""
   import ground_truth as gtb
 
-  from mnas_search.search.multi_trial import SearchConfig, run_search
-  task, lo, hi, fixed = real_plan(opts["proxy"], opts["quick"])
-  k = 3 if opts["quick"] else K
-  budgets = SearchConfig(scheduler="sha", min_budget=lo, max_budget=hi, eta=ETA, task=task).budgets
+  task, lo, hi = real_plan(opts["proxy"], opts["quick"])
   plan = gtb.QUICK_PLAN if opts["quick"] else gtb.Plan()
   runs = real_runs(opts)
   per_round = len(runs) // opts["seeds"]
+  g_dir = os.path.join(opts["out"], "real", "g")
   for start in range(0, len(runs), per_round):
-    bests = []
-    for sched, ctrl, seed in runs[start:start + per_round]:
-      name = f"{sched}-{ctrl}-s{seed}"
-      d = os.path.join(opts["out"], "real", name)
-      if os.path.exists(os.path.join(d, "run.json")):  # finished: keep its record as it is
-        bests.append((name, fileio.read_json(os.path.join(d, "best.json"))["arch"]))
-        continue
-      mf = {} if sched == "none" else dict(scheduler=sched, min_budget=lo, max_budget=hi, eta=ETA)
-      config = SearchConfig(space="micro" if opts["quick"] else "default", controller=ctrl, task=task,
-                            trials=real_trials(sched, opts["compute"], fixed, budgets, k),
-                            trials_per_update=k, seed=seed, references=(), backend=opts["backend"],
-                            target_flops=30e6 if opts["quick"] else 400e6, **mf)
-      summary = run_search(d, config, show_progress=False)
-      fileio.atomic_write_json(os.path.join(d, "run.json"), {
-          "scheduler": sched, "controller": ctrl, "seed": seed, "children": summary.trials,
-          "wall_seconds": summary.wall_seconds, "timings": summary.timings})
-      bests.append((name, summary.best["arch"]))
-    unique = {gt.blocks_key(arch): (name, arch) for name, arch in reversed(bests)}  # first run's name
-    jobs = [gtb.Job(name, arch, 0, task=plan.g_task.to_dict(), augment=plan.g_augment)
-            for name, arch in unique.values()]
-    gtb.run_jobs(os.path.join(opts["out"], "real", "g"), jobs, opts["workers"], None)
+    bests = [real_search(opts, run, task, (lo, hi)) for run in runs[start:start + per_round]]
+    trained = {r["blocks"] for r in gt.read_records(g_dir)} if os.path.isdir(g_dir) else set()
+    unique = {gt.blocks_key(arch): arch for arch in bests}
+    # Named by network, so that a job's name never stands for two networks across reruns.
+    jobs = [gtb.Job(f"net-{hashlib.sha1(key.encode()).hexdigest()[:10]}", arch, 0,
+                    task=plan.g_task.to_dict(), augment=plan.g_augment)
+            for key, arch in unique.items() if key not in trained]
+    gtb.run_jobs(g_dir, jobs, opts["workers"], None)
+
+
+def real_search(opts: dict, run: tuple[str, str, int], task, budget: tuple[int, int]) -> dict:
+  """One search of the real stage (skipped when its run.json exists); returns its best's arch.
+  The schedulers' trial counts need the fixed cost, measured on the first `none` run."""
+  from mnas_search.search.multi_trial import SearchConfig, run_search
+  (sched, ctrl, seed), (lo, hi) = run, budget
+  real = os.path.join(opts["out"], "real")
+  d = os.path.join(real, f"{sched}-{ctrl}-s{seed}")
+  if os.path.exists(os.path.join(d, "run.json")):  # finished: keep its record as it is
+    return fileio.read_json(os.path.join(d, "best.json"))["arch"]
+  k = 3 if opts["quick"] else K
+  mf = {} if sched == "none" else dict(scheduler=sched, min_budget=lo, max_budget=hi, eta=ETA)
+  budgets = SearchConfig(scheduler="sha", min_budget=lo, max_budget=hi, eta=ETA, task=task).budgets
+  fixed = 0.0 if sched == "none" else measured_fixed_steps(real, f"none-{opts['controllers'][0]}-s0", hi)
+  config = SearchConfig(space="micro" if opts["quick"] else "default", controller=ctrl, task=task,
+                        trials=real_trials(sched, opts["compute"], fixed, budgets, k),
+                        trials_per_update=k, seed=seed, references=(), backend=opts["backend"],
+                        target_flops=30e6 if opts["quick"] else 400e6, **mf)
+  summary = run_search(d, config, show_progress=False)
+  fileio.atomic_write_json(os.path.join(d, "run.json"), {
+      "scheduler": sched, "controller": ctrl, "seed": seed, "children": summary.trials,
+      "fixed_steps": round(fixed, 1), "wall_seconds": summary.wall_seconds, "timings": summary.timings})
+  return summary.best["arch"]
 
 
 def summarize_real(out: str) -> tuple[list[dict], str]:

@@ -22,6 +22,11 @@ comparison; step 3 is skipped. Each run appends its per-network rows to OUT/reco
 summary to OUT/runs.jsonl under `--variant`, and prints a last-line JSON with kendall_tau,
 spearman, n_architectures, supernet_seconds and reference.
 
+`--search_g=DIR` takes a finished `launch.py search --mode=oneshot` directory instead and trains its
+best (best.json) in G's regime on seeds 0 and 1 (records under OUT/g/, resumable);
+`--search_summary` prints that network against B0 and A1 in G (OUT/search.json: the search's own
+--json summary).
+
 The supernet recipe is set by `--paths_per_step`, `--path_rule` (controller, uniform, sandwich),
 `--warmup_fraction` (uniform paths first), `--controller_batch`, `--calib_batches` and the
 proxy's optimizer (`--optimizer`, `--lr`, `--label_smoothing`, `--weight_decay`).
@@ -126,6 +131,46 @@ def variants_table(runs: list[dict], rows: list[dict], proxy: str, baseline: str
   return "\n".join(lines)
 
 
+SEARCH_SEEDS = (0, 1)  # G's regime, as G's B0 and A1 have
+SEARCH_BEST = "oneshot-best"
+SEARCH_REFERENCES = ("efficientnet-b0", "mnasnet-a1")  # networks of G the search's best is set against
+
+
+def search_in_g(search_dir: str, out: str, workers: int) -> None:
+  """Trains a finished one-shot search's best in G's regime on SEARCH_SEEDS (OUT/g/, resumable)."""
+  import ground_truth as gtb  # benchmarks/ground_truth.py: G's recipe and its runner
+  best = fileio.read_json(os.path.join(search_dir, "best.json"))["arch"]
+  plan = gtb.Plan()
+  jobs = [gtb.Job(SEARCH_BEST, best, seed, task=plan.g_task.to_dict(), augment=plan.g_augment)
+          for seed in SEARCH_SEEDS]
+  gtb.run_jobs(os.path.join(out, "g"), jobs, workers, None)
+
+
+def search_table(out: str, ground_truth: str) -> str:
+  """The one-shot search's best (OUT/g/) against B0 and A1 in G: FLOPs, parameters and G test
+  accuracy (mean ± std over seeds, n), its difference from each reference (permutation p), and the
+  search's wall time (OUT/search.json)."""
+  mine = [r for r in gt.read_records(os.path.join(out, "g")) if r["status"] == "ok"]
+  refs = [r for r in gt.read_records(ground_truth) if r["status"] == "ok"]
+  groups = {SEARCH_BEST: mine, **{n: [r for r in refs if r["name"] == n] for n in SEARCH_REFERENCES}}
+  search = fileio.read_json(os.path.join(out, "search.json"))
+  lines = ["| network | MFLOPs at 224 | params | G test % (mean ± std, n) | one-shot best − it (points) | p |",
+           "|" + "---|" * 6]
+  best = [100 * r["test_accuracy"] for r in mine]
+  for name, rs in groups.items():
+    acc = [100 * r["test_accuracy"] for r in rs]
+    diff = p = "—"
+    if name != SEARCH_BEST:
+      diff, p = f"{np.mean(best) - np.mean(acc):+.2f}", f"{stats.permutation_test(best, acc):.3g}"
+    std = f"{np.std(acc, ddof=1):.2f}" if len(acc) > 1 else "n/a"
+    lines.append(f"| {name} | {rs[0]['flops'] / 1e6:.1f} | {rs[0]['params']:,} | "
+                 f"{np.mean(acc):.2f} ± {std} (n={len(acc)}) | {diff} | {p} |")
+  lines.append(f"\nOne-shot search: {search['wall_seconds']:.0f} s wall (supernet "
+               f"{search['supernet_seconds']:.0f} s, finalists {search['finalist_seconds']:.0f} s), "
+               f"{search['steps']} supernet steps, {len(search['finalists'])} finalists.")
+  return "\n".join(lines)
+
+
 def main() -> None:
   parser = argparse.ArgumentParser()
   parser.add_argument("--quick", action="store_true")
@@ -160,7 +205,19 @@ def main() -> None:
                       "summary's wall_seconds), the multi-trial search's budget")
   parser.add_argument("--summary", action="store_true",
                       help="only print the table of the runs in OUT (records.jsonl, runs.jsonl)")
+  parser.add_argument("--search_g", default=None,
+                      help="a finished `launch.py search --mode=oneshot` directory: train its best "
+                      "in G's regime on seeds 0 and 1 under OUT/g/")
+  parser.add_argument("--search_summary", action="store_true",
+                      help="print the --search_g network against B0 and A1 in G")
+  parser.add_argument("--workers", type=int, default=2, help="--search_g: G trainings at a time")
   args = parser.parse_args()
+  if args.search_g:
+    search_in_g(args.search_g, args.out, args.workers)
+    return
+  if args.search_summary:
+    print(search_table(args.out, args.ground_truth))
+    return
   if args.summary:
     import ground_truth as gtb  # benchmarks/ground_truth.py: the default proxy's name
     print(variants_table(fileio.read_jsonl(os.path.join(args.out, "runs.jsonl")),

@@ -3,6 +3,7 @@
 Rungs, records, best.json and pareto.json, checkpoints deleted, exact resume after SIGKILL, flags.
 """
 
+import json
 import os
 import signal
 from collections import Counter
@@ -200,11 +201,15 @@ def test_real_stage_of_the_benchmark_runs_end_to_end_quick(tmp_path):
   out = json.loads(p.stdout.strip().splitlines()[-1])
   assert out["n_runs"] == 3 and {r["scheduler"] for r in out["runs"]} == {"none", "sha", "hyperband"}
   g = fileio.read_jsonl(os.path.join(tmp_path, "real", "g", "records.jsonl"))
-  # One G training per distinct best (runs that found the same network share it), under the
-  # first run's name; every run is scored.
+  # One G training per distinct best (runs that found the same network share it), named by the
+  # network; every run is scored.
   bests = {n: fileio.read_json(os.path.join(tmp_path, "real", n, "best.json"))["arch"]["blocks"]
            for n in out_names(out)}
-  assert len(g) == len({tuple(b) for b in bests.values()}) and {r["name"] for r in g} <= set(bests)
+  assert len(g) == len({tuple(b) for b in bests.values()}) and all(r["name"].startswith("net-") for r in g)
+  # The schedulers were planned with the fixed cost measured on the none run, stored once.
+  fixed = fileio.read_json(os.path.join(tmp_path, "real", "fixed_cost.json"))
+  assert fixed["measured_on"] == "none-random-s0" and fixed["fixed_steps"] > 0
+  assert fileio.read_json(os.path.join(tmp_path, "real", "sha-random-s0", "run.json"))["fixed_steps"] == fixed["fixed_steps"]
   assert {r["blocks"] for r in g} == {",".join(b) for b in bests.values()}
   assert all(0 <= r["test_accuracy"] <= 1 for r in g)
   sha = [r for r in fileio.read_jsonl(os.path.join(tmp_path, "real", "sha-random-s0", "trials.jsonl"))]
@@ -215,6 +220,23 @@ def test_real_stage_of_the_benchmark_runs_end_to_end_quick(tmp_path):
   assert p.returncode == 0, p.stderr[-3000:]
   assert {n: open(os.path.join(tmp_path, "real", n, "run.json")).read() for n in out_names(out)} == before
   assert len(fileio.read_jsonl(os.path.join(tmp_path, "real", "g", "records.jsonl"))) == len(g)
+
+
+def test_the_fixed_cost_is_measured_on_the_none_run_and_kept(tmp_path):
+  mf = benchmark_modules.load("multi_fidelity")
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  with open(os.path.join(root, "results", "multi_fidelity", "real", "none-random-s0", "trials.jsonl")) as f:
+    base = json.loads(f.readline())
+  run = tmp_path / "none-random-s0"
+  run.mkdir()
+  rows = [{"fixed_seconds": f, "steady_seconds": s, "status": "ok", "cached_from": None}
+          for f, s in ((10.0, 20.0), (12.0, 25.0), (30.0, 30.0), (1.0, 0.0))]
+  (run / "trials.jsonl").write_text("".join(json.dumps(dict(base, trial=i, **r)) + "\n"
+                                            for i, r in enumerate(rows)))
+  # Median fixed 12 s over median 25 s / 250 steps = 120 steps (the no-steady child left out).
+  assert mf.measured_fixed_steps(str(tmp_path), "none-random-s0", 250) == pytest.approx(120.0)
+  (run / "trials.jsonl").write_text("")  # stored: the first measurement is kept
+  assert mf.measured_fixed_steps(str(tmp_path), "none-random-s0", 250) == pytest.approx(120.0)
 
 
 def out_names(out: dict) -> list[str]:
