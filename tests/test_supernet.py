@@ -312,6 +312,26 @@ def test_the_readme_table_of_one_shot_recipes_is_the_committed_runs():
     assert line in readme, line
 
 
+def test_the_readme_table_of_the_one_shot_search_in_g_is_its_committed_records():
+  import os
+
+  from mnas_search.util import fileio
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  module = benchmark_modules.load("oneshot_fidelity")
+  folder = os.path.join(root, "results", "oneshot", "search")
+  table = module.search_table(folder, os.path.join(root, "results", "ground_truth"))
+  with open(os.path.join(root, "README.md")) as f:
+    readme = f.read()
+  for line in table.splitlines():
+    assert line.strip() in readme, line
+  # The trained network is the search's own best, on both seeds, in G's regime.
+  best = fileio.read_json(os.path.join(folder, "best.json"))
+  g = fileio.read_jsonl(os.path.join(folder, "g", "records.jsonl"))
+  assert {r["seed"] for r in g} == set(module.SEARCH_SEEDS)
+  assert all(r["blocks"] == ",".join(best["blocks"]) and r["epochs"] == 6 for r in g)
+  assert fileio.read_json(os.path.join(folder, "search.json"))["wall_seconds"] < 45 * 60
+
+
 def test_the_sharing_benchmark_randomizes_only_what_its_variant_names():
   sharing = benchmark_modules.load("oneshot_sharing")
   space = search_space.default_space()
