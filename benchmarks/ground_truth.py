@@ -287,7 +287,7 @@ def _run_job_unchecked(job: Job, out: str, workers: int, commit: str | None) -> 
   flops, params = deploy_costs(arch)
   base = {"name": job.name, "blocks": gt.blocks_key(arch), "seed": job.seed, "flops": flops,
           "params": params, "workers": workers, "commit": commit}
-  task = ProxyTask.from_dict(job.task)
+  task = ProxyTask.from_dict(job.task).replace(seed=job.seed)  # the job's seed, whatever the task held
   t0 = time.monotonic()
   if job.proxy is None:
     from mnas_search.training import full_train as train_lib

@@ -104,6 +104,11 @@ def g_fidelity(args, runner, feed, space, task, calib: int, supernet_seconds: fl
   return summary
 
 
+def g_flops(directory: str) -> dict[str, float]:
+  """Deploy FLOPs of each network of G, by blocks."""
+  return {r["blocks"]: float(r["flops"]) for r in gt.read_records(directory)}
+
+
 RECIPE_FLAGS = ("epochs", "paths_per_step", "path_rule", "warmup_fraction", "controller_batch",
                 "calib_batches", "optimizer", "lr", "label_smoothing", "weight_decay", "proxy_width",
                 "private_weights", "zero_init_residual")
@@ -111,23 +116,28 @@ RECIPE_FLAGS = ("epochs", "paths_per_step", "path_rule", "warmup_fraction", "con
 UNRECORDED = {"private_weights": False, "zero_init_residual": False}
 
 
-def variants_table(runs: list[dict], rows: list[dict], proxy: str, baseline: str = "baseline") -> str:
+def variants_table(runs: list[dict], rows: list[dict], proxy: str, flops: dict[str, float],
+                   baseline: str = "baseline") -> str:
   """The README's table of the runs against G: each variant's change of recipe against
   `baseline`, n, Kendall tau with its 90% interval, Spearman rho, `proxy`'s tau on the networks
-  of G it scored among them (as G held them at the run), the supernet's mean accuracy over the
-  networks it scored (does it learn at all?) and its training seconds."""
+  of G it scored among them (as G held them at the run), the supernet's tau with the networks'
+  deploy FLOPs (`flops` by blocks; FLOPs alone rank G well, so a supernet may rank by size), its
+  mean accuracy over the networks it scored (does it learn at all?) and its training seconds."""
   base = dict(UNRECORDED, **next(r for r in runs if r["variant"] == baseline)["settings"])
   lines = ["| variant | change against `baseline` | n | Kendall τ [90%] | Spearman ρ | "
-           f"`{proxy}` τ (n) | supernet accuracy % (mean) | supernet s |", "|" + "---|" * 8]
+           f"`{proxy}` τ (n) | τ with deploy FLOPs | supernet accuracy % (mean) | supernet s |", "|" + "---|" * 9]
   for run in runs:
     settings = dict(UNRECORDED, **run["settings"])
     change = ", ".join(f"{k}={v}" for k, v in settings.items() if base.get(k) != v) or "—"
     lo, hi = run["kendall_tau_interval"]
-    mean = np.mean([r["supernet_accuracy"] for r in rows if r["variant"] == run["variant"]])
+    mine = [r for r in rows if r["variant"] == run["variant"]]
+    mean = np.mean([r["supernet_accuracy"] for r in mine])
+    by_size = stats.kendall_tau([r["supernet_accuracy"] for r in mine], [flops[r["blocks"]] for r in mine])
     p = run["proxies_on_same_networks"][proxy]
     lines.append(f"| `{run['variant']}` | {change} | {run['n_architectures']} | "
                  f"{run['kendall_tau']:+.2f} [{lo:+.2f}, {hi:+.2f}] | {run['spearman']:+.2f} | "
-                 f"{p['kendall_tau']:+.2f} ({p['matched']}) | {100 * mean:.1f} | {run['supernet_seconds']:.0f} |")
+                 f"{p['kendall_tau']:+.2f} ({p['matched']}) | {by_size:+.2f} | {100 * mean:.1f} | "
+                 f"{run['supernet_seconds']:.0f} |")
   return "\n".join(lines)
 
 
@@ -221,7 +231,8 @@ def main() -> None:
   if args.summary:
     import ground_truth as gtb  # benchmarks/ground_truth.py: the default proxy's name
     print(variants_table(fileio.read_jsonl(os.path.join(args.out, "runs.jsonl")),
-                         fileio.read_jsonl(os.path.join(args.out, "records.jsonl")), gtb.DEFAULT_PROXY))
+                         fileio.read_jsonl(os.path.join(args.out, "records.jsonl")), gtb.DEFAULT_PROXY,
+                         g_flops(args.ground_truth)))
     return
   if (args.reuse_oneshot is None) != (args.oneshot_wall is None):
     parser.error("--reuse_oneshot and --oneshot_wall go together")

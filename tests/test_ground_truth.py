@@ -291,3 +291,13 @@ def test_a_sigkilled_run_resumes_with_every_record_once(tmp_path):
                            env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True)
   last = json.loads(summary.stdout.strip().splitlines()[-1])
   assert list(last) == list(g.HEADLINE) and last["n_architectures"] == 2
+
+
+def test_a_g_job_trains_on_its_own_seed_whatever_its_task_holds(tmp_path):
+  name, arch = g.quick_architectures()[0]
+  task = g.QUICK_PLAN.g_task.replace(seed=0).to_dict()  # as a caller may pass G's task for every seed
+  records = {s: g._run_job_unchecked(g.Job(name, arch, s, task=task, augment=()), str(tmp_path), 1, None)
+             for s in (0, 1)}
+  params = {s: json.load(open(os.path.join(g.run_dir(str(tmp_path), name, s), "params.json"))) for s in (0, 1)}
+  assert [params[s]["task"]["seed"] for s in (0, 1)] == [0, 1]
+  assert [records[s]["seed"] for s in (0, 1)] == [0, 1]

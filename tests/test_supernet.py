@@ -305,7 +305,8 @@ def test_the_readme_table_of_one_shot_recipes_is_the_committed_runs():
   folder = os.path.join(root, "results", "oneshot", "ground_truth")
   proxy = fileio.read_json(os.path.join(root, "results", "ground_truth", "summary.json"))["default_proxy"]
   table = module.variants_table(fileio.read_jsonl(os.path.join(folder, "runs.jsonl")),
-                                fileio.read_jsonl(os.path.join(folder, "records.jsonl")), proxy)
+                                fileio.read_jsonl(os.path.join(folder, "records.jsonl")), proxy,
+                                module.g_flops(os.path.join(root, "results", "ground_truth")))
   with open(os.path.join(root, "README.md")) as f:
     readme = f.read()
   for line in table.splitlines():
