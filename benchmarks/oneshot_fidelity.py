@@ -121,22 +121,27 @@ def variants_table(runs: list[dict], rows: list[dict], proxy: str, flops: dict[s
   """The README's table of the runs against G: each variant's change of recipe against
   `baseline`, n, Kendall tau with its 90% interval, Spearman rho, `proxy`'s tau on the networks
   of G it scored among them (as G held them at the run), the supernet's tau with the networks'
-  deploy FLOPs (`flops` by blocks; FLOPs alone rank G well, so a supernet may rank by size), its
-  mean accuracy over the networks it scored (does it learn at all?) and its training seconds."""
+  deploy FLOPs (`flops` by blocks; FLOPs alone rank G well, so a supernet may rank by size) and
+  Kendall's partial tau against G with FLOPs held fixed (what it ranks beyond size), its mean
+  accuracy over the networks it scored (does it learn at all?) and its training seconds."""
   base = dict(UNRECORDED, **next(r for r in runs if r["variant"] == baseline)["settings"])
   lines = ["| variant | change against `baseline` | n | Kendall τ [90%] | Spearman ρ | "
-           f"`{proxy}` τ (n) | τ with deploy FLOPs | supernet accuracy % (mean) | supernet s |", "|" + "---|" * 9]
+           f"`{proxy}` τ (n) | τ with deploy FLOPs | τ, FLOPs held fixed | supernet accuracy % (mean) | "
+           "supernet s |", "|" + "---|" * 10]
   for run in runs:
     settings = dict(UNRECORDED, **run["settings"])
     change = ", ".join(f"{k}={v}" for k, v in settings.items() if base.get(k) != v) or "—"
     lo, hi = run["kendall_tau_interval"]
     mine = [r for r in rows if r["variant"] == run["variant"]]
     mean = np.mean([r["supernet_accuracy"] for r in mine])
-    by_size = stats.kendall_tau([r["supernet_accuracy"] for r in mine], [flops[r["blocks"]] for r in mine])
+    size = [flops[r["blocks"]] for r in mine]
+    by_size = stats.kendall_tau([r["supernet_accuracy"] for r in mine], size)
+    g_size = stats.kendall_tau([r["g_test_accuracy"] for r in mine], size)
+    partial = (run["kendall_tau"] - by_size * g_size) / np.sqrt((1 - by_size ** 2) * (1 - g_size ** 2))
     p = run["proxies_on_same_networks"][proxy]
     lines.append(f"| `{run['variant']}` | {change} | {run['n_architectures']} | "
                  f"{run['kendall_tau']:+.2f} [{lo:+.2f}, {hi:+.2f}] | {run['spearman']:+.2f} | "
-                 f"{p['kendall_tau']:+.2f} ({p['matched']}) | {by_size:+.2f} | {100 * mean:.1f} | "
+                 f"{p['kendall_tau']:+.2f} ({p['matched']}) | {by_size:+.2f} | {partial:+.2f} | {100 * mean:.1f} | "
                  f"{run['supernet_seconds']:.0f} |")
   return "\n".join(lines)
 
