@@ -252,3 +252,16 @@ def test_the_readme_synthetic_table_is_the_committed_records():
   readme = open(os.path.join(root, "README.md")).read()
   for line in module.summarize(runs).splitlines():
     assert line in readme, line
+
+
+def test_the_readme_gives_the_lowest_rungs_accuracies_as_the_committed_records_do():
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  trials = fileio.read_jsonl(os.path.join(root, "results", "multi_fidelity", "real_undercharged",
+                                          "sha-random-s0", "trials.jsonl"))
+  low = [r["accuracy"] for r in trials if r["budget"] == 28]
+  mid = [r["accuracy"] for r in trials if r["budget"] == 84]
+  with open(os.path.join(root, "README.md")) as f:
+    readme = " ".join(f.read().split())
+  assert (f"{sum(a <= 0.15 for a in low)} of the random controller's {len(low)} children in "
+          f"`sha-random-s0` scored 15 % or less (mean {100 * sum(low) / len(low):.1f} %") in readme
+  assert f"at 84 steps {sum(a > 0.15 for a in mid)} of {len(mid)} were above 15 %" in readme
