@@ -156,8 +156,8 @@ def search_in_g(search_dir: str, out: str, workers: int) -> None:
   import ground_truth as gtb  # benchmarks/ground_truth.py: G's recipe and its runner
   best = fileio.read_json(os.path.join(search_dir, "best.json"))["arch"]
   plan = gtb.Plan()
-  jobs = [gtb.Job(SEARCH_BEST, best, seed, task=plan.g_task.to_dict(), augment=plan.g_augment)
-          for seed in SEARCH_SEEDS]
+  jobs = [gtb.Job(SEARCH_BEST, best, seed, task=plan.g_task.replace(seed=seed).to_dict(),
+                  augment=plan.g_augment) for seed in SEARCH_SEEDS]
   gtb.run_jobs(os.path.join(out, "g"), jobs, workers, None)
 
 
@@ -228,6 +228,9 @@ def main() -> None:
   parser.add_argument("--workers", type=int, default=2, help="--search_g: G trainings at a time")
   args = parser.parse_args()
   if args.search_g:
+    if not os.path.isfile(os.path.join(args.search_g, "best.json")):
+      parser.error(f"--search_g={args.search_g} holds no best.json; allowed: a finished "
+                   "`launch.py search --mode=oneshot` directory")
     search_in_g(args.search_g, args.out, args.workers)
     return
   if args.search_summary:
