@@ -265,3 +265,19 @@ def test_the_readme_gives_the_lowest_rungs_accuracies_as_the_committed_records_d
   assert (f"{sum(a <= 0.15 for a in low)} of the random controller's {len(low)} children in "
           f"`sha-random-s0` scored 15 % or less (mean {100 * sum(low) / len(low):.1f} %") in readme
   assert f"at 84 steps {sum(a > 0.15 for a in mid)} of {len(mid)} were above 15 %" in readme
+
+
+def test_the_readme_gives_seed_0s_job_minutes_as_the_committed_records_do():
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+  def job_minutes(run: str) -> float:
+    rows = fileio.read_jsonl(os.path.join(root, "results", "multi_fidelity", "real", run, "trials.jsonl"))
+    return sum(r["fixed_seconds"] + r["steady_seconds"] for r in rows) / 60
+
+  none = [job_minutes(f"none-{c}-s0") for c in ("random", "ppo")]
+  rest = [job_minutes(f"{s}-{c}-s0") for s in ("sha", "hyperband") for c in ("random", "ppo")]
+  with open(os.path.join(root, "README.md")) as f:
+    readme = " ".join(f.read().split())
+  assert f"({none[0]:.0f} and {none[1]:.0f} job-minutes)" in readme
+  assert f"on a quieter machine ({min(rest):.0f} to {max(rest):.0f})" in readme
+  assert fileio.read_json(os.path.join(root, "results", "multi_fidelity", "real", "fixed_cost.json"))["fixed_steps"] == 127.0
