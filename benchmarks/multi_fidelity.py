@@ -207,23 +207,33 @@ def real_plan(proxy: str, quick: bool = False) -> tuple[Any, int, int]:
 FIXED_COST = "fixed_cost.json"
 
 
+def fixed_cost(trials: list[dict], steps: int) -> tuple[float, float, int]:
+  """A run's median fixed seconds per job (data, build, tracing, evaluation), median steady
+  seconds per optimizer step, and the number of fresh (not cached) successful jobs they are taken
+  over. `trials`: every rung's record, in file order; a job that continued a child from its
+  previous rung ran the difference of the two budgets; a record without a `budget` ran `steps`."""
+  done, reached = [], {}
+  for r in trials:
+    ran = r.get("budget", steps) - reached.get(r["trial"], 0)
+    reached[r["trial"]] = r.get("budget", steps)
+    if r["status"] == "ok" and r.get("cached_from") is None and r.get("steady_seconds"):
+      done.append((r["fixed_seconds"], r["steady_seconds"] / ran))
+  fixed, per_step = np.median(np.array(done), axis=0)
+  return float(fixed), float(per_step), len(done)
+
+
 def measured_fixed_steps(real_dir: str, none_run: str, steps: int) -> float:
-  """A job's fixed cost in optimizer steps: the median of its children's fixed seconds (data,
-  build, tracing, evaluation) over the median of their steady seconds per step, measured on the
-  finished `none_run` (whose children each train `steps` steps) and kept in REAL/fixed_cost.json, so that every
-  run of the benchmark is planned with the one figure measured first."""
+  """A job's fixed cost in optimizer steps (`fixed_cost`'s ratio), measured on the finished
+  `none_run` (whose children each train `steps` steps) and kept in REAL/fixed_cost.json, so that
+  every run of the benchmark is planned with the one figure measured first."""
   path = os.path.join(real_dir, FIXED_COST)
   if os.path.exists(path):
     return float(fileio.read_json(path)["fixed_steps"])
-  done = [r for r in records.read_trials(os.path.join(real_dir, none_run))
-          if r["status"] == "ok" and not r.get("cached_from") and r.get("steady_seconds")]
-  fixed = float(np.median([r["fixed_seconds"] for r in done]))
-  per_step = float(np.median([r["steady_seconds"] for r in done])) / steps
-  fixed_steps = fixed / per_step
-  fileio.atomic_write_json(path, {"fixed_steps": round(fixed_steps, 1), "fixed_seconds": round(fixed, 3),
+  fixed, per_step, n = fixed_cost(records.read_trials(os.path.join(real_dir, none_run), rungs=True), steps)
+  fileio.atomic_write_json(path, {"fixed_steps": round(fixed / per_step, 1), "fixed_seconds": round(fixed, 3),
                                   "seconds_per_step": round(per_step, 5), "measured_on": none_run,
-                                  "children": len(done)})
-  return fixed_steps
+                                  "children": n})
+  return fixed / per_step
 
 
 def real_trials(scheduler: str, compute: float, fixed: float, budgets: tuple[int, ...], k: int) -> int:
@@ -279,33 +289,52 @@ def real_search(opts: dict, run: tuple[str, str, int], task, budget: tuple[int, 
                         trials=real_trials(sched, opts["compute"], fixed, budgets, k),
                         trials_per_update=k, seed=seed, references=(), backend=opts["backend"],
                         target_flops=30e6 if opts["quick"] else 400e6, **mf)
+  resumed = os.path.exists(os.path.join(d, "trials.jsonl"))
   summary = run_search(d, config, show_progress=False)
   fileio.atomic_write_json(os.path.join(d, "run.json"), {
       "scheduler": sched, "controller": ctrl, "seed": seed, "children": summary.trials,
-      "fixed_steps": round(fixed, 1), "wall_seconds": summary.wall_seconds, "timings": summary.timings})
+      "fixed_steps": round(fixed, 1), "wall_seconds": summary.wall_seconds, "resumed": resumed,
+      "timings": summary.timings})
   return summary.best["arch"]
 
 
-def summarize_real(out: str) -> tuple[list[dict], str]:
-  """Per finished run: its best's G test accuracy (looked up by network: runs whose bests are the
-  same network share one G training), children and wall time; the table by arm, each scheduler
-  against none (bootstrap 90% interval of the difference, permutation p)."""
-  g = {r["blocks"]: r for r in gt.read_records(os.path.join(out, "real", "g"))}
-  rows = []
-  real = os.path.join(out, "real")
-  for name in sorted(os.listdir(real)) if os.path.isdir(real) else []:
+def real_rows(out: str, steps: int) -> list[dict]:
+  """Per finished run whose best is trained in G: run.json, its best's G test accuracy (looked up
+  by network: runs whose bests are the same network share one G training) and proxy score, the
+  seconds its jobs took (every rung's record), its own fixed cost per job in steps (`steps`: a
+  full child's) and whether its wall time is that of one go. run.json's wall time counts only a
+  resumed run's last part; records older than its `resumed` field count as resumed when that
+  time is below half their jobs' seconds (two workers could not have done them faster)."""
+  real, rows = os.path.join(out, "real"), []
+  if not os.path.isdir(os.path.join(real, "g")):
+    return rows
+  g = {r["blocks"]: r for r in gt.read_records(os.path.join(real, "g"))}
+  for name in sorted(os.listdir(real)):
     d = os.path.join(real, name)
     if not os.path.exists(os.path.join(d, "run.json")):
       continue
-    key = gt.blocks_key(fileio.read_json(os.path.join(d, "best.json"))["arch"])
+    best = fileio.read_json(os.path.join(d, "best.json"))
+    key = gt.blocks_key(best["arch"])
     if key not in g:
       continue  # its best is not trained in G yet
-    run = fileio.read_json(os.path.join(d, "run.json"))
-    child_s = sum(r["train_seconds"] for r in records.read_trials(d, rungs=True))  # every rung's record
-    rows.append({**run, "run": name, "child_seconds": round(child_s, 1),
+    jobs, run = records.read_trials(d, rungs=True), fileio.read_json(os.path.join(d, "run.json"))
+    fixed, per_step, _ = fixed_cost(jobs, steps)
+    job_s = sum(r["train_seconds"] for r in jobs)
+    rows.append({**run, "run": name, "child_seconds": round(job_s, 1),
+                 "one_go": not run.get("resumed", run["wall_seconds"] < job_s / 2),
+                 "own_fixed_steps": round(fixed / per_step, 1), "best_proxy": best["accuracy"],
                  "best_g_test": g[key]["test_accuracy"]})
-  lines = ["| controller | scheduler | n | children | child min/run | best's G test % | − none [90% CI] | p |",
-           "|" + "---|" * 8]
+  return rows
+
+
+def summarize_real(out: str, steps: int) -> tuple[list[dict], str]:
+  """The table by arm (each scheduler against none with the same controller: bootstrap 90%
+  interval of the difference, permutation p; wall time over the runs done in one go), then how
+  well the bests' proxy scores rank their G accuracies across runs, and each run's own fixed cost
+  against the planned one."""
+  rows = real_rows(out, steps)
+  lines = ["| controller | scheduler | n | children | job min/run | wall min/run | best's G test % "
+           "| − none [90% CI] | p |", "|" + "---|" * 9]
   arms: dict[tuple[str, str], list[dict]] = {}
   for r in rows:
     arms.setdefault((r["controller"], r["scheduler"]), []).append(r)
@@ -318,9 +347,37 @@ def summarize_real(out: str) -> tuple[list[dict], str]:
       diff = f"{np.mean(acc) - np.mean(base):+.2f} [{lo:+.2f}, {hi:+.2f}]"
       p = f"{stats.permutation_test(acc, base):.3g}"
     std = f" ± {np.std(acc, ddof=1):.2f}" if len(acc) > 1 else ""
+    walls = [r["wall_seconds"] / 60 for r in rs if r["one_go"]]
+    wall = (f"{np.mean(walls):.1f}" if walls else "—") + ("" if len(walls) == len(rs) else f" ({len(walls)} in one go)")
     lines.append(f"| {ctrl} | {sched} | {len(rs)} | {np.mean([r['children'] for r in rs]):.0f} | "
-                 f"{np.mean([r['child_seconds'] for r in rs]) / 60:.1f} | {np.mean(acc):.2f}{std} | {diff} | {p} |")
+                 f"{np.mean([r['child_seconds'] for r in rs]) / 60:.1f} | {wall} | {np.mean(acc):.2f}{std} | {diff} | {p} |")
+  if len(rows) > 2:
+    tau = stats.kendall_tau([r["best_proxy"] for r in rows], [r["best_g_test"] for r in rows])
+    lines.append(f"\nAcross the {len(rows)} runs, the bests' proxy scores rank their G accuracies at "
+                 f"Kendall tau {tau:+.2f}.")
+  if rows:
+    own = [r["own_fixed_steps"] for r in rows]
+    lines.append(f"Each run's own fixed cost per job: median {np.median(own):.0f} steps "
+                 f"(range {min(own):.0f}-{max(own):.0f}; planned with {rows[0]['fixed_steps']:.0f}).")
   return rows, "\n".join(lines)
+
+
+def plot_real(rows: list[dict], path: str) -> str:
+  """Each run's best's G test accuracy against the minutes its jobs took, by arm."""
+  from mnas_search.util import figures
+  plt, fig, ax = figures.figure()
+  colors = {"none": "tab:gray", "sha": "tab:blue", "hyperband": "tab:orange"}
+  for (ctrl, sched) in sorted({(r["controller"], r["scheduler"]) for r in rows}):
+    rs = [r for r in rows if (r["controller"], r["scheduler"]) == (ctrl, sched)]
+    ax.scatter([r["child_seconds"] / 60 for r in rs], [100 * r["best_g_test"] for r in rs],
+               color=colors.get(sched, "black"), marker="o" if ctrl == "random" else "^",
+               label=f"{ctrl} / {sched}", alpha=0.75)
+  ax.set_xlabel("Minutes of the run's jobs (equal compute is planned in optimizer steps)")
+  ax.set_ylabel("G test accuracy of the run's best (%)")
+  ax.set_title(f"Real children, equal compute: {len(rows)} runs")
+  ax.legend(fontsize=8)
+  ax.grid(alpha=0.3)
+  return figures.save_figure(plt, fig, path)
 
 
 def plot_synthetic(runs: list[dict], path: str) -> str:
@@ -377,8 +434,10 @@ def main(argv):
               "seeds": FLAGS.real_seeds, "compute": FLAGS.real_compute, "backend": FLAGS.backend,
               "workers": FLAGS.workers})
   if "real" in FLAGS.stages or "real_summary" in FLAGS.stages:
-    rows, table = summarize_real(FLAGS.out)
+    rows, table = summarize_real(FLAGS.out, real_plan(FLAGS.proxy, FLAGS.quick)[2])
     print(table)
+    if rows:
+      print(plot_real(rows, os.path.join(FLAGS.out, "real.png")))
     print(json.dumps({"n_runs": len(rows), "runs": rows}))
   if "synthetic" in FLAGS.stages:
     synthetic()

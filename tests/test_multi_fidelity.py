@@ -214,6 +214,11 @@ def test_real_stage_of_the_benchmark_runs_end_to_end_quick(tmp_path):
   assert all(0 <= r["test_accuracy"] <= 1 for r in g)
   sha = [r for r in fileio.read_jsonl(os.path.join(tmp_path, "real", "sha-random-s0", "trials.jsonl"))]
   assert len({r["budget"] for r in sha}) >= 2  # it ran rungs
+  # Each run ran in one go, so the table gives its wall time; the plot is drawn.
+  assert all(not r["resumed"] and r["one_go"] for r in out["runs"])
+  table = p.stdout[p.stdout.index("| controller |"):]
+  assert "in one go" not in table and "fixed cost per job" in table
+  assert os.path.getsize(os.path.join(tmp_path, "real.png")) > 0
   # A rerun finds every run done: no record changes, none is added.
   before = {n: open(os.path.join(tmp_path, "real", n, "run.json")).read() for n in out_names(out)}
   p = subprocess.run(p.args, capture_output=True, text=True, timeout=900, cwd=root)
@@ -237,6 +242,21 @@ def test_the_fixed_cost_is_measured_on_the_none_run_and_kept(tmp_path):
   assert mf.measured_fixed_steps(str(tmp_path), "none-random-s0", 250) == pytest.approx(120.0)
   (run / "trials.jsonl").write_text("")  # stored: the first measurement is kept
   assert mf.measured_fixed_steps(str(tmp_path), "none-random-s0", 250) == pytest.approx(120.0)
+
+
+def test_a_continued_jobs_steady_time_is_per_the_steps_it_ran_not_its_budget():
+  mf = benchmark_modules.load("multi_fidelity")
+  ok = {"status": "ok", "cached_from": None}
+  jobs = [dict(ok, trial=0, budget=28, fixed_seconds=6.0, steady_seconds=2.8),
+          dict(ok, trial=1, budget=28, fixed_seconds=8.0, steady_seconds=2.8),
+          dict(ok, trial=0, budget=84, fixed_seconds=7.0, steady_seconds=5.6),  # ran 56 steps
+          dict(ok, trial=0, budget=250, fixed_seconds=9.0, steady_seconds=16.6)]  # ran 166
+  fixed, per_step, n = mf.fixed_cost(jobs, 250)
+  assert (fixed, per_step, n) == (pytest.approx(7.5), pytest.approx(0.1), 4)
+  # A cached record is not a job that ran; a record without a budget ran a full child.
+  more = jobs + [dict(jobs[0], trial=2, cached_from=0), dict(ok, trial=3, fixed_seconds=7.2, steady_seconds=25.0)]
+  assert mf.fixed_cost([{k: v for k, v in r.items() if k != "budget"} if r["trial"] == 3 else r
+                        for r in more], 250) == (pytest.approx(7.2), pytest.approx(0.1), 5)
 
 
 def out_names(out: dict) -> list[str]:
