@@ -1,7 +1,7 @@
 """Does multi-fidelity help? --scheduler none vs sha vs hyperband at equal compute.
 
     python benchmarks/multi_fidelity.py [--out=results/multi_fidelity] [--seeds=5]
-        [--controllers=random,ppo] [--compute=64] [--summary]
+        [--controllers=random,ppo] [--compute=64] [--fixed=0.138] [--summary]
 
 Part 1, here: a synthetic landscape whose optimum is known and whose noise follows what this
 project measured. Every run uses the real controllers (`controller.make`) and the real scheduling
@@ -26,8 +26,8 @@ The model of a child's score at budget b of B (f = b / B), for architecture a an
 
 Equal compute: a job that trains a child from budget b0 to b costs (b - b0) + FIXED budget units
 (FIXED: a child's fixed cost, 4 s of start-up against about 29 s per proxy epoch, both measured
-here). Each run proposes batches of K = 9 until the next batch would overrun `--compute` full-budget
-children's worth. Reported per run: the noise-free score of the chosen best (best.json's rule: the
+here; `--fixed` sets another, e.g. the real stage's 4.572). Each run proposes batches of K = 9
+until the next batch would overrun `--compute` full-budget children's worth. Reported per run: the noise-free score of the chosen best (best.json's rule: the
 highest budget, then the reward), its regret 1 - s, and Kendall tau between the run's final
 (full-budget) scores and s.
 
@@ -67,6 +67,7 @@ from search_space import default_space
 
 MAX_BUDGET, ETA, K = 9, 3, 9
 FIXED = 4.0 / 29.0  # a child's fixed cost in proxy epochs (see the docstring)
+REAL_FIXED = round(127.0 / 250 * MAX_BUDGET, 3)  # the real stage's measured cost (fixed_cost.json)
 NOISE, BIAS = 1.0, 0.5  # in units of the truth's spread over random architectures (see the docstring)
 SCHEDULERS = ("none", "sha", "hyperband")
 RUNS = "synthetic.jsonl"
@@ -113,18 +114,20 @@ class Model:
             + self.noise / np.sqrt(f) * e)
 
 
-def run_one(scheduler: str, ctrl_name: str, seed: int, compute: float, rule: str = "highest") -> dict:
-  """One search on the model; returns its record (see the module docstring)."""
+def run_one(scheduler: str, ctrl_name: str, seed: int, compute: float, rule: str = "highest",
+            fixed: float = FIXED) -> dict:
+  """One search on the model with a fixed cost per job of `fixed` budget units; returns its
+  record (see the module docstring)."""
   arities = default_space().arities
   model, policy = Model(seed, arities), make_policy(scheduler)
   ctrl = controller.make(ctrl_name, arities, seed=seed)
   noise_rng = np.random.default_rng([seed, 11])
-  spent, limit, trial, update = 0.0, compute * (MAX_BUDGET + FIXED), 0, 0
+  spent, limit, trial, update = 0.0, compute * (MAX_BUDGET + fixed), 0, 0
   finals: dict[int, dict] = {}
   errors: dict[int, float] = {}
   t0 = time.perf_counter()
   while True:
-    if spent + bracket_cost(policy, update, K, FIXED) > limit:
+    if spent + bracket_cost(policy, update, K, fixed) > limit:
       break
     samples = ctrl.sample(K)
     cands = [Candidate(trial + j, None, s) for j, s in enumerate(samples)]
@@ -133,7 +136,7 @@ def run_one(scheduler: str, ctrl_name: str, seed: int, compute: float, rule: str
 
     def train_rung(alive, rung):
       nonlocal spent
-      spent += len(alive) * (rung.budget - rung.previous + FIXED)
+      spent += len(alive) * (rung.budget - rung.previous + fixed)
       return {c.trial: {"trial": c.trial, "reward": model.score(c.sample.indices, rung.budget,
                                                                  errors[c.trial]),
                         "budget": rung.budget, "rung": rung.index, "indices": c.sample.indices}
@@ -148,7 +151,7 @@ def run_one(scheduler: str, ctrl_name: str, seed: int, compute: float, rule: str
   truth = [model.truth(r["indices"]) for r in full]
   tau = stats.kendall_tau([r["reward"] for r in full], truth) if len(full) > 2 else None
   return {"scheduler": scheduler, "controller": ctrl_name, "seed": seed, "rule": rule,
-          "compute": compute, "spent": round(spent, 2), "children": len(finals),
+          "compute": compute, "fixed": round(fixed, 4), "spent": round(spent, 2), "children": len(finals),
           "full_budget_children": len(full), "updates": update,
           "best_truth": model.truth(best["indices"]), "regret": 1.0 - model.truth(best["indices"]),
           "final_tau": tau, "seconds": round(time.perf_counter() - t0, 2)}
@@ -168,6 +171,13 @@ def rung_agreement(seeds: int = 3, n: int = 300) -> dict[int, float]:
                                     [model.truth(i) for i in idx]))
     out[b] = round(float(np.mean(taus)), 3)
   return out
+
+
+def selected(runs: list[dict], compute: float, fixed: float, seeds: int) -> list[dict]:
+  """The synthetic runs of one setting: `compute`, `fixed` (records older than that field used
+  FIXED) and seeds below `seeds`, so that a table with more seeds leaves the 5-seed one alone."""
+  return [r for r in runs if r["compute"] == compute and r["seed"] < seeds
+          and abs(r.get("fixed", FIXED) - fixed) < 1e-3]
 
 
 def summarize(runs: list[dict]) -> str:
@@ -191,6 +201,29 @@ def summarize(runs: list[dict]) -> str:
     lines.append(f"| {ctrl} | {sched} | {rule} | {len(rs)} | {np.mean([r['children'] for r in rs]):.0f} | "
                  f"{reg.mean():.4f} ± {reg.std(ddof=1) if len(rs) > 1 else 0:.4f} | "
                  f"{np.mean(taus):.2f} | {cmp_text} | {p_text} |")
+  return "\n".join(lines)
+
+
+def fixed_cost_table(runs: list[dict], fixeds: tuple[float, ...] = (FIXED, REAL_FIXED),
+                     seeds: int = 50) -> str:
+  """The README's sensitivity table: the random controller's regret by scheduler at each fixed
+  cost per job, 64 full children of compute, seeds below `seeds`; empty without such runs."""
+  lines = []
+  for fixed in fixeds:
+    rs = [r for r in selected(runs, 64, fixed, seeds) if r["controller"] == "random" and r["rule"] == "highest"]
+    base = [r["regret"] for r in rs if r["scheduler"] == "none"]
+    for sched in SCHEDULERS:
+      reg = [r["regret"] for r in rs if r["scheduler"] == sched]
+      if not reg:
+        continue
+      diff = p = "—"
+      if sched != "none" and base:
+        lo, hi = stats.bootstrap_mean_difference_interval(reg, base)
+        diff = f"{np.mean(reg) - np.mean(base):+.4f} [{lo:+.4f}, {hi:+.4f}]"
+        p = f"{stats.permutation_test(reg, base):.3g}"
+      children = np.mean([r["children"] for r in rs if r["scheduler"] == sched])
+      lines.append(f"| {fixed:.2f} | {sched} | {len(reg)} | {children:.0f} | {np.mean(reg):.4f} ± "
+                   f"{np.std(reg, ddof=1):.4f} | {diff} | {p} |")
   return "\n".join(lines)
 
 
@@ -420,6 +453,10 @@ def define_flags() -> None:
   flags.DEFINE_float("compute", 64, "Compute per run, in full-budget children (their fixed cost included).",
                      lower_bound=1)
   flags.DEFINE_bool("summary", False, "Only summarize the stored runs.")
+  flags.DEFINE_float("fixed", FIXED, "Synthetic: a job's fixed cost in budget units (a full child "
+                     f"trains {MAX_BUDGET}); the real stage measured 127 of 250 steps, "
+                     f"{REAL_FIXED} units.",
+                     lower_bound=0.0)
 
 
 def main(argv):
@@ -444,31 +481,36 @@ def main(argv):
 
 
 def synthetic() -> None:
-  """The synthetic stage: runs what OUT/synthetic.jsonl lacks, then prints the table."""
+  """The synthetic stage: runs what OUT/synthetic.jsonl lacks for the flags' setting, then
+  prints its table."""
   path = os.path.join(FLAGS.out, RUNS)
   os.makedirs(FLAGS.out, exist_ok=True)
   runs = fileio.read_jsonl(path) if os.path.exists(path) else []
   if not FLAGS.summary:
-    done = {(r["scheduler"], r["controller"], r["seed"], r["rule"], r["compute"]) for r in runs}
+    done = {(r["scheduler"], r["controller"], r["seed"], r["rule"]) for r in
+            selected(runs, FLAGS.compute, FLAGS.fixed, FLAGS.seeds)}
     plan = [(s, c, seed, "highest") for c in FLAGS.controllers for s in SCHEDULERS
             for seed in range(FLAGS.seeds)]
     plan += [("sha", c, seed, "rank") for c in FLAGS.controllers if c != "random"
              for seed in range(FLAGS.seeds)]
     for s, c, seed, rule in plan:
-      if (s, c, seed, rule, FLAGS.compute) in done:
+      if (s, c, seed, rule) in done:
         continue
-      rec = run_one(s, c, seed, FLAGS.compute, rule)
+      rec = run_one(s, c, seed, FLAGS.compute, rule, FLAGS.fixed)
       fileio.append_jsonl(path, rec)
       runs.append(rec)
       print(f"{c} {s} {rule} seed {seed}: regret {rec['regret']:.4f}, {rec['children']} children, "
             f"{rec['seconds']}s", file=sys.stderr, flush=True)
   spread = Model(0, default_space().arities).spread
-  print(f"model: K={K}, budgets 1/3/9 (eta {ETA}), fixed cost {FIXED:.3f} epochs, noise {NOISE} and "
+  print(f"model: K={K}, budgets 1/3/9 (eta {ETA}), fixed cost {FLAGS.fixed:.3f} epochs, noise {NOISE} and "
         f"bias {BIAS} x the truth's spread {spread:.4f}; Kendall tau of the score with the truth "
         f"by budget (random architectures): {rung_agreement()}")
-  runs = [r for r in runs if r["compute"] == FLAGS.compute]
+  runs = [r for r in selected(runs, FLAGS.compute, FLAGS.fixed, FLAGS.seeds) if r["controller"] in FLAGS.controllers]
   print(summarize(runs))
-  print(f"plot: {plot_synthetic(runs, os.path.join(FLAGS.out, 'synthetic.png'))}")
+  print(fixed_cost_table(fileio.read_jsonl(path) if os.path.exists(path) else []))
+  default = FLAGS.fixed == FIXED and FLAGS.seeds == 5 and FLAGS.controllers == ["random", "ppo"]
+  name = "synthetic.png" if default else f"synthetic_fixed{FLAGS.fixed:.2f}_seeds{FLAGS.seeds}.png"
+  print(f"plot: {plot_synthetic(runs, os.path.join(FLAGS.out, name))}")
 
 
 if __name__ == "__main__":

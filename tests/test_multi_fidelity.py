@@ -267,9 +267,9 @@ def out_names(out: dict) -> list[str]:
 def test_the_readme_synthetic_table_is_the_committed_records():
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   module = benchmark_modules.load("multi_fidelity")
-  runs = [r for r in fileio.read_jsonl(os.path.join(root, "results", "multi_fidelity", "synthetic.jsonl"))
-          if r["compute"] == 64]  # the README's runs (the benchmark's default compute)
-  assert len(runs) >= 30
+  runs = module.selected(fileio.read_jsonl(os.path.join(root, "results", "multi_fidelity", "synthetic.jsonl")),
+                         64, module.FIXED, 5)  # the README's runs: the benchmark's defaults
+  assert len(runs) == 35
   readme = open(os.path.join(root, "README.md")).read()
   for line in module.summarize(runs).splitlines():
     assert line in readme, line
@@ -315,3 +315,17 @@ def test_the_readme_gives_seed_0s_own_fixed_costs_as_the_committed_records_do():
   with open(os.path.join(root, "README.md")) as f:
     readme = " ".join(f.read().split())
   assert f"it is {min(own):.0f} to {max(own):.0f} steps, median {np.median(own):.0f}," in readme
+
+
+def test_the_readme_fixed_cost_table_is_the_committed_records():
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  module = benchmark_modules.load("multi_fidelity")
+  runs = fileio.read_jsonl(os.path.join(root, "results", "multi_fidelity", "synthetic.jsonl"))
+  table = module.fixed_cost_table(runs).splitlines()
+  assert len(table) == 6 and all("| 50 |" in line for line in table)
+  readme = open(os.path.join(root, "README.md")).read()
+  for line in table:
+    assert line in readme, line
+  assert module.REAL_FIXED == pytest.approx(
+      fileio.read_json(os.path.join(root, "results", "multi_fidelity", "real", "fixed_cost.json"))["fixed_steps"]
+      / 250 * module.MAX_BUDGET, abs=1e-3)
