@@ -334,7 +334,7 @@ def real_search(opts: dict, run: tuple[str, str, int], task, budget: tuple[int, 
 def real_rows(out: str, steps: int) -> list[dict]:
   """Per finished run whose best is trained in G: run.json, its best's G test accuracy (looked up
   by network: runs whose bests are the same network share one G training) and proxy score, the
-  seconds its jobs took (every rung's record), its own fixed cost per job in steps (`steps`: a
+  seconds its jobs took (every rung's record, fixed and steady), its own fixed cost per job in steps (`steps`: a
   full child's) and whether its wall time is that of one go. run.json's wall time counts only a
   resumed run's last part; records older than its `resumed` field count as resumed when that
   time is below half their jobs' seconds (two workers could not have done them faster)."""
@@ -352,8 +352,8 @@ def real_rows(out: str, steps: int) -> list[dict]:
       continue  # its best is not trained in G yet
     jobs, run = records.read_trials(d, rungs=True), fileio.read_json(os.path.join(d, "run.json"))
     fixed, per_step, _ = fixed_cost(jobs, steps)
-    job_s = sum(r["train_seconds"] for r in jobs)
-    rows.append({**run, "run": name, "child_seconds": round(job_s, 1),
+    job_s = sum(r["fixed_seconds"] + r["steady_seconds"] for r in jobs)  # each job's whole time
+    rows.append({**run, "run": name, "job_seconds": round(job_s, 1),
                  "one_go": not run.get("resumed", run["wall_seconds"] < job_s / 2),
                  "own_fixed_steps": round(fixed / per_step, 1), "best_proxy": best["accuracy"],
                  "best_g_test": g[key]["test_accuracy"]})
@@ -366,8 +366,9 @@ def summarize_real(out: str, steps: int) -> tuple[list[dict], str]:
   well the bests' proxy scores rank their G accuracies across runs, and each run's own fixed cost
   against the planned one."""
   rows = real_rows(out, steps)
-  lines = ["| controller | scheduler | n | children | job min/run | wall min/run | best's G test % "
-           "| − none [90% CI] | p |", "|" + "---|" * 9]
+  lines = ["| controller | scheduler | n | children | job min/run | job s ÷ none's, by seed | wall min/run "
+           "| best's G test % | − none [90% CI] | p |", "|" + "---|" * 10]
+  none_s = {(r["controller"], r["seed"]): r["job_seconds"] for r in rows if r["scheduler"] == "none"}
   arms: dict[tuple[str, str], list[dict]] = {}
   for r in rows:
     arms.setdefault((r["controller"], r["scheduler"]), []).append(r)
@@ -382,8 +383,11 @@ def summarize_real(out: str, steps: int) -> tuple[list[dict], str]:
     std = f" ± {np.std(acc, ddof=1):.2f}" if len(acc) > 1 else ""
     walls = [r["wall_seconds"] / 60 for r in rs if r["one_go"]]
     wall = (f"{np.mean(walls):.1f}" if walls else "—") + ("" if len(walls) == len(rs) else f" ({len(walls)} in one go)")
+    ratio = ", ".join(f"{r['job_seconds'] / none_s[ctrl, r['seed']]:.2f}" for r in sorted(rs, key=lambda r: r["seed"])
+                      if (ctrl, r["seed"]) in none_s)
     lines.append(f"| {ctrl} | {sched} | {len(rs)} | {np.mean([r['children'] for r in rs]):.0f} | "
-                 f"{np.mean([r['child_seconds'] for r in rs]) / 60:.1f} | {wall} | {np.mean(acc):.2f}{std} | {diff} | {p} |")
+                 f"{np.mean([r['job_seconds'] for r in rs]) / 60:.1f} | {ratio} | {wall} | {np.mean(acc):.2f}{std} "
+                 f"| {diff} | {p} |")
   if len(rows) > 2:
     tau = stats.kendall_tau([r["best_proxy"] for r in rows], [r["best_g_test"] for r in rows])
     lines.append(f"\nAcross the {len(rows)} runs, the bests' proxy scores rank their G accuracies at "
@@ -402,7 +406,7 @@ def plot_real(rows: list[dict], path: str) -> str:
   colors = {"none": "tab:gray", "sha": "tab:blue", "hyperband": "tab:orange"}
   for (ctrl, sched) in sorted({(r["controller"], r["scheduler"]) for r in rows}):
     rs = [r for r in rows if (r["controller"], r["scheduler"]) == (ctrl, sched)]
-    ax.scatter([r["child_seconds"] / 60 for r in rs], [100 * r["best_g_test"] for r in rs],
+    ax.scatter([r["job_seconds"] / 60 for r in rs], [100 * r["best_g_test"] for r in rs],
                color=colors.get(sched, "black"), marker="o" if ctrl == "random" else "^",
                label=f"{ctrl} / {sched}", alpha=0.75)
   ax.set_xlabel("Minutes of the run's jobs (equal compute is planned in optimizer steps)")

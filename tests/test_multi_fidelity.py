@@ -17,7 +17,7 @@ from launch_cli import run_launch, start_launch
 from mnas_search.runs import records as records_lib
 from mnas_search.search.multi_trial import run_search
 from mnas_search.search.scheduler import promoted
-from mnas_search.util import fileio
+from mnas_search.util import fileio, stats
 from mnas_search.util.faults import FAULTS_ENV
 
 
@@ -329,3 +329,16 @@ def test_the_readme_fixed_cost_table_is_the_committed_records():
   assert module.REAL_FIXED == pytest.approx(
       fileio.read_json(os.path.join(root, "results", "multi_fidelity", "real", "fixed_cost.json"))["fixed_steps"]
       / 250 * module.MAX_BUDGET, abs=1e-3)
+
+
+def test_the_readme_real_children_table_is_the_committed_records():
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  module = benchmark_modules.load("multi_fidelity")
+  rows, table = module.summarize_real(os.path.join(root, "results", "multi_fidelity"), 250)
+  assert len(rows) >= 12 and len({r["seed"] for r in rows}) >= 2
+  with open(os.path.join(root, "README.md")) as f:
+    readme = f.read()
+  for line in (x for x in table.splitlines() if x.startswith("|")):
+    assert line in readme, line
+  tau = stats.kendall_tau([r["best_proxy"] for r in rows], [r["best_g_test"] for r in rows])
+  assert f"Across the {len(rows)} runs, a best's proxy score ranks its G accuracy at Kendall τ {tau:+.2f}" in " ".join(readme.split())
