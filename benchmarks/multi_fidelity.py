@@ -41,13 +41,18 @@ directories resume natively (a run's `run.json` is written when it finishes; its
 count only the last, resumed part of a run that was stopped), and G's records go to
 OUT/real/g/records.jsonl in G's contract;
 `--stages=real_summary` reads only the records. `--quick` shrinks everything (tests).
+`--real_topup_seeds`: equal steps need not be equal seconds (a short or continued job's fixed cost
+is below the planned charge), so on these seeds each scheduler run also gets a copy, DIR-eqs,
+extended by whole controller batches to the job seconds of the same seed's `none` run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import sys
 import time
 from typing import Any
@@ -286,7 +291,8 @@ def real_runs(opts: dict) -> list[tuple[str, str, int]]:
 
 
 def run_real(opts: dict) -> None:
-  """Per seed: every (scheduler, controller) search, then G for those runs' bests."""
+  """Per seed: every (scheduler, controller) search, on `topup_seeds` the schedulers' equal-seconds
+  copies (`real_topup`), then G for those runs' bests."""
   import ground_truth as gtb
 
   task, lo, hi = real_plan(opts["proxy"], opts["quick"])
@@ -296,6 +302,8 @@ def run_real(opts: dict) -> None:
   g_dir = os.path.join(opts["out"], "real", "g")
   for start in range(0, len(runs), per_round):
     bests = [real_search(opts, run, task, (lo, hi)) for run in runs[start:start + per_round]]
+    bests += [real_topup(opts, run, task, (lo, hi)) for run in runs[start:start + per_round]
+              if run[0] != "none" and run[2] in opts.get("topup_seeds", ())]
     trained = {r["blocks"] for r in gt.read_records(g_dir)} if os.path.isdir(g_dir) else set()
     unique = {gt.blocks_key(arch): arch for arch in bests}
     # Named by network, so that a job's name never stands for two networks across reruns.
@@ -305,23 +313,31 @@ def run_real(opts: dict) -> None:
     gtb.run_jobs(g_dir, jobs, opts["workers"], None)
 
 
-def real_search(opts: dict, run: tuple[str, str, int], task, budget: tuple[int, int]) -> dict:
-  """One search of the real stage (skipped when its run.json exists); returns its best's arch.
+def real_config(opts: dict, run: tuple[str, str, int], task, budget: tuple[int, int]):
+  """(SearchConfig, fixed steps per job) of one search of the real stage, planned to `--real_compute`.
   The schedulers' trial counts need the fixed cost, measured on the first `none` run."""
-  from mnas_search.search.multi_trial import SearchConfig, run_search
+  from mnas_search.search.multi_trial import SearchConfig
   (sched, ctrl, seed), (lo, hi) = run, budget
-  real = os.path.join(opts["out"], "real")
-  d = os.path.join(real, f"{sched}-{ctrl}-s{seed}")
-  if os.path.exists(os.path.join(d, "run.json")):  # finished: keep its record as it is
-    return fileio.read_json(os.path.join(d, "best.json"))["arch"]
   k = 3 if opts["quick"] else K
   mf = {} if sched == "none" else dict(scheduler=sched, min_budget=lo, max_budget=hi, eta=ETA)
   budgets = SearchConfig(scheduler="sha", min_budget=lo, max_budget=hi, eta=ETA, task=task).budgets
+  real = os.path.join(opts["out"], "real")
   fixed = 0.0 if sched == "none" else measured_fixed_steps(real, f"none-{opts['controllers'][0]}-s0", hi)
   config = SearchConfig(space="micro" if opts["quick"] else "default", controller=ctrl, task=task,
                         trials=real_trials(sched, opts["compute"], fixed, budgets, k),
                         trials_per_update=k, seed=seed, references=(), backend=opts["backend"],
                         target_flops=30e6 if opts["quick"] else 400e6, **mf)
+  return config, fixed
+
+
+def real_search(opts: dict, run: tuple[str, str, int], task, budget: tuple[int, int]) -> dict:
+  """One search of the real stage (skipped when its run.json exists); returns its best's arch."""
+  from mnas_search.search.multi_trial import run_search
+  sched, ctrl, seed = run
+  d = os.path.join(opts["out"], "real", f"{sched}-{ctrl}-s{seed}")
+  if os.path.exists(os.path.join(d, "run.json")):  # finished: keep its record as it is
+    return fileio.read_json(os.path.join(d, "best.json"))["arch"]
+  config, fixed = real_config(opts, run, task, budget)
   resumed = os.path.exists(os.path.join(d, "trials.jsonl"))
   summary = run_search(d, config, show_progress=False)
   fileio.atomic_write_json(os.path.join(d, "run.json"), {
@@ -329,6 +345,49 @@ def real_search(opts: dict, run: tuple[str, str, int], task, budget: tuple[int, 
       "fixed_steps": round(fixed, 1), "wall_seconds": summary.wall_seconds, "resumed": resumed,
       "timings": summary.timings})
   return summary.best["arch"]
+
+
+def job_seconds(directory: str) -> float:
+  """What a search's jobs took, each whole: every rung's record, fixed and steady time."""
+  return sum(r["fixed_seconds"] + r["steady_seconds"] for r in records.read_trials(directory, rungs=True))
+
+
+def real_topup(opts: dict, run: tuple[str, str, int], task, budget: tuple[int, int]) -> dict:
+  """Equal seconds: a copy of the finished scheduler run `run` (its directory + "-eqs"), extended
+  by whole controller batches while the next one, at the run's mean job seconds per batch so far,
+  fits in the job seconds of the same seed's `none` run with the same controller. The
+  step-planned run is kept as it is. Returns the copy's best's arch (skipped when done)."""
+  from mnas_search.search.multi_trial import run_search
+  sched, ctrl, seed = run
+  real = os.path.join(opts["out"], "real")
+  src = os.path.join(real, f"{sched}-{ctrl}-s{seed}")
+  dst = src + "-eqs"
+  if os.path.exists(os.path.join(dst, "run.json")):
+    return fileio.read_json(os.path.join(dst, "best.json"))["arch"]
+  partial = os.path.isdir(dst)
+  if not partial:  # copied whole (controller checkpoint included), then renamed
+    shutil.rmtree(dst + ".tmp", ignore_errors=True)
+    shutil.copytree(src, dst + ".tmp")
+    os.remove(os.path.join(dst + ".tmp", "run.json"))
+    os.replace(dst + ".tmp", dst)
+  config, _ = real_config(opts, run, task, budget)
+  k, reference = config.trials_per_update, job_seconds(os.path.join(real, f"none-{ctrl}-s{seed}"))
+  before, walls, timings = fileio.read_json(os.path.join(src, "run.json")), 0.0, None
+  done = len({r["trial"] for r in records.read_trials(dst)})
+  children = -(-done // k) * k  # a batch a stop left in flight is finished first
+  while True:
+    if children > done:
+      summary = run_search(dst, dataclasses.replace(config, trials=children), show_progress=False)
+      walls, timings, done = walls + summary.wall_seconds, summary.timings, children
+    spent = job_seconds(dst)
+    if spent + spent / (children // k) > reference:
+      break
+    children += k
+  fileio.atomic_write_json(os.path.join(dst, "run.json"), {
+      **before, "plan": "seconds", "children": done, "reference_seconds": round(reference, 1),
+      "wall_seconds": before["wall_seconds"] + walls, "resumed": before.get("resumed", False) or partial,
+      "timings": timings or before["timings"]})
+  return fileio.read_json(os.path.join(dst, "best.json"))["arch"]
 
 
 def real_rows(out: str, steps: int) -> list[dict]:
@@ -350,9 +409,9 @@ def real_rows(out: str, steps: int) -> list[dict]:
     key = gt.blocks_key(best["arch"])
     if key not in g:
       continue  # its best is not trained in G yet
-    jobs, run = records.read_trials(d, rungs=True), fileio.read_json(os.path.join(d, "run.json"))
-    fixed, per_step, _ = fixed_cost(jobs, steps)
-    job_s = sum(r["fixed_seconds"] + r["steady_seconds"] for r in jobs)  # each job's whole time
+    run = fileio.read_json(os.path.join(d, "run.json"))
+    fixed, per_step, _ = fixed_cost(records.read_trials(d, rungs=True), steps)
+    job_s = job_seconds(d)
     rows.append({**run, "run": name, "job_seconds": round(job_s, 1),
                  "one_go": not run.get("resumed", run["wall_seconds"] < job_s / 2),
                  "own_fixed_steps": round(fixed / per_step, 1), "best_proxy": best["accuracy"],
@@ -370,8 +429,9 @@ def summarize_real(out: str, steps: int) -> tuple[list[dict], str]:
            "| best's G test % | − none [90% CI] | p |", "|" + "---|" * 10]
   none_s = {(r["controller"], r["seed"]): r["job_seconds"] for r in rows if r["scheduler"] == "none"}
   arms: dict[tuple[str, str], list[dict]] = {}
-  for r in rows:
-    arms.setdefault((r["controller"], r["scheduler"]), []).append(r)
+  for r in rows:  # an equal-seconds copy is an arm of its own
+    label = r["scheduler"] + (" (equal s)" if r.get("plan") == "seconds" else "")
+    arms.setdefault((r["controller"], label), []).append(r)
   for (ctrl, sched), rs in sorted(arms.items()):
     acc = [100 * r["best_g_test"] for r in rs]
     base = [100 * r["best_g_test"] for r in arms.get((ctrl, "none"), [])]
@@ -449,6 +509,9 @@ def define_flags() -> None:
                      lower_bound=1)
   flags.DEFINE_string("backend", "auto", "--stages=real: the searches' backend.")
   flags.DEFINE_integer("workers", 2, "--stages=real: processes of the G trainings.", lower_bound=1)
+  flags.DEFINE_list("real_topup_seeds", [], "--stages=real: seeds whose scheduler runs also get an "
+                    "equal-seconds copy (DIR-eqs), extended by whole batches to the same seed's none "
+                    "run's job seconds.")
   flags.DEFINE_bool("quick", False, "--stages=real: synthetic data, the micro space, tiny budgets (tests).")
   flags.DEFINE_string("out", "results/multi_fidelity", "Output folder (runs are appended; a rerun "
                       "skips the runs it holds).")
@@ -470,10 +533,14 @@ def main(argv):
     print(f"error: --stages={','.join(FLAGS.stages)} is invalid; allowed: synthetic, real, "
           "real_summary", file=sys.stderr)
     sys.exit(2)
+  if not all(x.strip().isdigit() for x in FLAGS.real_topup_seeds):
+    print(f"error: --real_topup_seeds={','.join(FLAGS.real_topup_seeds)} is invalid; allowed: seeds, "
+          "non-negative integers separated by commas", file=sys.stderr)
+    sys.exit(2)
   if "real" in FLAGS.stages:
     run_real({"out": FLAGS.out, "proxy": FLAGS.proxy, "quick": FLAGS.quick, "controllers": FLAGS.controllers,
               "seeds": FLAGS.real_seeds, "compute": FLAGS.real_compute, "backend": FLAGS.backend,
-              "workers": FLAGS.workers})
+              "workers": FLAGS.workers, "topup_seeds": [int(x) for x in FLAGS.real_topup_seeds]})
   if "real" in FLAGS.stages or "real_summary" in FLAGS.stages:
     rows, table = summarize_real(FLAGS.out, real_plan(FLAGS.proxy, FLAGS.quick)[2])
     print(table)

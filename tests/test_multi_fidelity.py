@@ -228,6 +228,53 @@ def test_real_stage_of_the_benchmark_runs_end_to_end_quick(tmp_path):
   assert len(fileio.read_jsonl(os.path.join(tmp_path, "real", "g", "records.jsonl"))) == len(g)
 
 
+@pytest.mark.slow
+def test_the_equal_seconds_top_up_extends_a_copy_by_whole_batches_to_nones_seconds(tmp_path):
+  import subprocess
+  import sys
+  mf = benchmark_modules.load("multi_fidelity")
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  args = [sys.executable, os.path.join(root, "benchmarks", "multi_fidelity.py"), "--stages=real", "--quick",
+          f"--out={tmp_path}", "--controllers=random", "--real_seeds=1", "--real_compute=4", "--workers=1"]
+  p = subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=root)
+  assert p.returncode == 0, p.stderr[-3000:]
+  real = os.path.join(tmp_path, "real")
+  planned = {n: open(os.path.join(real, n, "trials.jsonl")).read() for n in ("sha-random-s0", "hyperband-random-s0")}
+  p = subprocess.run(args + ["--real_topup_seeds=0"], capture_output=True, text=True, timeout=900, cwd=root)
+  assert p.returncode == 0, p.stderr[-3000:]
+  reference = mf.job_seconds(os.path.join(real, "none-random-s0"))
+  for name, before in planned.items():
+    assert open(os.path.join(real, name, "trials.jsonl")).read() == before  # the planned run is kept
+    eqs = os.path.join(real, name + "-eqs")
+    after = open(os.path.join(eqs, "trials.jsonl")).read()
+    assert after.startswith(before)  # the copy continues the same search
+    run = fileio.read_json(os.path.join(eqs, "run.json"))
+    children = len({r["trial"] for r in records_lib.read_trials(eqs)})
+    assert run["plan"] == "seconds" and run["children"] == children and children % 3 == 0
+    spent = mf.job_seconds(eqs)
+    # Stopped where one more batch, at its mean so far, would overrun none's seconds.
+    assert spent + spent / (children // 3) > reference
+    assert run["reference_seconds"] == pytest.approx(reference, abs=0.1)
+  out = json.loads(p.stdout.strip().splitlines()[-1])
+  assert {r["run"] for r in out["runs"]} >= {"sha-random-s0-eqs", "hyperband-random-s0-eqs"}
+  assert "sha (equal s)" in p.stdout
+  g = {r["blocks"] for r in fileio.read_jsonl(os.path.join(real, "g", "records.jsonl"))}
+  assert all(",".join(fileio.read_json(os.path.join(real, n + "-eqs", "best.json"))["arch"]["blocks"]) in g
+             for n in planned)
+
+
+def test_bad_top_up_seeds_give_one_clear_line(tmp_path):
+  import subprocess
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  p = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "multi_fidelity.py"),
+                      "--stages=real_summary", f"--out={tmp_path}", "--real_topup_seeds=1,x"],
+                     capture_output=True, text=True, timeout=300, cwd=root)
+  assert p.returncode == 2
+  assert p.stderr.strip().splitlines()[-1].startswith("error: --real_topup_seeds=1,x is invalid; allowed:")
+  assert "Traceback" not in p.stderr
+
+
 def test_the_fixed_cost_is_measured_on_the_none_run_and_kept(tmp_path):
   mf = benchmark_modules.load("multi_fidelity")
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -342,3 +389,16 @@ def test_the_readme_real_children_table_is_the_committed_records():
     assert line in readme, line
   tau = stats.kendall_tau([r["best_proxy"] for r in rows], [r["best_g_test"] for r in rows])
   assert f"Across the {len(rows)} runs, a best's proxy score ranks its G accuracy at Kendall τ {tau:+.2f}" in " ".join(readme.split())
+
+
+def test_the_readme_gives_the_quiet_seeds_job_second_ratios_as_the_committed_records_do():
+  mf = benchmark_modules.load("multi_fidelity")
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  real = os.path.join(root, "results", "multi_fidelity", "real")
+  with open(os.path.join(root, "README.md")) as f:
+    readme = " ".join(f.read().split())
+  for seed, template in ((1, "took {lo:.2f} to {hi:.2f} of `none`'s seconds"),
+                         (2, "in G, {lo:.2f} to {hi:.2f})")):
+    ratios = [mf.job_seconds(os.path.join(real, f"{s}-{c}-s{seed}")) / mf.job_seconds(os.path.join(real, f"none-{c}-s{seed}"))
+              for s in ("sha", "hyperband") for c in ("random", "ppo")]
+    assert template.format(lo=min(ratios), hi=max(ratios)) in readme
