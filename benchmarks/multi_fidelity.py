@@ -27,9 +27,9 @@ The model of a child's score at budget b of B (f = b / B), for architecture a an
 Equal compute: a job that trains a child from budget b0 to b costs (b - b0) + FIXED budget units
 (FIXED: a child's fixed cost, 4 s of start-up against about 29 s per proxy epoch, both measured
 here; `--fixed` sets another, e.g. the real stage's 4.572). Each run proposes batches of K = 9
-until the next batch would overrun `--compute` full-budget children's worth. Reported per run: the noise-free score of the chosen best (best.json's rule: the
-highest budget, then the reward), its regret 1 - s, and Kendall tau between the run's final
-(full-budget) scores and s.
+until the next batch would overrun `--compute` full-budget children's worth. Reported per run:
+the noise-free score of the chosen best (best.json's rule: the highest budget, then the reward),
+its regret 1 - s, and Kendall tau between the run's final (full-budget) scores and s.
 
 Part 2, `--stages=real`: real searches on Fashion-MNIST with the proxy `--proxy` (a candidate of
 benchmarks/ground_truth.py), the budget in optimizer steps (max: the proxy's steps, min: a ninth),
@@ -178,6 +178,14 @@ def rung_agreement(seeds: int = 3, n: int = 300) -> dict[int, float]:
   return out
 
 
+def against(x: list[float], base: list[float], digits: int) -> tuple[str, str]:
+  """The table cells of `x` against `base`: the mean difference with its 90% bootstrap interval,
+  and the two-sided permutation p."""
+  lo, hi = stats.bootstrap_mean_difference_interval(x, base)
+  return (f"{np.mean(x) - np.mean(base):+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]",
+          f"{stats.permutation_test(x, base):.3g}")
+
+
 def selected(runs: list[dict], compute: float, fixed: float, seeds: int) -> list[dict]:
   """The synthetic runs of one setting: `compute`, `fixed` (records older than that field used
   FIXED) and seeds below `seeds`, so that a table with more seeds leaves the 5-seed one alone."""
@@ -199,10 +207,7 @@ def summarize(runs: list[dict]) -> str:
     base = groups.get((ctrl, "none", "highest"))
     cmp_text = p_text = "—"
     if base and sched != "none":
-      other = [b["regret"] for b in base]
-      lo, hi = stats.bootstrap_mean_difference_interval(list(reg), other)
-      cmp_text = f"{reg.mean() - np.mean(other):+.4f} [{lo:+.4f}, {hi:+.4f}]"
-      p_text = f"{stats.permutation_test(list(reg), other):.3g}"
+      cmp_text, p_text = against(list(reg), [b["regret"] for b in base], 4)
     lines.append(f"| {ctrl} | {sched} | {rule} | {len(rs)} | {np.mean([r['children'] for r in rs]):.0f} | "
                  f"{reg.mean():.4f} ± {reg.std(ddof=1) if len(rs) > 1 else 0:.4f} | "
                  f"{np.mean(taus):.2f} | {cmp_text} | {p_text} |")
@@ -221,11 +226,7 @@ def fixed_cost_table(runs: list[dict], fixeds: tuple[float, ...] = (FIXED, REAL_
       reg = [r["regret"] for r in rs if r["scheduler"] == sched]
       if not reg:
         continue
-      diff = p = "—"
-      if sched != "none" and base:
-        lo, hi = stats.bootstrap_mean_difference_interval(reg, base)
-        diff = f"{np.mean(reg) - np.mean(base):+.4f} [{lo:+.4f}, {hi:+.4f}]"
-        p = f"{stats.permutation_test(reg, base):.3g}"
+      diff, p = against(reg, base, 4) if sched != "none" and base else ("—", "—")
       children = np.mean([r["children"] for r in rs if r["scheduler"] == sched])
       lines.append(f"| {fixed:.2f} | {sched} | {len(reg)} | {children:.0f} | {np.mean(reg):.4f} ± "
                    f"{np.std(reg, ddof=1):.4f} | {diff} | {p} |")
@@ -347,9 +348,9 @@ def real_search(opts: dict, run: tuple[str, str, int], task, budget: tuple[int, 
   return summary.best["arch"]
 
 
-def job_seconds(directory: str) -> float:
-  """What a search's jobs took, each whole: every rung's record, fixed and steady time."""
-  return sum(r["fixed_seconds"] + r["steady_seconds"] for r in records.read_trials(directory, rungs=True))
+def job_seconds(jobs: list[dict]) -> float:
+  """What a search's jobs took, each whole: fixed and steady time of `jobs`, every rung's record."""
+  return sum(r["fixed_seconds"] + r["steady_seconds"] for r in jobs)
 
 
 def real_topup(opts: dict, run: tuple[str, str, int], task, budget: tuple[int, int]) -> dict:
@@ -371,7 +372,8 @@ def real_topup(opts: dict, run: tuple[str, str, int], task, budget: tuple[int, i
     os.remove(os.path.join(dst + ".tmp", "run.json"))
     os.replace(dst + ".tmp", dst)
   config, _ = real_config(opts, run, task, budget)
-  k, reference = config.trials_per_update, job_seconds(os.path.join(real, f"none-{ctrl}-s{seed}"))
+  k = config.trials_per_update
+  reference = job_seconds(records.read_trials(os.path.join(real, f"none-{ctrl}-s{seed}"), rungs=True))
   before, walls, timings = fileio.read_json(os.path.join(src, "run.json")), 0.0, None
   done = len({r["trial"] for r in records.read_trials(dst)})
   children = -(-done // k) * k  # a batch a stop left in flight is finished first
@@ -379,7 +381,7 @@ def real_topup(opts: dict, run: tuple[str, str, int], task, budget: tuple[int, i
     if children > done:
       summary = run_search(dst, dataclasses.replace(config, trials=children), show_progress=False)
       walls, timings, done = walls + summary.wall_seconds, summary.timings, children
-    spent = job_seconds(dst)
+    spent = job_seconds(records.read_trials(dst, rungs=True))
     if spent + spent / (children // k) > reference:
       break
     children += k
@@ -390,11 +392,16 @@ def real_topup(opts: dict, run: tuple[str, str, int], task, budget: tuple[int, i
   return fileio.read_json(os.path.join(dst, "best.json"))["arch"]
 
 
+def arm(row: dict) -> tuple[str, str]:
+  """(controller, scheduler) of a real run; an equal-seconds copy is an arm of its own."""
+  return row["controller"], row["scheduler"] + (" (equal s)" if row.get("plan") == "seconds" else "")
+
+
 def real_rows(out: str, steps: int) -> list[dict]:
   """Per finished run whose best is trained in G: run.json, its best's G test accuracy (looked up
   by network: runs whose bests are the same network share one G training) and proxy score, the
-  seconds its jobs took (every rung's record, fixed and steady), its own fixed cost per job in steps (`steps`: a
-  full child's) and whether its wall time is that of one go. run.json's wall time counts only a
+  seconds its jobs took (every rung's record, fixed and steady), its own fixed cost per job in
+  steps (`steps`: a full child's) and whether its wall time is that of one go. run.json's wall time counts only a
   resumed run's last part; records older than its `resumed` field count as resumed when that
   time is below half their jobs' seconds (two workers could not have done them faster)."""
   real, rows = os.path.join(out, "real"), []
@@ -410,8 +417,9 @@ def real_rows(out: str, steps: int) -> list[dict]:
     if key not in g:
       continue  # its best is not trained in G yet
     run = fileio.read_json(os.path.join(d, "run.json"))
-    fixed, per_step, _ = fixed_cost(records.read_trials(d, rungs=True), steps)
-    job_s = job_seconds(d)
+    jobs = records.read_trials(d, rungs=True)
+    fixed, per_step, _ = fixed_cost(jobs, steps)
+    job_s = job_seconds(jobs)
     rows.append({**run, "run": name, "job_seconds": round(job_s, 1),
                  "one_go": not run.get("resumed", run["wall_seconds"] < job_s / 2),
                  "own_fixed_steps": round(fixed / per_step, 1), "best_proxy": best["accuracy"],
@@ -429,17 +437,12 @@ def summarize_real(out: str, steps: int) -> tuple[list[dict], str]:
            "| best's G test % | − none [90% CI] | p |", "|" + "---|" * 10]
   none_s = {(r["controller"], r["seed"]): r["job_seconds"] for r in rows if r["scheduler"] == "none"}
   arms: dict[tuple[str, str], list[dict]] = {}
-  for r in rows:  # an equal-seconds copy is an arm of its own
-    label = r["scheduler"] + (" (equal s)" if r.get("plan") == "seconds" else "")
-    arms.setdefault((r["controller"], label), []).append(r)
+  for r in rows:
+    arms.setdefault(arm(r), []).append(r)
   for (ctrl, sched), rs in sorted(arms.items()):
     acc = [100 * r["best_g_test"] for r in rs]
     base = [100 * r["best_g_test"] for r in arms.get((ctrl, "none"), [])]
-    diff = p = "—"
-    if sched != "none" and base:
-      lo, hi = stats.bootstrap_mean_difference_interval(acc, base)
-      diff = f"{np.mean(acc) - np.mean(base):+.2f} [{lo:+.2f}, {hi:+.2f}]"
-      p = f"{stats.permutation_test(acc, base):.3g}"
+    diff, p = against(acc, base, 2) if sched != "none" and base else ("—", "—")
     std = f" ± {np.std(acc, ddof=1):.2f}" if len(acc) > 1 else ""
     walls = [r["wall_seconds"] / 60 for r in rs if r["one_go"]]
     wall = (f"{np.mean(walls):.1f}" if walls else "—") + ("" if len(walls) == len(rs) else f" ({len(walls)} in one go)")
@@ -464,10 +467,10 @@ def plot_real(rows: list[dict], path: str) -> str:
   from mnas_search.util import figures
   plt, fig, ax = figures.figure()
   colors = {"none": "tab:gray", "sha": "tab:blue", "hyperband": "tab:orange"}
-  for (ctrl, sched) in sorted({(r["controller"], r["scheduler"]) for r in rows}):
-    rs = [r for r in rows if (r["controller"], r["scheduler"]) == (ctrl, sched)]
+  for ctrl, sched in sorted({arm(r) for r in rows}):
+    rs = [r for r in rows if arm(r) == (ctrl, sched)]
     ax.scatter([r["job_seconds"] / 60 for r in rs], [100 * r["best_g_test"] for r in rs],
-               color=colors.get(sched, "black"), marker="o" if ctrl == "random" else "^",
+               color=colors.get(sched.split()[0], "black"), marker="o" if ctrl == "random" else "^",
                label=f"{ctrl} / {sched}", alpha=0.75)
   ax.set_xlabel("Minutes of the run's jobs (equal compute is planned in optimizer steps)")
   ax.set_ylabel("G test accuracy of the run's best (%)")

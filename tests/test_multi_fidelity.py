@@ -242,7 +242,7 @@ def test_the_equal_seconds_top_up_extends_a_copy_by_whole_batches_to_nones_secon
   planned = {n: open(os.path.join(real, n, "trials.jsonl")).read() for n in ("sha-random-s0", "hyperband-random-s0")}
   p = subprocess.run(args + ["--real_topup_seeds=0"], capture_output=True, text=True, timeout=900, cwd=root)
   assert p.returncode == 0, p.stderr[-3000:]
-  reference = mf.job_seconds(os.path.join(real, "none-random-s0"))
+  reference = mf.job_seconds(records_lib.read_trials(os.path.join(real, "none-random-s0"), rungs=True))
   for name, before in planned.items():
     assert open(os.path.join(real, name, "trials.jsonl")).read() == before  # the planned run is kept
     eqs = os.path.join(real, name + "-eqs")
@@ -251,7 +251,7 @@ def test_the_equal_seconds_top_up_extends_a_copy_by_whole_batches_to_nones_secon
     run = fileio.read_json(os.path.join(eqs, "run.json"))
     children = len({r["trial"] for r in records_lib.read_trials(eqs)})
     assert run["plan"] == "seconds" and run["children"] == children and children % 3 == 0
-    spent = mf.job_seconds(eqs)
+    spent = mf.job_seconds(records_lib.read_trials(eqs, rungs=True))
     # Stopped where one more batch, at its mean so far, would overrun none's seconds.
     assert spent + spent / (children // 3) > reference
     assert run["reference_seconds"] == pytest.approx(reference, abs=0.1)
@@ -399,6 +399,9 @@ def test_the_readme_gives_the_quiet_seeds_job_second_ratios_as_the_committed_rec
     readme = " ".join(f.read().split())
   for seed, template in ((1, "took {lo:.2f} to {hi:.2f} of `none`'s seconds"),
                          (2, "in G, {lo:.2f} to {hi:.2f})")):
-    ratios = [mf.job_seconds(os.path.join(real, f"{s}-{c}-s{seed}")) / mf.job_seconds(os.path.join(real, f"none-{c}-s{seed}"))
-              for s in ("sha", "hyperband") for c in ("random", "ppo")]
+    def seconds(run: str) -> float:
+      return mf.job_seconds(records_lib.read_trials(os.path.join(real, run), rungs=True))
+
+    ratios = [seconds(f"{s}-{c}-s{seed}") / seconds(f"none-{c}-s{seed}") for s in ("sha", "hyperband")
+              for c in ("random", "ppo")]
     assert template.format(lo=min(ratios), hi=max(ratios)) in readme
