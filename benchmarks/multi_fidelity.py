@@ -451,6 +451,7 @@ def summarize_real(out: str, steps: int) -> tuple[list[dict], str]:
     lines.append(f"| {ctrl} | {sched} | {len(rs)} | {np.mean([r['children'] for r in rs]):.0f} | "
                  f"{np.mean([r['job_seconds'] for r in rs]) / 60:.1f} | {ratio} | {wall} | {np.mean(acc):.2f}{std} "
                  f"| {diff} | {p} |")
+  lines += ["", paired_real(rows)] if rows else []
   if len(rows) > 2:
     tau = stats.kendall_tau([r["best_proxy"] for r in rows], [r["best_g_test"] for r in rows])
     lines.append(f"\nAcross the {len(rows)} runs, the bests' proxy scores rank their G accuracies at "
@@ -460,6 +461,31 @@ def summarize_real(out: str, steps: int) -> tuple[list[dict], str]:
     lines.append(f"Each run's own fixed cost per job: median {np.median(own):.0f} steps "
                  f"(range {min(own):.0f}-{max(own):.0f}; planned with {rows[0]['fixed_steps']:.0f}).")
   return rows, "\n".join(lines)
+
+
+def paired_real(rows: list[dict]) -> str:
+  """Each scheduler arm against `none` on the same (controller, seed), both controllers pooled.
+  The runs are pairs: with one seed a controller proposes the same children under every
+  scheduler, and a child that reaches the full budget scores as under `none`. So the test is a
+  sign flip of the paired differences of the bests' G test accuracies, the interval a bootstrap
+  over pairs (none below 4 pairs), and a tie (the same best network, or the same accuracy)
+  counts as no difference."""
+  none = {(r["controller"], r["seed"]): 100 * r["best_g_test"] for r in rows if r["scheduler"] == "none"}
+  arms: dict[str, list[tuple[float, float]]] = {}
+  for r in rows:
+    ctrl, sched = arm(r)
+    if r["scheduler"] != "none" and (ctrl, r["seed"]) in none:
+      arms.setdefault(sched, []).append((100 * r["best_g_test"], none[ctrl, r["seed"]]))
+  lines = ["| scheduler, both controllers | pairs | ties | best's G test − none's (mean) | 90% CI | "
+           "sign-flip p | smallest p possible |", "|" + "---|" * 7]
+  for sched, pairs in sorted(arms.items()):
+    x, y = (list(v) for v in zip(*pairs))
+    ci = stats.bootstrap_interval(x, y, lambda a, b: float(np.mean(a - b))) if len(x) > 1 else None
+    cells = (f"[{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "—",
+             f"{stats.sign_flip_test(x, y):.3g}" if len(x) > 1 else "—")
+    lines.append(f"| {sched} | {len(x)} | {sum(a == b for a, b in pairs)} | "
+                 f"{np.mean(x) - np.mean(y):+.2f} | {cells[0]} | {cells[1]} | {2 / 2 ** len(x):.3g} |")
+  return "\n".join(lines)
 
 
 def plot_real(rows: list[dict], path: str) -> str:

@@ -307,6 +307,25 @@ def test_a_continued_jobs_steady_time_is_per_the_steps_it_ran_not_its_budget():
                         for r in more], 250) == (pytest.approx(7.2), pytest.approx(0.1), 5)
 
 
+def test_the_paired_table_pairs_each_scheduler_run_with_nones_on_its_controller_and_seed():
+  mf = benchmark_modules.load("multi_fidelity")
+
+  def row(sched, ctrl, seed, acc, plan="steps"):
+    return {"scheduler": sched, "controller": ctrl, "seed": seed, "best_g_test": acc, "plan": plan}
+
+  none = {("random", 0): 0.90, ("random", 1): 0.92, ("ppo", 0): 0.91, ("ppo", 1): 0.93}
+  rows = [row("none", c, s, a) for (c, s), a in none.items()]
+  # sha beats none by exactly 1 point on every pair, though its runs are no better than none's
+  # unpaired; the equal-seconds copy of random s1 found none's best (a tie); ppo s2 has no none.
+  rows += [row("sha", c, s, a + 0.01) for (c, s), a in none.items()]
+  rows += [row("sha", "random", 1, 0.92, "seconds"), row("sha", "ppo", 2, 0.99)]
+  lines = mf.paired_real(rows).splitlines()
+  cells = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:] for line in lines[2:]}
+  assert cells["sha"][:3] == ["4", "0", "+1.00"]
+  assert cells["sha"][4:] == ["0.125", "0.125 |"]  # all four the same sign: 2 of 16 patterns
+  assert cells["sha (equal s)"] == ["1", "1", "+0.00", "—", "—", "1 |"]
+
+
 def out_names(out: dict) -> list[str]:
   return [f"{r['scheduler']}-{r['controller']}-s{r['seed']}" for r in out["runs"]]
 

@@ -173,3 +173,23 @@ def test_retest_tau_is_one_without_noise_and_falls_as_noise_grows_against_the_sp
   assert abs(stats.retest_tau(values, 100.0, draws=300)) < 0.1
   with pytest.raises(ValueError, match="noise_std"):
     stats.retest_tau(values, -1.0)
+
+
+def test_sign_flip_test_enumerates_every_sign_pattern_of_the_paired_differences():
+  # 3 pairs, all x above y: only the observed pattern and its mirror are as extreme (2 of 8).
+  assert stats.sign_flip_test([2, 3, 4], [1, 1, 1]) == pytest.approx(2 / 8, abs=1e-15)
+  assert stats.sign_flip_test([2, 3, 4], [1, 1, 1], "greater") == pytest.approx(1 / 8, abs=1e-15)
+  assert stats.sign_flip_test([2, 3, 4], [1, 1, 1], "less") == 1.0
+  # Differences +1, +1, -1: patterns with |mean| >= 1/3 are all 8 (every mean is ±1/3 or ±1).
+  assert stats.sign_flip_test([2, 2, 0], [1, 1, 1]) == 1.0
+  # Differences 3, 1, 1, 1: only all-plus (sum 6) and its mirror reach |sum| 6: 2 of 16.
+  assert stats.sign_flip_test([4, 2, 2, 2], [1, 1, 1, 1]) == pytest.approx(2 / 16, abs=1e-15)
+  # Pairing matters: the same values unpaired are far from significant (10 of 20 relabelings).
+  assert stats.permutation_test([2.0, 3.1, 4.2], [1.0, 2.05, 3.15]) == pytest.approx(0.5, abs=1e-15)
+  assert stats.sign_flip_test([2.0, 3.1, 4.2], [1.0, 2.05, 3.15]) == pytest.approx(2 / 8, abs=1e-15)
+  for x, y, message in (([1], [2], "at least 2"), ([1, 2], [1], "same length"),
+                        ([1, float("nan")], [1, 2], "finite")):
+    with pytest.raises(ValueError, match=message):
+      stats.sign_flip_test(x, y)
+  with pytest.raises(ValueError, match="alternative"):
+    stats.sign_flip_test([1, 2], [0, 0], "both")
