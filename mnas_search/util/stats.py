@@ -210,6 +210,17 @@ def _groups(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndar
   return xs, ys
 
 
+def _extreme(values: np.ndarray, observed: float, alternative: str, tol: float) -> np.ndarray:
+  """Which of a test's `values` are at least as far out as `observed` in the `alternative`'s
+  direction; ties within `tol` count (sums of the same values in another order differ in the
+  last bits)."""
+  if alternative == "two-sided":
+    return np.abs(values) >= abs(observed) - tol
+  if alternative == "greater":
+    return values >= observed - tol
+  return values <= observed + tol
+
+
 def permutation_test(x: Sequence[float], y: Sequence[float], alternative: str = "two-sided",
                      exact_limit: int = 20000, resamples: int = 20000, seed: int = 0) -> float:
   """p-value of mean(x) − mean(y) against relabelings of the pooled values (x and y exchangeable).
@@ -253,15 +264,7 @@ def permutation_test(x: Sequence[float], y: Sequence[float], alternative: str = 
     rng = np.random.default_rng(seed)
     x_sums = np.array([pooled[rng.permutation(n)[:nx]].sum() for _ in range(resamples)])
   d = differences(x_sums)
-  # Sums of the same values in another order differ in the last bits: a tie must count as one.
-  tol = 1e-9 * max(1.0, float(np.abs(pooled).max()))
-  if alternative == "two-sided":
-    extreme = np.abs(d) >= abs(observed) - tol
-  elif alternative == "greater":
-    extreme = d >= observed - tol
-  else:
-    extreme = d <= observed + tol
-  count = int(extreme.sum())
+  count = int(_extreme(d, observed, alternative, 1e-9 * max(1.0, float(np.abs(pooled).max()))).sum())
   return count / len(d) if exact else (count + 1) / (len(d) + 1)
 
 
@@ -340,11 +343,4 @@ def sign_flip_test(x: Sequence[float], y: Sequence[float], alternative: str = "t
   signs = np.array(list(itertools.product((1.0, -1.0), repeat=len(d))))
   means = signs @ d / len(d)
   observed = float(d.mean())
-  tol = 1e-9 * max(1.0, float(np.abs(d).max()))
-  if alternative == "two-sided":
-    extreme = np.abs(means) >= abs(observed) - tol
-  elif alternative == "greater":
-    extreme = means >= observed - tol
-  else:
-    extreme = means <= observed + tol
-  return float(extreme.mean())
+  return float(_extreme(means, observed, alternative, 1e-9 * max(1.0, float(np.abs(d).max()))).mean())
