@@ -407,7 +407,10 @@ def test_the_readme_real_children_table_is_the_committed_records():
   for line in (x for x in table.splitlines() if x.startswith("|")):
     assert line in readme, line
   tau = stats.kendall_tau([r["best_proxy"] for r in rows], [r["best_g_test"] for r in rows])
-  assert f"Across the {len(rows)} runs, a best's proxy score ranks its G accuracy at Kendall τ {tau:+.2f}" in " ".join(readme.split())
+  flat = " ".join(readme.split())
+  assert f"Across the {len(rows)} runs, a best's proxy score ranks its G accuracy at Kendall τ {tau:+.2f}" in flat
+  g = [100 * r["best_g_test"] for r in rows]
+  assert f"The bests span {min(g):.2f} to {max(g):.2f} %" in flat
 
 
 def test_the_readme_gives_the_quiet_seeds_job_second_ratios_as_the_committed_records_do():
@@ -417,10 +420,25 @@ def test_the_readme_gives_the_quiet_seeds_job_second_ratios_as_the_committed_rec
   with open(os.path.join(root, "README.md")) as f:
     readme = " ".join(f.read().split())
   for seed, template in ((1, "took {lo:.2f} to {hi:.2f} of `none`'s seconds"),
-                         (2, "in G, {lo:.2f} to {hi:.2f})")):
+                         (2, "(on seed 2, {lo:.2f} to {hi:.2f})")):
     def seconds(run: str) -> float:
       return mf.job_seconds(records_lib.read_trials(os.path.join(real, run), rungs=True))
 
     ratios = [seconds(f"{s}-{c}-s{seed}") / seconds(f"none-{c}-s{seed}") for s in ("sha", "hyperband")
               for c in ("random", "ppo")]
     assert template.format(lo=min(ratios), hi=max(ratios)) in readme
+
+
+def test_the_readme_gives_seed_1s_quiet_fixed_cost_as_the_committed_records_do():
+  mf = benchmark_modules.load("multi_fidelity")
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  costs = [mf.fixed_cost(fileio.read_jsonl(os.path.join(root, "results", "multi_fidelity", "real",
+                                                        f"{s}-{c}-s1", "trials.jsonl")), 250)
+           for s in ("sha", "hyperband") for c in ("random", "ppo")]
+  fixed, per_step = [c[0] for c in costs], [c[1] for c in costs]
+  planned = fileio.read_json(os.path.join(root, "results", "multi_fidelity", "real", "fixed_cost.json"))["fixed_steps"]
+  with open(os.path.join(root, "README.md")) as f:
+    readme = " ".join(f.read().split())
+  assert (f"({min(fixed):.1f} to {max(fixed):.1f} s on seed 1's scheduler runs) is below what the "
+          f"plan charges ({planned:.0f} steps, {planned * min(per_step):.1f} to {planned * max(per_step):.1f} s "
+          f"at their {min(per_step):.3f} to {max(per_step):.3f} s per step)") in readme
