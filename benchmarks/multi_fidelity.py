@@ -484,7 +484,7 @@ def paired_real(rows: list[dict]) -> str:
     cells = (f"[{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "—",
              f"{stats.sign_flip_test(x, y):.3g}" if len(x) > 1 else "—")
     lines.append(f"| {sched} | {len(x)} | {sum(a == b for a, b in pairs)} | "
-                 f"{np.mean(x) - np.mean(y):+.2f} | {cells[0]} | {cells[1]} | {2 / 2 ** len(x):.3g} |")
+                 f"{np.mean(x) - np.mean(y):+.2f} | {cells[0]} | {cells[1]} | {stats.min_sign_flip_p(len(x)):.3g} |")
   return "\n".join(lines)
 
 

@@ -184,6 +184,10 @@ def test_sign_flip_test_enumerates_every_sign_pattern_of_the_paired_differences(
   assert stats.sign_flip_test([2, 2, 0], [1, 1, 1]) == 1.0
   # Differences 3, 1, 1, 1: only all-plus (sum 6) and its mirror reach |sum| 6: 2 of 16.
   assert stats.sign_flip_test([4, 2, 2, 2], [1, 1, 1, 1]) == pytest.approx(2 / 16, abs=1e-15)
+  assert stats.min_sign_flip_p(3) == pytest.approx(2 / 8, abs=1e-15)
+  assert stats.min_sign_flip_p(6, "greater") == pytest.approx(1 / 64, abs=1e-15)
+  # A zero difference is the same under both signs: the floor is that of the other pairs.
+  assert stats.sign_flip_test([2, 3, 1], [1, 1, 1]) == pytest.approx(stats.min_sign_flip_p(2), abs=1e-15)
   # Pairing matters: the same values unpaired are far from significant (10 of 20 relabelings).
   assert stats.permutation_test([2.0, 3.1, 4.2], [1.0, 2.05, 3.15]) == pytest.approx(0.5, abs=1e-15)
   assert stats.sign_flip_test([2.0, 3.1, 4.2], [1.0, 2.05, 3.15]) == pytest.approx(2 / 8, abs=1e-15)

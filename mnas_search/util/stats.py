@@ -283,6 +283,17 @@ def min_permutation_p(nx: int, ny: int, alternative: str = "two-sided") -> float
   return (2 if mirrored else 1) / math.comb(nx + ny, nx)
 
 
+def min_sign_flip_p(n: int, alternative: str = "two-sided") -> float:
+  """The smallest p-value `sign_flip_test` can give with n pairs: the observed sign pattern (and
+  its mirror, two-sided) out of 2^n. A pair whose difference is zero is the same under both signs,
+  so on data with z such pairs the floor is that of n − z pairs."""
+  if alternative not in ALTERNATIVES:
+    raise ValueError(f"alternative={alternative!r} is invalid; allowed: {', '.join(ALTERNATIVES)}")
+  if n < 1:
+    raise ValueError(f"min_sign_flip_p needs at least 1 pair; got {n}")
+  return (2 if alternative == "two-sided" else 1) / 2 ** n
+
+
 def bootstrap_mean_difference_interval(x: Sequence[float], y: Sequence[float], level: float = 0.9,
                                        resamples: int = 10000, seed: int = 0
                                        ) -> tuple[float, float]:
